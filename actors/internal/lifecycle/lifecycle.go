@@ -1,0 +1,50 @@
+// Package lifecycle is the receiver middleware every top-level actor of a
+// node runs under. It tells the node root when the actor has (re)started,
+// and turns messages.InjectFault into a panic when fault injection is on,
+// so supervision can be exercised on the real actors.
+package lifecycle
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/quicprochat/qpc/messages"
+)
+
+// Middleware reports *messages.ActorUp to the parent on every Started and,
+// with faults enabled, panics on *messages.InjectFault.
+func Middleware(name string, faults bool) actor.ReceiverMiddleware {
+	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			switch m := env.Message.(type) {
+			case *actor.Started:
+				next(c, env)
+				if p := c.Parent(); p != nil {
+					c.ActorSystem().Root.Send(p, &messages.ActorUp{Actor: name})
+				}
+				return
+			case *messages.InjectFault:
+				if faults {
+					panic(fmt.Sprintf("%s: injected fault: %s", name, m.Reason))
+				}
+				return
+			}
+			next(c, env)
+		}
+	}
+}
+
+// AckStateless answers Drain and Persist for an actor that holds nothing
+// to drain or persist yet. It reports whether it handled the message.
+func AckStateless(ctx actor.Context, name string) bool {
+	switch ctx.Message().(type) {
+	case *messages.Drain:
+		ctx.Respond(&messages.Drained{Actor: name})
+	case *messages.Persist:
+		ctx.Respond(&messages.Persisted{Actor: name})
+	default:
+		return false
+	}
+	return true
+}

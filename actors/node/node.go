@@ -1,0 +1,357 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quicprochat/qpc/actors/ratelimit"
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/api"
+	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/internal/logging"
+	"github.com/quicprochat/qpc/internal/metrics"
+	"github.com/quicprochat/qpc/internal/persist"
+	"github.com/quicprochat/qpc/messages"
+)
+
+// Errors of the node lifecycle.
+var (
+	ErrAlreadyStarted = errors.New("node: already started")
+	ErrNotRunning     = errors.New("node: not running")
+)
+
+// Node is one qpc node: its identity, database, admin API and actor tree.
+type Node struct {
+	opts    options
+	cfg     config.Config
+	log     *slog.Logger
+	clock   clock.Clock
+	id      *crypto.Identity
+	metrics *metrics.Node
+
+	system    *actor.ActorSystem
+	ownSystem bool
+	rootPID   *actor.PID
+	db        *persist.DB
+	api       *api.Server
+	startedAt time.Time
+
+	inbox     chan *messages.Delivered
+	readyOnce sync.Once
+	readyCh   chan struct{}
+	phase     atomic.Int32
+	started   atomic.Bool
+	running   atomic.Bool
+	stopOnce  sync.Once
+	stopErr   error
+	done      chan struct{}
+}
+
+// New checks the options and prepares a node; nothing runs until Start.
+func New(opts ...Option) (*Node, error) {
+	o := defaultOptions()
+	for _, f := range opts {
+		f(&o)
+	}
+	if err := o.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		opts: o, cfg: o.cfg, log: o.log, clock: o.clock, id: o.identity,
+		inbox: make(chan *messages.Delivered, o.inboxSize), readyCh: make(chan struct{}), done: make(chan struct{}),
+	}
+	if n.log == nil {
+		var err error
+		if n.log, err = logging.New(os.Stderr, o.cfg.Logging.Level, o.cfg.Logging.Format); err != nil {
+			return nil, err
+		}
+	}
+	n.metrics = metrics.New(metrics.Options{Process: o.processMetrics, Version: o.version})
+	return n, nil
+}
+
+// Start loads (or creates) the identity, opens the database, binds the
+// admin API and starts the actor tree. It returns once every actor has
+// started, or with an error (and everything it opened closed again).
+func (n *Node) Start(ctx context.Context) (err error) {
+	if !n.started.CompareAndSwap(false, true) {
+		return ErrAlreadyStarted
+	}
+	defer func() {
+		if err != nil {
+			n.cleanup(context.Background())
+			close(n.done)
+		}
+	}()
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("node: data dir %s: %w", n.cfg.DataDir, err)
+	}
+	if n.id == nil {
+		id, created, err := crypto.LoadOrCreateIdentity(n.cfg.KeyPath())
+		if err != nil {
+			return err
+		}
+		n.id = id
+		if created {
+			n.log.Info("identity created", "address", id.Address().String(), "file", n.cfg.KeyPath())
+		}
+	}
+	n.log = n.log.With("node", n.id.Address().Short())
+	if n.db, err = persist.Open(n.cfg.DBPath(), n.opts.lockTimeout); err != nil {
+		return err
+	}
+	n.startedAt = n.clock.Now()
+	n.metrics.StartTime.Set(float64(n.startedAt.Unix()))
+	if n.cfg.API.Addr != "" {
+		n.api, err = api.Listen(api.Options{
+			Addr: n.cfg.API.Addr, Token: n.cfg.API.Token, Metrics: n.metrics,
+			Log: n.log.With("component", "api"),
+		}, n)
+		if err != nil {
+			return err
+		}
+	}
+	n.system = n.opts.system
+	if n.system == nil {
+		base := n.log.Handler()
+		n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return slog.New(logging.Demote(base)).With("component", "protoactor")
+		}))
+		n.ownSystem = true
+	}
+	props := actor.PropsFromProducer(func() actor.Actor {
+		// A restarted root gets fresh state (and respawns its children).
+		return &root{n: n, history: newRestartHistory(n.opts.restart)}
+	})
+	n.rootPID, err = n.system.Root.SpawnNamed(props, "node-"+n.id.Address().String())
+	if err != nil {
+		return fmt.Errorf("node: spawn root: %w", err)
+	}
+	select {
+	case <-n.readyCh:
+	case <-ctx.Done():
+		return fmt.Errorf("node: waiting for actors to start: %w", ctx.Err())
+	}
+	n.running.Store(true)
+	attrs := []any{"address", n.id.Address().String(), "profile", n.cfg.Profile, "data_dir", n.cfg.DataDir}
+	if n.api != nil {
+		attrs = append(attrs, "api", n.api.Addr())
+	}
+	n.log.Info("node started", attrs...)
+	return nil
+}
+
+func (n *Node) markReady() { n.readyOnce.Do(func() { close(n.readyCh) }) }
+
+// Stop runs the shutdown cascade: Draining and Persisting (bounded by the
+// configured timeout and ctx), then Cleanup (actor tree, API, database),
+// then Complete. It is safe to call more than once; later calls wait for
+// the first and return its result.
+func (n *Node) Stop(ctx context.Context) error {
+	if !n.running.Load() {
+		if n.started.Load() {
+			<-n.done
+			return n.stopErr
+		}
+		return ErrNotRunning
+	}
+	n.stopOnce.Do(func() {
+		n.stopErr = n.stop(ctx)
+		close(n.done)
+	})
+	<-n.done
+	return n.stopErr
+}
+
+func (n *Node) stop(ctx context.Context) error {
+	deadline := n.clock.Now().Add(n.cfg.Shutdown.Timeout.D())
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	n.log.Info("shutdown started", "deadline", n.cfg.Shutdown.Timeout.D())
+	// The coordinator times the phases out itself; the future's own timeout
+	// only guards against a coordinator that is gone.
+	wait := time.Until(deadline) + time.Second
+	res, err := n.system.Root.RequestFuture(n.rootPID, &messages.BeginShutdown{Deadline: deadline}, wait).Result()
+	var errs []error
+	if err != nil {
+		errs = append(errs, fmt.Errorf("node: shutdown coordinator: %w", err))
+	} else if r, ok := res.(*messages.ShutdownReady); ok && len(r.Late) > 0 {
+		n.log.Warn("shutdown deadline passed for some actors", "late", r.Late)
+	}
+	n.onPhase(messages.PhaseCleanup)
+	if err := n.cleanup(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	n.running.Store(false)
+	n.onPhase(messages.PhaseComplete)
+	return errors.Join(errs...)
+}
+
+// cleanup stops the actor tree (children first), then the API and the
+// database. It tolerates parts that never started.
+func (n *Node) cleanup(ctx context.Context) error {
+	var errs []error
+	if n.rootPID != nil {
+		if err := n.system.Root.StopFuture(n.rootPID).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("node: stop actors: %w", err))
+		}
+	}
+	if n.ownSystem && n.system != nil {
+		n.system.Shutdown()
+	}
+	if n.api != nil {
+		if err := n.api.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node: close api: %w", err))
+		}
+	}
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: close database: %w", err))
+		} else {
+			n.log.Info("database closed", "file", n.db.Path())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// onPhase logs a shutdown phase and records it; called from the shutdown
+// coordinator's goroutine and from stop.
+func (n *Node) onPhase(p messages.Phase) {
+	n.phase.Store(int32(p))
+	n.metrics.ShutdownPhase.Set(float64(p))
+	n.log.Info("shutdown phase", "phase", p.String())
+}
+
+// Done is closed when the node has stopped (or failed to start).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Inject hands the node a frame as if it had arrived on a link named link
+// from the peer from. It goes through admission and routing like any
+// other frame.
+func (n *Node) Inject(link string, from crypto.Address, frame []byte) error {
+	if !n.running.Load() {
+		return ErrNotRunning
+	}
+	n.metrics.FramesInjected.Inc()
+	pid := actor.NewPID(n.rootPID.Address, n.rootPID.Id+"/"+ratelimit.Name)
+	n.system.Root.Send(pid, &messages.InboundFrame{Link: link, From: from, Data: frame})
+	return nil
+}
+
+// Deliveries is what the router delivered to this node. Read it, or
+// deliveries beyond its buffer are dropped and counted.
+func (n *Node) Deliveries() <-chan *messages.Delivered { return n.inbox }
+
+func (n *Node) deliver(d *messages.Delivered) {
+	select {
+	case n.inbox <- d:
+		n.metrics.FramesDelivered.Inc()
+	default:
+		n.metrics.InboxDropped.Inc()
+	}
+}
+
+// Address is the node's mesh address (valid after Start, or when an
+// identity was given).
+func (n *Node) Address() crypto.Address {
+	if n.id == nil {
+		return crypto.Address{}
+	}
+	return n.id.Address()
+}
+
+// Metrics exposes the node's metrics (tests, the simulator).
+func (n *Node) Metrics() *metrics.Node { return n.metrics }
+
+// Gatherer is the node's Prometheus registry.
+func (n *Node) Gatherer() prometheus.Gatherer { return n.metrics.Registry }
+
+// APIAddr is the bound admin API address, or "" when it is off.
+func (n *Node) APIAddr() string {
+	if n.api == nil {
+		return ""
+	}
+	return n.api.Addr()
+}
+
+// Phase is the current shutdown phase.
+func (n *Node) Phase() messages.Phase { return messages.Phase(n.phase.Load()) }
+
+func (n *Node) actorStates(ctx context.Context) (*messages.ActorStates, error) {
+	if !n.running.Load() && n.rootPID == nil {
+		return nil, ErrNotRunning
+	}
+	timeout := 2 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	res, err := n.system.Root.RequestFuture(n.rootPID, &messages.StatusRequest{}, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("node: ask root for status: %w", err)
+	}
+	st, ok := res.(*messages.ActorStates)
+	if !ok {
+		return nil, fmt.Errorf("node: unexpected status reply %T", res)
+	}
+	return st, nil
+}
+
+// Ready reports whether every actor runs and no shutdown began.
+func (n *Node) Ready(ctx context.Context) bool {
+	if !n.running.Load() || n.Phase() != messages.PhaseRunning {
+		return false
+	}
+	st, err := n.actorStates(ctx)
+	return err == nil && st.Ready
+}
+
+// Status describes the node for /v1/status and `qpc status`.
+func (n *Node) Status(ctx context.Context) (api.Status, error) {
+	st := api.Status{
+		Address:   n.id.Address().String(),
+		PublicKey: fmt.Sprintf("%x", []byte(n.id.PublicKey())),
+		Version:   n.opts.version,
+		Profile:   n.cfg.Profile,
+		StartedAt: n.startedAt,
+		Phase:     n.Phase().String(),
+		Listeners: []api.Listener{},
+		Links:     []api.Link{},
+		Actors:    []api.ActorStatus{},
+	}
+	up := n.clock.Now().Sub(n.startedAt)
+	st.Uptime, st.UptimeSec = up.Round(time.Second).String(), up.Seconds()
+	if !n.running.Load() {
+		return st, nil
+	}
+	as, err := n.actorStates(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Ready = as.Ready && n.Phase() == messages.PhaseRunning
+	for _, a := range as.Actors {
+		st.Actors = append(st.Actors, api.ActorStatus{Name: a.Name, State: a.State, Restarts: a.Restarts})
+	}
+	return st, nil
+}
+
+// Fault sends messages.InjectFault to the named top-level actor; it panics
+// there only when the node was built WithFaultInjection.
+func (n *Node) Fault(actorName, reason string) error {
+	if !n.running.Load() {
+		return ErrNotRunning
+	}
+	pid := actor.NewPID(n.rootPID.Address, n.rootPID.Id+"/"+actorName)
+	n.system.Root.Send(pid, &messages.InjectFault{Reason: reason})
+	return nil
+}

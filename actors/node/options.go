@@ -1,0 +1,83 @@
+package node
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/messages"
+)
+
+// Option configures a Node.
+type Option func(*options)
+
+type options struct {
+	cfg            config.Config
+	identity       *crypto.Identity
+	log            *slog.Logger
+	clock          clock.Clock
+	system         *actor.ActorSystem
+	caps           messages.Capabilities
+	restart        RestartPolicy
+	faults         bool
+	version        string
+	processMetrics bool
+	inboxSize      int
+	lockTimeout    time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		cfg:         config.Default(),
+		clock:       clock.Real{},
+		caps:        messages.CapRelay | messages.CapStore,
+		restart:     DefaultRestartPolicy,
+		version:     "dev",
+		inboxSize:   1024,
+		lockTimeout: time.Second,
+	}
+}
+
+// WithConfig sets the typed configuration (default: config.Default()).
+func WithConfig(c config.Config) Option { return func(o *options) { o.cfg = c } }
+
+// WithIdentity uses id instead of loading or creating the key file.
+func WithIdentity(id *crypto.Identity) Option { return func(o *options) { o.identity = id } }
+
+// WithLogger sets the logger (default: stderr per the logging config).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithClock injects the clock (tests, the simulator).
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithActorSystem runs the node's tree in a shared actor system (the
+// simulator runs all its nodes in one). The node does not shut it down.
+func WithActorSystem(s *actor.ActorSystem) Option { return func(o *options) { o.system = s } }
+
+// WithCapabilities sets what the node announces it can do (default relay
+// and store): FAPP therapist / relay / patient, store, relay, gateway.
+func WithCapabilities(c messages.Capabilities) Option { return func(o *options) { o.caps = c } }
+
+// WithRestartPolicy overrides how failed actors are restarted.
+func WithRestartPolicy(p RestartPolicy) Option { return func(o *options) { o.restart = p } }
+
+// WithFaultInjection makes actors panic on messages.InjectFault (tests,
+// chaos runs). Off by default.
+func WithFaultInjection() Option { return func(o *options) { o.faults = true } }
+
+// WithVersion stamps the version shown in status and build_info.
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
+// WithProcessMetrics adds the Go runtime and process collectors (a real
+// process; not the simulator).
+func WithProcessMetrics() Option { return func(o *options) { o.processMetrics = true } }
+
+// WithInboxSize sets the buffer of Deliveries (default 1024).
+func WithInboxSize(n int) Option { return func(o *options) { o.inboxSize = max(n, 1) } }
+
+// Capabilities is what the node announces.
+func (n *Node) Capabilities() messages.Capabilities { return n.opts.caps }

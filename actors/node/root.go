@@ -1,0 +1,179 @@
+package node
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/quicprochat/qpc/actors/announcer"
+	"github.com/quicprochat/qpc/actors/fapp"
+	"github.com/quicprochat/qpc/actors/internal/lifecycle"
+	"github.com/quicprochat/qpc/actors/keys"
+	"github.com/quicprochat/qpc/actors/links"
+	"github.com/quicprochat/qpc/actors/ratelimit"
+	"github.com/quicprochat/qpc/actors/router"
+	"github.com/quicprochat/qpc/actors/shutdown"
+	"github.com/quicprochat/qpc/actors/store"
+	"github.com/quicprochat/qpc/messages"
+)
+
+// Child states as reported in status.
+const (
+	stateStarting   = "starting"
+	stateRunning    = "running"
+	stateRestarting = "restarting"
+	stateStopped    = "stopped"
+)
+
+type child struct {
+	name     string
+	pid      *actor.PID
+	state    string
+	restarts int
+}
+
+// root is the node root actor; n is read-only configuration shared with it.
+type root struct {
+	n        *Node
+	children []*child
+	byID     map[string]*child
+	history  *restartHistory
+	stopping bool
+}
+
+var _ actor.SupervisorStrategy = (*root)(nil)
+
+func (r *root) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.spawnChildren(ctx)
+	case *messages.ActorUp:
+		if c := r.find(m.Actor); c != nil {
+			c.state = stateRunning
+		}
+		r.n.metrics.ActorsRunning.Set(float64(r.count(stateRunning)))
+		if r.ready() {
+			r.n.markReady()
+		}
+	case *actor.Terminated:
+		if c := r.byID[m.Who.Id]; c != nil {
+			c.state = stateStopped
+			r.n.metrics.ActorsRunning.Set(float64(r.count(stateRunning)))
+		}
+	case *messages.StatusRequest:
+		st := &messages.ActorStates{Ready: r.ready()}
+		for _, c := range r.children {
+			st.Actors = append(st.Actors, messages.ActorState{Name: c.name, State: c.state, Restarts: c.restarts})
+		}
+		ctx.Respond(st)
+	case *messages.BeginShutdown:
+		r.stopping = true
+		ctx.Forward(r.find(shutdown.Name).pid)
+	}
+}
+
+func (r *root) ready() bool {
+	return !r.stopping && len(r.children) > 0 && r.count(stateRunning) == len(r.children)
+}
+
+func (r *root) count(state string) int {
+	n := 0
+	for _, c := range r.children {
+		if c.state == state {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *root) find(name string) *child {
+	for _, c := range r.children {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (r *root) spawn(ctx actor.Context, name string, props *actor.Props) *actor.PID {
+	props.Configure(actor.WithReceiverMiddleware(lifecycle.Middleware(name, r.n.opts.faults)))
+	pid, err := ctx.SpawnNamed(props, name)
+	if err != nil {
+		// Names are fixed and unique under a fresh root: a bug if it happens.
+		panic(fmt.Sprintf("node: spawn %s: %v", name, err))
+	}
+	c := &child{name: name, pid: pid, state: stateStarting}
+	r.children = append(r.children, c)
+	r.byID[pid.Id] = c
+	return pid
+}
+
+// spawnChildren builds the tree in dependency order: an actor is spawned
+// after those it sends to, so it can be handed their PIDs.
+func (r *root) spawnChildren(ctx actor.Context) {
+	n := r.n
+	r.children, r.byID = nil, make(map[string]*child)
+	storePID := r.spawn(ctx, store.Name, store.New())
+	keysPID := r.spawn(ctx, keys.Name, keys.New())
+	fappPID := r.spawn(ctx, fapp.Name, fapp.New())
+	routerPID := r.spawn(ctx, router.Name, router.New(router.Config{Clock: n.clock, Deliver: n.deliver}))
+	limitPID := r.spawn(ctx, ratelimit.Name, ratelimit.New(ratelimit.Config{
+		Router:    routerPID,
+		OnRefused: func(reason string) { n.metrics.FramesRefused.WithLabelValues(reason).Inc() },
+	}))
+	announcerPID := r.spawn(ctx, announcer.Name, announcer.New())
+	linksPID := r.spawn(ctx, links.Name, links.New())
+	// Drain from the edge inwards: stop taking frames first, then let the
+	// router, store and the rest finish.
+	parts := []shutdown.Participant{
+		{Name: links.Name, PID: linksPID},
+		{Name: ratelimit.Name, PID: limitPID},
+		{Name: announcer.Name, PID: announcerPID},
+		{Name: router.Name, PID: routerPID},
+		{Name: store.Name, PID: storePID},
+		{Name: keys.Name, PID: keysPID},
+		{Name: fapp.Name, PID: fappPID},
+	}
+	r.spawn(ctx, shutdown.Name, shutdown.New(shutdown.Config{
+		Participants: parts, Clock: n.clock, Log: n.log.With("component", "shutdown"), OnPhase: n.onPhase,
+	}))
+}
+
+// HandleFailure is the supervision strategy for the root's children; it
+// runs on the root's goroutine, so it may touch the root's state.
+func (r *root) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, pid *actor.PID, _ *actor.RestartStatistics, reason any, msg any) {
+	c := r.byID[pid.Id]
+	name := strings.TrimPrefix(pid.Id, ctxPrefix(pid))
+	if c != nil {
+		name = c.name
+	}
+	r.n.metrics.ActorFailures.WithLabelValues(name).Inc()
+	log := r.n.log.With("component", "supervisor", "actor", name)
+	if Decide(reason) == actor.StopDirective {
+		log.Error("actor failed fatally; stopping it", "reason", fmt.Sprint(reason), "message", fmt.Sprintf("%T", msg))
+		sup.StopChildren(pid)
+		return
+	}
+	delay, giveUp := r.history.Fail(name, r.n.clock.Now())
+	if giveUp {
+		log.Error("actor failed too often; stopping it", "reason", fmt.Sprint(reason),
+			"max_restarts", r.n.opts.restart.MaxRestarts, "window", r.n.opts.restart.Window)
+		sup.StopChildren(pid)
+		return
+	}
+	if c != nil {
+		c.state = stateRestarting
+		c.restarts++
+	}
+	r.n.metrics.ActorRestarts.WithLabelValues(name).Inc()
+	log.Warn("actor failed; restarting", "reason", fmt.Sprint(reason), "message", fmt.Sprintf("%T", msg), "after", delay)
+	r.n.clock.AfterFunc(delay, func() { sup.RestartChildren(pid) })
+}
+
+func ctxPrefix(pid *actor.PID) string {
+	if i := strings.LastIndexByte(pid.Id, '/'); i >= 0 {
+		return pid.Id[:i+1]
+	}
+	return ""
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quicprochat/qpc/internal/api"
+	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/internal/metrics"
+)
+
+// clientFlags are the flags of every command that asks a running node.
+type clientFlags struct {
+	api, token string
+	json       bool
+}
+
+func addClientFlags(cmd *cobra.Command, environ []string) *clientFlags {
+	env := envMap(environ)
+	cf := &clientFlags{}
+	def := config.Default().API.Addr
+	if v, ok := env["QPC_API_ADDR"]; ok && v != "" {
+		def = v
+	}
+	cmd.Flags().StringVar(&cf.api, "api", def, "admin API address of the node (env QPC_API_ADDR)")
+	cmd.Flags().StringVar(&cf.token, "token", env["QPC_API_TOKEN"], "bearer token (env QPC_API_TOKEN)")
+	cmd.Flags().BoolVar(&cf.json, "json", false, "print JSON")
+	return cf
+}
+
+func (cf *clientFlags) get(path string, v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return (&api.Client{Addr: cf.api, Token: cf.token}).Get(ctx, path, v)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newStatusCmd(environ []string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a running node's address, uptime, listeners, links and actors",
+	}
+	cf := addClientFlags(cmd, environ)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var st api.Status
+		if err := cf.get("/v1/status", &st); err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(cmd.OutOrStdout(), st)
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+		fmt.Fprintf(w, "address\t%s\n", st.Address)
+		fmt.Fprintf(w, "version\t%s\n", st.Version)
+		fmt.Fprintf(w, "profile\t%s\n", st.Profile)
+		fmt.Fprintf(w, "uptime\t%s\n", st.Uptime)
+		fmt.Fprintf(w, "phase\t%s (ready: %v)\n", st.Phase, st.Ready)
+		for _, l := range st.Listeners {
+			fmt.Fprintf(w, "listening\t%s %s\n", l.Transport, l.Addr)
+		}
+		if len(st.Links) == 0 {
+			fmt.Fprintf(w, "links\tnone\n")
+		}
+		for _, l := range st.Links {
+			fmt.Fprintf(w, "link\t%s via %s %s (%s, since %s)\n", l.Peer, l.Transport, l.Remote, l.Direction, l.Since.Format(time.RFC3339))
+		}
+		var actors []string
+		for _, a := range st.Actors {
+			s := a.Name + "=" + a.State
+			if a.Restarts > 0 {
+				s += fmt.Sprintf("(%d restarts)", a.Restarts)
+			}
+			actors = append(actors, s)
+		}
+		fmt.Fprintf(w, "actors\t%s\n", strings.Join(actors, " "))
+		return w.Flush()
+	}
+	return cmd
+}
+
+func newStatsCmd(environ []string) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Show a running node's counters and gauges",
+	}
+	cf := addClientFlags(cmd, environ)
+	cmd.Flags().BoolVar(&all, "all", false, "include Go runtime and process metrics")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var body struct {
+			Metrics []metrics.Family `json:"metrics"`
+		}
+		if err := cf.get("/v1/stats", &body); err != nil {
+			return err
+		}
+		fams := body.Metrics[:0]
+		for _, f := range body.Metrics {
+			if all || strings.HasPrefix(f.Name, metrics.Namespace+"_") {
+				fams = append(fams, f)
+			}
+		}
+		if cf.json {
+			return printJSON(cmd.OutOrStdout(), map[string]any{"metrics": fams})
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+		for _, f := range fams {
+			for _, s := range f.Samples {
+				name := f.Name
+				if len(s.Labels) > 0 {
+					keys := make([]string, 0, len(s.Labels))
+					for k := range s.Labels {
+						keys = append(keys, k)
+					}
+					sort.Strings(keys)
+					parts := make([]string, len(keys))
+					for i, k := range keys {
+						parts[i] = k + "=" + s.Labels[k]
+					}
+					name += "{" + strings.Join(parts, ",") + "}"
+				}
+				if f.Type == "HISTOGRAM" || f.Type == "SUMMARY" {
+					fmt.Fprintf(w, "%s\tcount=%d sum=%g\n", name, s.Count, s.Sum)
+				} else {
+					fmt.Fprintf(w, "%s\t%g\n", name, s.Value)
+				}
+			}
+		}
+		return w.Flush()
+	}
+	return cmd
+}

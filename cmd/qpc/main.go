@@ -1,0 +1,93 @@
+// Command qpc is the QuicProChat mesh node and its tools. It turns flags,
+// the environment and a TOML file into a typed config.Config and hands it
+// to actors/node; nothing else in qpc reads viper.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quicprochat/qpc/internal/config"
+)
+
+// Stamped by the Makefile: -ldflags "-X main.version=$(git describe ...)".
+var version = "dev"
+
+// Exit codes: 0 ok, 1 failure, 2 bad usage or bad config.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError marks a mistake in how qpc was called.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Environ()))
+}
+
+// run executes one qpc command and returns the exit code.
+func run(args []string, stdout, stderr io.Writer, environ []string) int {
+	root := newRootCmd(environ)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "qpc:", err)
+	var ue usageError
+	if errors.As(err, &ue) || errors.Is(err, config.ErrInvalid) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func newRootCmd(environ []string) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "qpc",
+		Short: "QuicProChat mesh node: end-to-end encrypted messaging over QUIC, TCP and LoRa",
+		Long: `qpc runs a QuicProChat mesh node and talks to a running one.
+
+  qpc node                 run a node (embedded defaults: ./qpc-data, admin API on 127.0.0.1:7780)
+  qpc genconf > qpc.toml   print the default configuration, commented
+  qpc status               ask a running node how it is`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see 'qpc %s --help')", err, c.Name())}
+	})
+	root.AddCommand(
+		newNodeCmd(environ),
+		newKeygenCmd(),
+		newGenconfCmd(),
+		newVersionCmd(),
+		newStatusCmd(environ),
+		newStatsCmd(environ),
+	)
+	for _, c := range root.Commands() {
+		if c.Args == nil {
+			c.Args = noArgs
+		}
+	}
+	return root
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quicprochat/qpc/actors/node"
+	"github.com/quicprochat/qpc/internal/logging"
+)
+
+func newNodeCmd(environ []string) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a mesh node until SIGINT or SIGTERM",
+		Long: `Run a mesh node. Configuration precedence: embedded defaults < --config FILE
+< QPC_* environment (e.g. QPC_API_ADDR) < flags. With nothing given the node keeps
+its identity in ./qpc-data, listens on TCP and QUIC on loopback and serves the
+admin API on 127.0.0.1:7780. SIGINT or SIGTERM drain, persist and stop it.`,
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "config", "c", "", "TOML config file (see 'qpc genconf')")
+	f.String("data-dir", "", "directory for identity and database (default ./qpc-data)")
+	f.String("api", "", "admin API address host:port; empty string disables it (default 127.0.0.1:7780)")
+	f.String("api-token", "", "bearer token for the admin API (required off loopback)")
+	f.StringArray("listen", nil, "transport URI to listen on, repeatable (tcp://, quic://, ...)")
+	f.StringArray("peer", nil, "peer URI to keep connected, repeatable")
+	f.String("profile", "", "default or constrained")
+	f.String("log-level", "", "debug, info, warn or error")
+	f.String("log-format", "", "text or json")
+	f.Bool("discovery", false, "find peers on the LAN by signed multicast beacons")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := loadConfig(file, cmd.Flags(), environ)
+		if err != nil {
+			return err
+		}
+		log, err := logging.New(cmd.ErrOrStderr(), cfg.Logging.Level, cfg.Logging.Format)
+		if err != nil {
+			return usageError{err}
+		}
+		n, err := node.New(node.WithConfig(cfg), node.WithLogger(log), node.WithVersion(version), node.WithProcessMetrics())
+		if err != nil {
+			return err
+		}
+		sigs := make(chan os.Signal, 2)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+
+		startCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		go func() {
+			// A signal during start-up cancels it.
+			select {
+			case <-sigs:
+				cancel()
+			case <-startCtx.Done():
+			}
+		}()
+		if err := n.Start(startCtx); err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
+		cancel()
+
+		select {
+		case s := <-sigs:
+			log.Info("signal received; shutting down", "signal", s.String())
+		case <-n.Done():
+			return errors.New("node stopped on its own")
+		}
+		stopCtx, stopCancel := context.WithTimeout(context.Background(), cfg.Shutdown.Timeout.D()+time.Second)
+		defer stopCancel()
+		go func() {
+			select {
+			case s := <-sigs:
+				log.Error("second signal; exiting without finishing shutdown", "signal", s.String())
+				os.Exit(exitFailure)
+			case <-stopCtx.Done():
+			}
+		}()
+		if err := n.Stop(stopCtx); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		return nil
+	}
+	return cmd
+}

@@ -1,0 +1,278 @@
+// Package api is the admin HTTP API of a node: /healthz, /readyz, /metrics
+// and JSON under /v1/. It also has the small client the CLI uses. The JSON
+// types here are a user-facing contract: add fields, never rename them.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/internal/metrics"
+)
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	Address   string        `json:"address"`
+	PublicKey string        `json:"public_key"`
+	Version   string        `json:"version"`
+	Profile   string        `json:"profile"`
+	StartedAt time.Time     `json:"started_at"`
+	Uptime    string        `json:"uptime"`
+	UptimeSec float64       `json:"uptime_seconds"`
+	Phase     string        `json:"phase"`
+	Ready     bool          `json:"ready"`
+	Listeners []Listener    `json:"listeners"`
+	Links     []Link        `json:"links"`
+	Actors    []ActorStatus `json:"actors"`
+}
+
+// Listener is a bound transport listener.
+type Listener struct {
+	Transport string `json:"transport"`
+	Addr      string `json:"addr"`
+}
+
+// Link is a connected peer.
+type Link struct {
+	Peer      string    `json:"peer"`
+	Transport string    `json:"transport"`
+	Remote    string    `json:"remote"`
+	Direction string    `json:"direction"` // inbound or outbound
+	Since     time.Time `json:"since"`
+}
+
+// ActorStatus is one top-level actor.
+type ActorStatus struct {
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Restarts int    `json:"restarts"`
+}
+
+// Backend is what the API asks the node.
+type Backend interface {
+	Status(ctx context.Context) (Status, error)
+	Ready(ctx context.Context) bool
+	Gatherer() prometheus.Gatherer
+}
+
+// Error is the coded JSON error body: {"error":{"code":..,"message":..}}.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Status  int    `json:"-"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("api: %s (%s)", e.Message, e.Code) }
+
+// ErrTokenRequired: a non-loopback listen address without a token.
+var ErrTokenRequired = errors.New("api: a bearer token is required when the admin API listens on a non-loopback address")
+
+// Server serves the admin API.
+type Server struct {
+	backend Backend
+	token   string
+	log     *slog.Logger
+	reqs    *prometheus.CounterVec
+	srv     *http.Server
+	ln      net.Listener
+	done    chan error
+}
+
+// Options for New.
+type Options struct {
+	Addr    string
+	Token   string
+	Log     *slog.Logger
+	Metrics *metrics.Node
+}
+
+// Listen binds the API. It refuses a non-loopback address without a token.
+func Listen(o Options, b Backend) (*Server, error) {
+	host, _, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("api: listen address %q: %w", o.Addr, err)
+	}
+	if !config.IsLoopbackHost(host) && o.Token == "" {
+		return nil, fmt.Errorf("%w (api.addr = %s)", ErrTokenRequired, o.Addr)
+	}
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("api: listen %s: %w", o.Addr, err)
+	}
+	s := &Server{backend: b, token: o.Token, log: o.Log, ln: ln, done: make(chan error, 1)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics != nil {
+		s.reqs = o.Metrics.APIRequests
+	}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { s.done <- s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server, waiting for requests in flight until ctx ends.
+func (s *Server) Close(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Handler is the API's routes with the token check in front.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !s.backend.Ready(r.Context()) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready")
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.backend.Gatherer(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.backend.Status(r.Context())
+		if err != nil {
+			writeError(w, &Error{Code: "unavailable", Message: err.Error(), Status: http.StatusServiceUnavailable})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		fams, err := metrics.Snapshot(s.backend.Gatherer())
+		if err != nil {
+			writeError(w, &Error{Code: "internal", Message: err.Error(), Status: http.StatusInternalServerError})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"metrics": fams})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path, Status: http.StatusNotFound})
+	})
+	return s.count(s.auth(mux))
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	if s.token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="qpc"`)
+			writeError(w, &Error{Code: "unauthorized", Message: "missing or wrong bearer token", Status: http.StatusUnauthorized})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) count(next http.Handler) http.Handler {
+	if s.reqs == nil {
+		return next
+	}
+	known := map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/v1/status": true, "/v1/stats": true}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		path := r.URL.Path
+		if !known[path] {
+			path = "other" // bound the label's cardinality
+		}
+		s.reqs.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	writeJSON(w, e.Status, map[string]*Error{"error": e})
+}
+
+// Client talks to a node's admin API (the CLI's side).
+type Client struct {
+	Addr  string // host:port or a full http:// URL
+	Token string
+	HTTP  *http.Client
+}
+
+// Get fetches path and decodes JSON into v. A non-2xx answer is an *Error.
+func (c *Client) Get(ctx context.Context, path string, v any) error {
+	base := c.Addr
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		base = "http://" + base
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("api: is a node running at %s? %w", c.Addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var body struct {
+			Error *Error `json:"error"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&body) == nil && body.Error != nil {
+			body.Error.Status = resp.StatusCode
+			return body.Error
+		}
+		return &Error{Code: "http_" + strconv.Itoa(resp.StatusCode), Message: resp.Status, Status: resp.StatusCode}
+	}
+	if v == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("api: decode %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,386 @@
+// Package config is the node's typed configuration: defaults, the
+// constrained profile, validation and the commented TOML that `qpc genconf`
+// prints. It knows nothing of viper or flags; cmd/qpc fills a Config from
+// file, environment and flags and hands it to the node.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Duration is a time.Duration that reads and writes as "10m", "1h30m".
+type Duration time.Duration
+
+// D converts to time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalText writes the Go duration syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads the Go duration syntax ("90s", "10m").
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is everything a node needs to start. The field tags are the TOML
+// keys; environment variables are QPC_<SECTION>_<KEY> in upper case.
+type Config struct {
+	// Profile names the preset the defaults came from: "default" or "constrained".
+	Profile string `toml:"profile" comment:"Preset the defaults came from: \"default\" or \"constrained\" (small caches, long intervals)." mapstructure:"profile"`
+	// DataDir holds the identity, the database and anything else persisted.
+	DataDir    string          `toml:"data_dir" comment:"Directory for the identity key, the database and other state." mapstructure:"data_dir"`
+	Identity   IdentityConfig  `toml:"identity" comment:"Node identity (Ed25519)." mapstructure:"identity"`
+	Announce   AnnounceConfig  `toml:"announce" comment:"Signed announces that tell the mesh where this node is." mapstructure:"announce"`
+	Routing    RoutingConfig   `toml:"routing" comment:"Routing table." mapstructure:"routing"`
+	Store      StoreConfig     `toml:"store" comment:"Store-and-forward queue for peers that are offline." mapstructure:"store"`
+	Transports TransportConfig `toml:"transports" comment:"Links to other nodes. URIs: tcp://host:port, quic://host:port, mem://name, lora+mock://channel, lora+serial:///dev/ttyUSB0?freq=869525000&sf=9." mapstructure:"transports"`
+	Crypto     CryptoConfig    `toml:"crypto" comment:"Encryption modes." mapstructure:"crypto"`
+	RateLimit  RateLimitConfig `toml:"ratelimit" comment:"Per-peer limits on what a peer can make this node do." mapstructure:"ratelimit"`
+	Logging    LoggingConfig   `toml:"logging" comment:"Logs go to standard error." mapstructure:"logging"`
+	API        APIConfig       `toml:"api" comment:"Admin HTTP API: /healthz, /readyz, /metrics, /v1/..." mapstructure:"api"`
+	Shutdown   ShutdownConfig  `toml:"shutdown" comment:"Graceful shutdown on SIGINT/SIGTERM." mapstructure:"shutdown"`
+}
+
+// IdentityConfig locates the Ed25519 key file.
+type IdentityConfig struct {
+	// KeyFile is relative to DataDir unless absolute.
+	KeyFile string `toml:"key_file" comment:"Identity key file, relative to data_dir unless absolute. Created on first start with mode 0600." mapstructure:"key_file"`
+}
+
+// AnnounceConfig governs signed announces.
+type AnnounceConfig struct {
+	Interval Duration `toml:"interval" comment:"How often to announce (jittered). At least 1s." mapstructure:"interval"`
+	MaxAge   Duration `toml:"max_age" comment:"Announces older than this are refused." mapstructure:"max_age"`
+	MaxHops  int      `toml:"max_hops" comment:"How far announces are re-broadcast (1..64)." mapstructure:"max_hops"`
+}
+
+// RoutingConfig sizes the routing table.
+type RoutingConfig struct {
+	MaxRoutes  int      `toml:"max_routes" comment:"Routes kept at most; the stalest are evicted beyond this." mapstructure:"max_routes"`
+	RouteTTL   Duration `toml:"route_ttl" comment:"A route not refreshed within this expires." mapstructure:"route_ttl"`
+	DedupCache int      `toml:"dedup_cache" comment:"Message ids remembered for duplicate suppression." mapstructure:"dedup_cache"`
+}
+
+// StoreConfig sizes the store-and-forward queue.
+type StoreConfig struct {
+	Enabled        bool     `toml:"enabled" comment:"Keep messages for destinations without a route." mapstructure:"enabled"`
+	MaxPerDest     int      `toml:"max_per_destination" comment:"Messages held per destination at most." mapstructure:"max_per_destination"`
+	MaxTotal       int      `toml:"max_total" comment:"Messages held in all at most." mapstructure:"max_total"`
+	TTL            Duration `toml:"ttl" comment:"Held messages expire after this." mapstructure:"ttl"`
+	GCInterval     Duration `toml:"gc_interval" comment:"How often expired entries are collected." mapstructure:"gc_interval"`
+	RelayForOthers bool     `toml:"relay" comment:"Also hold messages for other nodes (act as a store relay)." mapstructure:"relay"`
+}
+
+// TransportConfig lists listeners and peers as URIs.
+type TransportConfig struct {
+	Listen       []string `toml:"listen" comment:"Where to accept connections." mapstructure:"listen"`
+	Peers        []string `toml:"peers" comment:"Peers to dial and keep connected (re-dialled with capped back-off)." mapstructure:"peers"`
+	MaxFrameSize int      `toml:"max_frame_size" comment:"Largest frame accepted from a peer, in bytes; larger frames disconnect the peer." mapstructure:"max_frame_size"`
+	Discovery    bool     `toml:"discovery" comment:"Find peers on the LAN with signed UDP multicast beacons." mapstructure:"discovery"`
+	QueueFrames  int      `toml:"queue_frames" comment:"Outbound frames queued per link before the lowest priority is shed." mapstructure:"queue_frames"`
+	DialBackoff  Duration `toml:"dial_backoff_max" comment:"Upper bound of the re-dial back-off." mapstructure:"dial_backoff_max"`
+}
+
+// CryptoConfig picks the 1:1 and group modes.
+type CryptoConfig struct {
+	// Mode is "auto" (chosen per link class), "mls", "mls-lite" or "hybrid-pq".
+	Mode string `toml:"mode" comment:"\"auto\" (by link class), \"mls\", \"mls-lite\" or \"hybrid-pq\"." mapstructure:"mode"`
+}
+
+// RateLimitConfig bounds what one peer may make this node do.
+type RateLimitConfig struct {
+	EnvelopesPerSec  float64 `toml:"envelopes_per_sec" comment:"Envelopes admitted per peer per second (token bucket rate)." mapstructure:"envelopes_per_sec"`
+	EnvelopeBurst    int     `toml:"envelope_burst" comment:"Token bucket depth for envelopes." mapstructure:"envelope_burst"`
+	AnnouncesPerMin  float64 `toml:"announces_per_min" comment:"Announces admitted per peer per minute." mapstructure:"announces_per_min"`
+	KeyPackagesPerMn float64 `toml:"keypackages_per_min" comment:"KeyPackage requests admitted per peer per minute." mapstructure:"keypackages_per_min"`
+}
+
+// LoggingConfig selects the slog handler.
+type LoggingConfig struct {
+	Level  string `toml:"level" comment:"debug, info, warn or error." mapstructure:"level"`
+	Format string `toml:"format" comment:"text or json." mapstructure:"format"`
+}
+
+// APIConfig is the admin HTTP listener.
+type APIConfig struct {
+	Addr  string `toml:"addr" comment:"Listen address; empty disables it. A non-loopback address requires token." mapstructure:"addr"`
+	Token string `toml:"token" comment:"Bearer token required on every request when set." mapstructure:"token"`
+}
+
+// ShutdownConfig bounds the shutdown cascade.
+type ShutdownConfig struct {
+	Timeout Duration `toml:"timeout" comment:"Deadline for draining and persisting before the node stops anyway." mapstructure:"timeout"`
+}
+
+// Profiles known to Profile.
+const (
+	ProfileDefault     = "default"
+	ProfileConstrained = "constrained"
+)
+
+// Default is the embedded configuration `qpc node` runs with when given
+// nothing: identity in ./qpc-data, TCP and QUIC on loopback, admin API on
+// 127.0.0.1:7780.
+func Default() Config {
+	return Config{
+		Profile:  ProfileDefault,
+		DataDir:  "./qpc-data",
+		Identity: IdentityConfig{KeyFile: "identity.pem"},
+		Announce: AnnounceConfig{
+			Interval: Duration(10 * time.Minute),
+			MaxAge:   Duration(30 * time.Minute),
+			MaxHops:  8,
+		},
+		Routing: RoutingConfig{MaxRoutes: 10000, RouteTTL: Duration(30 * time.Minute), DedupCache: 65536},
+		Store: StoreConfig{
+			Enabled: true, MaxPerDest: 1000, MaxTotal: 100000,
+			TTL: Duration(7 * 24 * time.Hour), GCInterval: Duration(time.Minute), RelayForOthers: true,
+		},
+		Transports: TransportConfig{
+			Listen:       []string{"tcp://127.0.0.1:7701", "quic://127.0.0.1:7702"},
+			Peers:        []string{},
+			MaxFrameSize: 1 << 20,
+			Discovery:    false,
+			QueueFrames:  1024,
+			DialBackoff:  Duration(30 * time.Second),
+		},
+		Crypto:    CryptoConfig{Mode: "auto"},
+		RateLimit: RateLimitConfig{EnvelopesPerSec: 200, EnvelopeBurst: 400, AnnouncesPerMin: 60, KeyPackagesPerMn: 30},
+		Logging:   LoggingConfig{Level: "info", Format: "text"},
+		API:       APIConfig{Addr: "127.0.0.1:7780"},
+		Shutdown:  ShutdownConfig{Timeout: Duration(4 * time.Second)},
+	}
+}
+
+// Constrained is the profile for low-resource devices (a Raspberry Pi Zero,
+// a router): small caches, long intervals, small frames and queues.
+func Constrained() Config {
+	c := Default()
+	c.Profile = ProfileConstrained
+	c.Announce.Interval = Duration(60 * time.Minute)
+	c.Announce.MaxAge = Duration(3 * time.Hour)
+	c.Announce.MaxHops = 4
+	c.Routing.MaxRoutes = 256
+	c.Routing.DedupCache = 2048
+	c.Store.MaxPerDest = 50
+	c.Store.MaxTotal = 1000
+	c.Store.GCInterval = Duration(10 * time.Minute)
+	c.Transports.MaxFrameSize = 64 << 10
+	c.Transports.QueueFrames = 64
+	c.RateLimit.EnvelopesPerSec = 20
+	c.RateLimit.EnvelopeBurst = 40
+	c.RateLimit.AnnouncesPerMin = 10
+	return c
+}
+
+// ForProfile returns the defaults of a named profile.
+func ForProfile(name string) (Config, error) {
+	switch name {
+	case "", ProfileDefault:
+		return Default(), nil
+	case ProfileConstrained:
+		return Constrained(), nil
+	}
+	return Config{}, &FieldError{Field: "profile", Value: name, Allowed: "default or constrained"}
+}
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// FieldError names the field, the bad value and what is allowed.
+type FieldError struct {
+	Field   string
+	Value   any
+	Allowed string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("config: %s = %v is invalid: want %s", e.Field, quote(e.Value), e.Allowed)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+func quote(v any) string {
+	switch x := v.(type) {
+	case string:
+		return fmt.Sprintf("%q", x)
+	case Duration:
+		return x.D().String()
+	}
+	return fmt.Sprint(v)
+}
+
+// Schemes a transport URI may use.
+var Schemes = []string{"tcp", "quic", "mem", "lora+serial", "lora+mock"}
+
+// Validate checks every field and returns all problems joined (each a
+// *FieldError), or nil.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field string, v any, allowed string) {
+		errs = append(errs, &FieldError{Field: field, Value: v, Allowed: allowed})
+	}
+	if c.Profile != ProfileDefault && c.Profile != ProfileConstrained {
+		bad("profile", c.Profile, "default or constrained")
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("data_dir", c.DataDir, "a directory path")
+	}
+	if strings.TrimSpace(c.Identity.KeyFile) == "" {
+		bad("identity.key_file", c.Identity.KeyFile, "a file path")
+	}
+	positiveDur := func(field string, d Duration, min time.Duration) {
+		if d.D() < min {
+			bad(field, d, fmt.Sprintf("a duration of at least %s", min))
+		}
+	}
+	positiveDur("announce.interval", c.Announce.Interval, time.Second)
+	positiveDur("announce.max_age", c.Announce.MaxAge, time.Second)
+	if c.Announce.MaxHops < 1 || c.Announce.MaxHops > 64 {
+		bad("announce.max_hops", c.Announce.MaxHops, "an integer from 1 to 64")
+	}
+	if c.Routing.MaxRoutes < 1 {
+		bad("routing.max_routes", c.Routing.MaxRoutes, "a positive integer")
+	}
+	positiveDur("routing.route_ttl", c.Routing.RouteTTL, time.Second)
+	if c.Routing.DedupCache < 16 {
+		bad("routing.dedup_cache", c.Routing.DedupCache, "an integer of at least 16")
+	}
+	if c.Store.MaxPerDest < 1 {
+		bad("store.max_per_destination", c.Store.MaxPerDest, "a positive integer")
+	}
+	if c.Store.MaxTotal < c.Store.MaxPerDest {
+		bad("store.max_total", c.Store.MaxTotal, fmt.Sprintf("an integer of at least store.max_per_destination (%d)", c.Store.MaxPerDest))
+	}
+	positiveDur("store.ttl", c.Store.TTL, time.Second)
+	positiveDur("store.gc_interval", c.Store.GCInterval, time.Second)
+	for i, u := range c.Transports.Listen {
+		if err := CheckURI(u); err != nil {
+			bad(fmt.Sprintf("transports.listen[%d]", i), u, err.Error())
+		}
+	}
+	for i, u := range c.Transports.Peers {
+		if err := CheckURI(u); err != nil {
+			bad(fmt.Sprintf("transports.peers[%d]", i), u, err.Error())
+		}
+	}
+	if c.Transports.MaxFrameSize < 256 || c.Transports.MaxFrameSize > 16<<20 {
+		bad("transports.max_frame_size", c.Transports.MaxFrameSize, "bytes from 256 to 16777216")
+	}
+	if c.Transports.QueueFrames < 4 {
+		bad("transports.queue_frames", c.Transports.QueueFrames, "an integer of at least 4")
+	}
+	positiveDur("transports.dial_backoff_max", c.Transports.DialBackoff, 100*time.Millisecond)
+	switch c.Crypto.Mode {
+	case "auto", "mls", "mls-lite", "hybrid-pq":
+	default:
+		bad("crypto.mode", c.Crypto.Mode, "auto, mls, mls-lite or hybrid-pq")
+	}
+	if c.RateLimit.EnvelopesPerSec <= 0 {
+		bad("ratelimit.envelopes_per_sec", c.RateLimit.EnvelopesPerSec, "a positive number")
+	}
+	if c.RateLimit.EnvelopeBurst < 1 {
+		bad("ratelimit.envelope_burst", c.RateLimit.EnvelopeBurst, "a positive integer")
+	}
+	if c.RateLimit.AnnouncesPerMin <= 0 {
+		bad("ratelimit.announces_per_min", c.RateLimit.AnnouncesPerMin, "a positive number")
+	}
+	if c.RateLimit.KeyPackagesPerMn <= 0 {
+		bad("ratelimit.keypackages_per_min", c.RateLimit.KeyPackagesPerMn, "a positive number")
+	}
+	switch strings.ToLower(c.Logging.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("logging.level", c.Logging.Level, "debug, info, warn or error")
+	}
+	switch c.Logging.Format {
+	case "text", "json":
+	default:
+		bad("logging.format", c.Logging.Format, "text or json")
+	}
+	if c.API.Addr != "" {
+		host, port, err := net.SplitHostPort(c.API.Addr)
+		if err != nil || port == "" {
+			bad("api.addr", c.API.Addr, "host:port, e.g. 127.0.0.1:7780 (empty disables the API)")
+		} else if !IsLoopbackHost(host) && c.API.Token == "" {
+			bad("api.token", "", fmt.Sprintf("a bearer token, because api.addr %s is not a loopback address", c.API.Addr))
+		}
+	}
+	positiveDur("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond)
+	return errors.Join(errs...)
+}
+
+// CheckURI validates a transport URI: scheme://host:port for tcp and quic,
+// mem://name, lora+serial:///dev/... and lora+mock://channel.
+func CheckURI(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("a URI such as tcp://127.0.0.1:7701 (%v)", err)
+	}
+	switch u.Scheme {
+	case "tcp", "quic":
+		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+			return fmt.Errorf("%s://host:port", u.Scheme)
+		}
+	case "mem", "lora+mock":
+		if u.Host == "" {
+			return fmt.Errorf("%s://name", u.Scheme)
+		}
+	case "lora+serial":
+		if u.Path == "" {
+			return fmt.Errorf("lora+serial:///dev/ttyXXX?freq=...&sf=...")
+		}
+	default:
+		return fmt.Errorf("a scheme of %s", strings.Join(Schemes, ", "))
+	}
+	return nil
+}
+
+// IsLoopbackHost reports whether host (an IP or "localhost") is loopback.
+// An empty host means all interfaces, which is not loopback.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
+}
+
+// KeyPath is the identity file path, resolved against DataDir.
+func (c *Config) KeyPath() string {
+	if filepath.IsAbs(c.Identity.KeyFile) {
+		return c.Identity.KeyFile
+	}
+	return filepath.Join(c.DataDir, c.Identity.KeyFile)
+}
+
+// DBPath is the bbolt database path.
+func (c *Config) DBPath() string { return filepath.Join(c.DataDir, "qpc.db") }
+
+// TOML renders c as a commented TOML file, what `qpc genconf` prints.
+func (c *Config) TOML() ([]byte, error) {
+	var b strings.Builder
+	b.WriteString("# qpc node configuration. Precedence: defaults < this file < QPC_* environment < flags.\n")
+	b.WriteString("# Environment variables name a key by section and key, e.g. QPC_API_ADDR, QPC_ANNOUNCE_INTERVAL.\n\n")
+	enc := toml.NewEncoder(&b)
+	enc.SetIndentTables(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("config: encode: %w", err)
+	}
+	return []byte(b.String()), nil
+}

@@ -1,0 +1,109 @@
+package messages
+
+// This file is the bus contract between the actors of one node: typed
+// messages, always sent as pointers. Wire formats live in their own files.
+
+import "time"
+
+// Phase is a step of the shutdown cascade.
+type Phase int
+
+// Shutdown phases, in order.
+const (
+	PhaseRunning Phase = iota
+	PhaseDraining
+	PhasePersisting
+	PhaseCleanup
+	PhaseComplete
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseRunning:
+		return "Running"
+	case PhaseDraining:
+		return "Draining"
+	case PhasePersisting:
+		return "Persisting"
+	case PhaseCleanup:
+		return "Cleanup"
+	case PhaseComplete:
+		return "Complete"
+	}
+	return "Unknown"
+}
+
+// BeginShutdown asks the shutdown coordinator to drain and persist every
+// actor. It answers the sender with *ShutdownReady once Persisting is done
+// (or its deadline passed).
+type BeginShutdown struct {
+	// Deadline bounds Draining and Persisting together.
+	Deadline time.Time
+}
+
+// ShutdownReady answers BeginShutdown: the tree may now be stopped.
+type ShutdownReady struct {
+	// Late lists actors that did not acknowledge a phase before its deadline.
+	Late []string
+}
+
+// Drain tells an actor to stop taking new work and finish what is in
+// flight. The actor answers with *Drained.
+type Drain struct{}
+
+// Drained acknowledges Drain.
+type Drained struct{ Actor string }
+
+// Persist tells an actor to write its state to the database. The actor
+// answers with *Persisted.
+type Persist struct{}
+
+// Persisted acknowledges Persist; Err is non-nil when writing failed.
+type Persisted struct {
+	Actor string
+	Err   error
+}
+
+// ActorUp is sent by each child of the node root when it has started (and
+// again after every restart).
+type ActorUp struct{ Actor string }
+
+// StatusRequest asks the node root for the state of its actors; it answers
+// with *ActorStates.
+type StatusRequest struct{}
+
+// ActorState is one top-level actor's state as its supervisor sees it.
+type ActorState struct {
+	Name     string `json:"name"`
+	State    string `json:"state"` // starting, running, restarting, stopped
+	Restarts int    `json:"restarts"`
+}
+
+// ActorStates answers StatusRequest.
+type ActorStates struct {
+	Actors []ActorState
+	// Ready is true once every actor has started and no shutdown began.
+	Ready bool
+}
+
+// InjectFault makes the receiving actor panic, but only in a node built
+// with fault injection enabled (tests, chaos runs); otherwise it is ignored.
+type InjectFault struct{ Reason string }
+
+// InboundFrame is a frame that arrived from a link (or the Go API), on its
+// way through ratelimit to the router.
+type InboundFrame struct {
+	// Link names where it came from ("api", "tcp:127.0.0.1:7701", ...).
+	Link string
+	// From is the authenticated peer address, zero when not known.
+	From [16]byte
+	Data []byte
+}
+
+// Delivered is a frame the router handed to this node's own inbox.
+type Delivered struct {
+	Link string
+	From [16]byte
+	Data []byte
+	At   time.Time
+}
