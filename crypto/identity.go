@@ -190,3 +190,9 @@ func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
 	}
 	return id, true, nil
 }
+
+// Bytes returns the address as a slice.
+func (a Address) Bytes() []byte { return a[:] }
+
+// IsZero reports whether a is the all-zero address.
+func (a Address) IsZero() bool { return a == Address{} }

@@ -103,6 +103,10 @@ func (r *root) spawn(ctx actor.Context, name string, props *actor.Props) *actor.
 		// Names are fixed and unique under a fresh root: a bug if it happens.
 		panic(fmt.Sprintf("node: spawn %s: %v", name, err))
 	}
+	// Export the per-actor series at zero so dashboards see them before
+	// the first failure.
+	r.n.metrics.ActorRestarts.WithLabelValues(name)
+	r.n.metrics.ActorFailures.WithLabelValues(name)
 	c := &child{name: name, pid: pid, state: stateStarting}
 	r.children = append(r.children, c)
 	r.byID[pid.Id] = c

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -48,7 +49,9 @@ func run(args []string, stdout, stderr io.Writer, environ []string) int {
 	}
 	fmt.Fprintln(stderr, "qpc:", err)
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, config.ErrInvalid) {
+	// Cobra reports an unknown command with a plain error.
+	unknownCmd := strings.HasPrefix(err.Error(), "unknown command")
+	if errors.As(err, &ue) || errors.Is(err, config.ErrInvalid) || unknownCmd {
 		return exitUsage
 	}
 	return exitFailure

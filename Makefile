@@ -1,0 +1,44 @@
+# qpc — the two commands a fresh machine needs are `make run` and `make test`.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN     := bin/qpc
+FUZZTIME ?= 10s
+BENCHTIME ?= 1s
+
+.PHONY: build run test bench fuzz lint e2e image clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/qpc
+
+# A node on embedded defaults: identity in ./qpc-data, admin API on 127.0.0.1:7780.
+run: build
+	./$(BIN) node
+
+# The whole suite under the race detector (what CI runs).
+test:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Benchmarks; numbers go to docs/benchmarks.md with the command used.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# A short run of every fuzz target (FUZZTIME each).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Multi-process and network tests only.
+e2e:
+	$(GO) test -race -count=1 -v ./test/...
+
+clean:
+	rm -rf bin

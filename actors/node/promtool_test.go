@@ -1,0 +1,41 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/quicprochat/qpc/crypto"
+)
+
+// TestMetricsPassPromtool checks the /metrics exposition with Prometheus's
+// own linter. CI installs promtool (.ci/run); elsewhere the test skips and
+// says so.
+func TestMetricsPassPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("SKIP: promtool not installed (Debian package 'prometheus'); .ci/run installs it")
+	}
+	n, _ := startNode(t, testConfig(t), WithProcessMetrics(), WithFaultInjection())
+	// Make the labelled series exist too.
+	_ = n.Inject("test", crypto.Address{}, []byte("x"))
+	<-n.Deliveries()
+	code, body := get(t, "http://"+n.APIAddr()+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{"qpc_actor_restarts_total", "qpc_shutdown_phase", "qpc_build_info", "go_goroutines", "qpc_frames_delivered_total 1"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	cmd := exec.CommandContext(context.Background(), promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
+	}
+}

@@ -1,0 +1,108 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quicprochat/qpc/internal/metrics"
+)
+
+type fakeBackend struct {
+	ready bool
+	reg   *metrics.Node
+}
+
+func (f *fakeBackend) Status(context.Context) (Status, error) {
+	return Status{Address: "00112233445566778899aabbccddeeff", Ready: f.ready}, nil
+}
+func (f *fakeBackend) Ready(context.Context) bool    { return f.ready }
+func (f *fakeBackend) Gatherer() prometheus.Gatherer { return f.reg.Registry }
+
+func listen(t *testing.T, o Options, b Backend) *Server {
+	t.Helper()
+	s, err := Listen(o, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func do(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestNonLoopbackRequiresToken(t *testing.T) {
+	b := &fakeBackend{reg: metrics.New(metrics.Options{})}
+	for _, addr := range []string{"0.0.0.0:0", ":0"} {
+		if _, err := Listen(Options{Addr: addr}, b); !errors.Is(err, ErrTokenRequired) {
+			t.Fatalf("Listen(%s) without token: err = %v, want ErrTokenRequired", addr, err)
+		}
+	}
+}
+
+func TestTokenRejectsRequestsWithout(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	b := &fakeBackend{ready: true, reg: m}
+	s := listen(t, Options{Addr: "0.0.0.0:0", Token: "s3cret", Metrics: m}, b)
+	port := s.Addr()[strings.LastIndexByte(s.Addr(), ':'):]
+	base := "http://127.0.0.1" + port
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/status", "/v1/stats"} {
+		if code, body := do(t, base+path, ""); code != http.StatusUnauthorized || !strings.Contains(body, `"unauthorized"`) {
+			t.Errorf("%s without token: %d %s", path, code, body)
+		}
+		if code, _ := do(t, base+path, "wrong"); code != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong token: %d", path, code)
+		}
+		if code, _ := do(t, base+path, "s3cret"); code != http.StatusOK {
+			t.Errorf("%s with the token: %d", path, code)
+		}
+	}
+	c := &Client{Addr: base, Token: "s3cret"}
+	var st Status
+	if err := c.Get(context.Background(), "/v1/status", &st); err != nil || st.Address == "" {
+		t.Fatalf("client with token: %v %+v", err, st)
+	}
+	var apiErr *Error
+	err := (&Client{Addr: base}).Get(context.Background(), "/v1/status", &st)
+	if !errors.As(err, &apiErr) || apiErr.Code != "unauthorized" || apiErr.Status != 401 {
+		t.Fatalf("client without token: %v", err)
+	}
+}
+
+func TestReadyzAndUnknownPath(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	b := &fakeBackend{reg: m}
+	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, b)
+	base := "http://" + s.Addr()
+	if code, _ := do(t, base+"/readyz", ""); code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz while not ready = %d", code)
+	}
+	b.ready = true
+	if code, _ := do(t, base+"/readyz", ""); code != http.StatusOK {
+		t.Fatalf("readyz when ready = %d", code)
+	}
+	if code, body := do(t, base+"/v1/nope", ""); code != http.StatusNotFound || !strings.Contains(body, "not_found") {
+		t.Fatalf("unknown path: %d %s", code, body)
+	}
+	if code, body := do(t, base+"/v1/stats", ""); code != 200 || !strings.Contains(body, "qpc_api_requests_total") {
+		t.Fatalf("stats: %d %s", code, body)
+	}
+}
