@@ -275,3 +275,8 @@ func TestFaultIgnoredWithoutFaultInjection(t *testing.T) {
 		t.Fatalf("router failed %v times without fault injection", got)
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// http2Idle closes the default client's idle keep-alive connections.
+func http2Idle() { http.DefaultClient.CloseIdleConnections() }
