@@ -205,7 +205,7 @@ func TestDecodeBeaconRejects(t *testing.T) {
 		{"too large", make([]byte, MaxBeaconSize+1), ErrTooLarge},
 		{"other type", append([]byte{0x85, 0x01}, enc[2:]...), ErrUnknownType},
 		{"tag beyond a byte", []byte{0x85, 0x19, 0x01, 0x0f}, ErrUnknownType},
-		{"version 1", append([]byte{0x85, 0x1f}, enc[2:]...), ErrUnsupportedVersion},
+		{"version 1", append([]byte{0x85, 0x18, 0x1f}, enc[2:]...), ErrUnsupportedVersion},
 		{"truncated", enc[:len(enc)-1], ErrMalformed},
 		{"trailing byte", append(bytes.Clone(enc), 0x00), ErrMalformed},
 		{"four fields", mustMarshal(t, beaconTBS{Tag: TagBeacon, PublicKey: good.PublicKey, Time: 1}), ErrMalformed},
@@ -288,7 +288,7 @@ func FuzzDecodeBeacon(f *testing.F) {
 	f.Add([]byte{0x85, 0x0f})
 	f.Add([]byte{0x9f, 0x0f, 0xff})
 	f.Add([]byte{0x85, 0x0f, 0x58, 0x20})
-	f.Add(append([]byte{0x85, 0x1f}, enc[2:]...))
+	f.Add(append([]byte{0x85, 0x18, 0x1f}, enc[2:]...))
 	unsigned := goldenBeacon(f)
 	unsigned.Signature = nil
 	f.Add(mustMarshal(f, unsigned))

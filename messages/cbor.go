@@ -131,7 +131,9 @@ func (t Tag) Type() FrameType { return FrameType(t & 0x0F) }
 // Version is the version of the tag's frame type.
 func (t Tag) Version() uint8 { return uint8(t) >> 4 }
 
-func (t Tag) String() string { return fmt.Sprintf("type 0x%X version %d", uint8(t.Type()), t.Version()) }
+func (t Tag) String() string {
+	return fmt.Sprintf("type 0x%X version %d", uint8(t.Type()), t.Version())
+}
 
 // CheckTag reports whether the tag read from a frame (got, as decoded) is
 // want: a different type gives ErrUnknownType, the same type with another
