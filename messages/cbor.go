@@ -206,3 +206,18 @@ func cborHead(ai byte, b []byte) (v uint64, rest []byte, ok bool) {
 	}
 	return v, b[size:], true
 }
+
+// Frame types reserved in the registry (doc.go) for frames between nodes.
+const (
+	FrameEnvelope    FrameType = 0x1
+	FrameAnnounce    FrameType = 0x2
+	FrameFragment    FrameType = 0x3
+	FrameKeyPkgReq   FrameType = 0x4
+	FrameKeyPkgResp  FrameType = 0x5
+	FrameFAPP        FrameType = 0x6
+	lastLinkFrameTyp           = FrameFAPP
+)
+
+// OnLinks reports whether frames of type t may travel on a link between
+// nodes (the registry's types 0x1–0x6; the beacon is LAN UDP only).
+func (t FrameType) OnLinks() bool { return t >= FrameEnvelope && t <= lastLinkFrameTyp }

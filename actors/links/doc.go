@@ -1,5 +1,31 @@
-// Package links is the transports actor: one listener actor per
-// configured transport, one supervised link actor per connection, and the
-// dialer that keeps configured peers connected (the transports issue).
-// Until then it is a supervised shell that takes part in shutdown.
+// Package links is the transports subtree of a node: the transport
+// manager actor (named "transports" in the tree), one listener actor per
+// bound listener, one dialer actor per configured or discovered peer, and
+// one link actor per connection.
+//
+//	transports (manager)          owns the link Table, discovery, SendFrame routing
+//	├── listen-tcp-…              accepts; parent of its inbound link actors
+//	│   └── link-7                owns one transports.Conn
+//	└── dial-quic-…               dials with capped back-off; parent of its link
+//	    └── link-8
+//
+// A link actor decodes at the edge: its reader goroutine reads frames
+// (the transport refuses oversize frames before allocating), checks the
+// outer frame's type tag, and sends *messages.InboundFrame straight to
+// ratelimit. Outbound frames reach it as *messages.OutboundFrame in a
+// priority-shedding mailbox (actors/mailbox), bounded in frames and bytes:
+// when a peer reads slowly, WriteFrame blocks the link actor, its mailbox
+// fills, and the lowest-priority frames are shed and counted
+// (qpc_link_frames_shed_total). A link that fails stops; it is never
+// restarted (its connection is gone), and its dialer re-dials.
+//
+// The manager receives *messages.SendFrame (picks a link with Table.Pick),
+// *messages.LinksRequest, *messages.Drain (stops listening, dialing and
+// discovery) and *messages.Persist, and publishes *messages.PeerUp and
+// *messages.PeerDown on the event stream.
+//
+// The sockets themselves (transports.Transport and bound
+// transports.Listener values) belong to the node, which binds them before
+// the tree starts (so a port in use fails the start with a clear error)
+// and closes them at Cleanup; an actor restart never loses a bound port.
 package links

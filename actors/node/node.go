@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/quicprochat/qpc/actors/links"
 	"github.com/quicprochat/qpc/actors/ratelimit"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/api"
@@ -22,6 +23,7 @@ import (
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/internal/persist"
 	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports"
 )
 
 // Errors of the node lifecycle.
@@ -45,6 +47,9 @@ type Node struct {
 	db        *persist.DB
 	api       *api.Server
 	startedAt time.Time
+
+	transports map[string]transports.Transport
+	listeners  []links.Bound
 
 	inbox     chan *messages.Delivered
 	readyOnce sync.Once
@@ -108,6 +113,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.log = n.log.With("node", n.id.Address().Short())
 	if n.db, err = persist.Open(n.cfg.DBPath(), n.opts.lockTimeout); err != nil {
+		return err
+	}
+	if err := n.openTransports(ctx); err != nil {
 		return err
 	}
 	n.startedAt = n.clock.Now()
@@ -209,6 +217,9 @@ func (n *Node) cleanup(ctx context.Context) error {
 	}
 	if n.ownSystem && n.system != nil {
 		n.system.Shutdown()
+	}
+	if err := n.closeListeners(); err != nil {
+		errs = append(errs, err)
 	}
 	if n.api != nil {
 		if err := n.api.Close(ctx); err != nil {
@@ -323,6 +334,7 @@ func (n *Node) Status(ctx context.Context) (api.Status, error) {
 		PublicKey: fmt.Sprintf("%x", []byte(n.id.PublicKey())),
 		Version:   n.opts.version,
 		Profile:   n.cfg.Profile,
+		Caps:      n.opts.caps.Names(),
 		StartedAt: n.startedAt,
 		Phase:     n.Phase().String(),
 		Listeners: []api.Listener{},
@@ -339,6 +351,9 @@ func (n *Node) Status(ctx context.Context) (api.Status, error) {
 		return st, err
 	}
 	st.Ready = as.Ready && n.Phase() == messages.PhaseRunning
+	if st.Listeners, st.Links, err = n.statusLinks(ctx); err != nil {
+		return st, err
+	}
 	for _, a := range as.Actors {
 		st.Actors = append(st.Actors, api.ActorStatus{Name: a.Name, State: a.State, Restarts: a.Restarts})
 	}

@@ -42,6 +42,7 @@ func testConfig(t *testing.T) config.Config {
 	c := config.Default()
 	c.DataDir = t.TempDir()
 	c.API.Addr = "127.0.0.1:0"
+	c.Transports.Listen = []string{"tcp://127.0.0.1:0", "quic://127.0.0.1:0"}
 	return c
 }
 

@@ -6,10 +6,13 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/quicprochat/qpc/actors/links"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports/discovery"
+	"github.com/quicprochat/qpc/transports/mem"
 )
 
 // Option configures a Node.
@@ -28,6 +31,9 @@ type options struct {
 	processMetrics bool
 	inboxSize      int
 	lockTimeout    time.Duration
+	memNet         *mem.Network
+	discovery      *discovery.Options
+	backoff        *links.Backoff
 }
 
 func defaultOptions() options {
@@ -78,6 +84,18 @@ func WithProcessMetrics() Option { return func(o *options) { o.processMetrics = 
 
 // WithInboxSize sets the buffer of Deliveries (default 1024).
 func WithInboxSize(n int) Option { return func(o *options) { o.inboxSize = max(n, 1) } }
+
+// WithMemNetwork attaches the node to an in-process network, for mem://
+// listen and peer URIs (tests, the simulator).
+func WithMemNetwork(net *mem.Network) Option { return func(o *options) { o.memNet = net } }
+
+// WithDiscovery overrides LAN discovery's options (a test's injected
+// socket, loopback); it turns discovery on whatever the config says.
+func WithDiscovery(d discovery.Options) Option { return func(o *options) { o.discovery = &d } }
+
+// WithDialBackoff overrides the re-dial back-off (its Max otherwise comes
+// from transports.dial_backoff_max).
+func WithDialBackoff(b links.Backoff) Option { return func(o *options) { o.backoff = &b } }
 
 // Capabilities is what the node announces.
 func (n *Node) Capabilities() messages.Capabilities { return n.opts.caps }

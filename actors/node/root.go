@@ -127,7 +127,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		OnRefused: func(reason string) { n.metrics.FramesRefused.WithLabelValues(reason).Inc() },
 	}))
 	announcerPID := r.spawn(ctx, announcer.Name, announcer.New())
-	linksPID := r.spawn(ctx, links.Name, links.New())
+	linksPID := r.spawn(ctx, links.Name, links.New(n.linksConfig(limitPID)))
 	// Drain from the edge inwards: stop taking frames first, then let the
 	// router, store and the rest finish.
 	parts := []shutdown.Participant{

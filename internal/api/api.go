@@ -29,6 +29,7 @@ type Status struct {
 	PublicKey string        `json:"public_key"`
 	Version   string        `json:"version"`
 	Profile   string        `json:"profile"`
+	Caps      []string      `json:"capabilities"`
 	StartedAt time.Time     `json:"started_at"`
 	Uptime    string        `json:"uptime"`
 	UptimeSec float64       `json:"uptime_seconds"`
@@ -51,6 +52,7 @@ type Link struct {
 	Transport string    `json:"transport"`
 	Remote    string    `json:"remote"`
 	Direction string    `json:"direction"` // inbound or outbound
+	Class     string    `json:"class"`     // capability class of the link
 	Since     time.Time `json:"since"`
 }
 

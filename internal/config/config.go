@@ -91,6 +91,7 @@ type TransportConfig struct {
 	Peers        []string `toml:"peers" comment:"Peers to dial and keep connected (re-dialled with capped back-off)." mapstructure:"peers"`
 	MaxFrameSize int      `toml:"max_frame_size" comment:"Largest frame accepted from a peer, in bytes; larger frames disconnect the peer." mapstructure:"max_frame_size"`
 	Discovery    bool     `toml:"discovery" comment:"Find peers on the LAN with signed UDP multicast beacons." mapstructure:"discovery"`
+	QueueBytes   int      `toml:"queue_bytes" comment:"Outbound bytes queued per link, at least max_frame_size." mapstructure:"queue_bytes"`
 	QueueFrames  int      `toml:"queue_frames" comment:"Outbound frames queued per link before the lowest priority is shed." mapstructure:"queue_frames"`
 	DialBackoff  Duration `toml:"dial_backoff_max" comment:"Upper bound of the re-dial back-off." mapstructure:"dial_backoff_max"`
 }
@@ -156,6 +157,7 @@ func Default() Config {
 			MaxFrameSize: 1 << 20,
 			Discovery:    false,
 			QueueFrames:  1024,
+			QueueBytes:   8 << 20,
 			DialBackoff:  Duration(30 * time.Second),
 		},
 		Crypto:    CryptoConfig{Mode: "auto"},
@@ -181,6 +183,7 @@ func Constrained() Config {
 	c.Store.GCInterval = Duration(10 * time.Minute)
 	c.Transports.MaxFrameSize = 64 << 10
 	c.Transports.QueueFrames = 64
+	c.Transports.QueueBytes = 256 << 10
 	c.RateLimit.EnvelopesPerSec = 20
 	c.RateLimit.EnvelopeBurst = 40
 	c.RateLimit.AnnouncesPerMin = 10
@@ -281,6 +284,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Transports.MaxFrameSize < 256 || c.Transports.MaxFrameSize > 16<<20 {
 		bad("transports.max_frame_size", c.Transports.MaxFrameSize, "bytes from 256 to 16777216")
+	}
+	if c.Transports.QueueBytes < c.Transports.MaxFrameSize {
+		bad("transports.queue_bytes", c.Transports.QueueBytes, fmt.Sprintf("bytes of at least transports.max_frame_size (%d)", c.Transports.MaxFrameSize))
 	}
 	if c.Transports.QueueFrames < 4 {
 		bad("transports.queue_frames", c.Transports.QueueFrames, "an integer of at least 4")

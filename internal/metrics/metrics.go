@@ -28,6 +28,7 @@ type Node struct {
 	FramesDelivered prometheus.Counter
 	InboxDropped    prometheus.Counter
 	FramesRefused   *prometheus.CounterVec // reason
+	Links           *Links
 }
 
 // Options for New.
@@ -86,6 +87,7 @@ func New(o Options) *Node {
 	}
 	r.MustRegister(m.ActorRestarts, m.ActorFailures, m.ActorsRunning, m.ShutdownPhase,
 		m.StartTime, m.APIRequests, m.FramesInjected, m.FramesDelivered, m.InboxDropped, m.FramesRefused)
+	m.Links = newLinks(r)
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
 		Help:        "Always 1; the version label names the build.",

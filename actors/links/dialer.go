@@ -1,0 +1,139 @@
+package links
+
+import (
+	"context"
+	"errors"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/transports"
+)
+
+// Messages of a dialer to itself.
+type (
+	dialNow    struct{}
+	dialResult struct {
+		conn transports.Conn
+		err  error
+	}
+)
+
+// dialerActor keeps one peer URI connected: it dials, spawns the link,
+// watches it, and re-dials with capped exponential back-off after a
+// failure or a lost link. A discovered peer's dialer (once) gives up when
+// its link ends or after a few failures; the next beacon starts a new one.
+type dialerActor struct {
+	deps      *deps
+	uri       string
+	transport transports.Transport
+	addr      string
+	want      crypto.Address // zero: any peer
+	once      bool
+
+	attempt int
+	link    *actor.PID
+	timer   clock.Timer
+	cancel  context.CancelFunc
+}
+
+// maxDiscoveredAttempts bounds the dials of a discovered peer's dialer.
+const maxDiscoveredAttempts = 4
+
+func (d *dialerActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		d.dial(ctx)
+	case *dialNow:
+		d.timer = nil
+		if d.once && d.attempt >= maxDiscoveredAttempts {
+			return // quiesced
+		}
+		d.dial(ctx)
+	case *dialResult:
+		d.cancel = nil
+		d.onResult(ctx, m)
+	case *actor.Terminated:
+		if d.link != nil && m.Who.Equal(d.link) {
+			d.link = nil
+			if d.once {
+				ctx.Stop(ctx.Self())
+				return
+			}
+			d.attempt = 0
+			d.schedule(ctx)
+		}
+	case *quiesce:
+		d.once = true // no re-dial once the link ends
+		d.attempt = maxDiscoveredAttempts
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+		if d.cancel != nil {
+			d.cancel()
+		}
+	case *actor.Stopping:
+		if d.cancel != nil {
+			d.cancel()
+		}
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+	}
+}
+
+// dial starts one attempt in a goroutine; its result comes back as a
+// message, so Receive never blocks on the network.
+func (d *dialerActor) dial(ctx actor.Context) {
+	dctx, cancel := context.WithTimeout(context.Background(), 2*transports.DefaultHandshakeTimeout)
+	d.cancel = cancel
+	sys, self := ctx.ActorSystem(), ctx.Self()
+	t, addr, want := d.transport, d.addr, d.want
+	go func() {
+		defer cancel()
+		var c transports.Conn
+		var err error
+		if want.IsZero() {
+			c, err = t.Dial(dctx, addr)
+		} else {
+			c, err = transports.DialPeer(dctx, t, addr, want)
+		}
+		if err != nil && dctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return // the dialer stopped
+		}
+		sys.Root.Send(self, &dialResult{conn: c, err: err})
+	}()
+}
+
+func (d *dialerActor) onResult(ctx actor.Context, m *dialResult) {
+	name := d.transport.Info().Name
+	if m.err != nil {
+		d.deps.metrics.Dials.WithLabelValues(name, "error").Inc()
+		d.attempt++
+		if d.once && d.attempt >= maxDiscoveredAttempts {
+			d.deps.log.Info("giving up on discovered peer", "uri", d.uri, "err", m.err)
+			ctx.Stop(ctx.Self())
+			return
+		}
+		d.deps.log.Debug("dial failed", "uri", d.uri, "attempt", d.attempt, "err", m.err)
+		d.schedule(ctx)
+		return
+	}
+	if m.conn.Peer() == d.deps.self {
+		d.deps.metrics.Dials.WithLabelValues(name, "self").Inc()
+		d.deps.log.Warn("peer URI reaches this node itself; not dialing it again", "uri", d.uri)
+		m.conn.Close()
+		ctx.Stop(ctx.Self())
+		return
+	}
+	d.deps.metrics.Dials.WithLabelValues(name, "ok").Inc()
+	d.link = d.deps.spawnLink(ctx, m.conn, true)
+	ctx.Watch(d.link)
+}
+
+func (d *dialerActor) schedule(ctx actor.Context) {
+	delay := d.deps.backoff.Delay(max(d.attempt-1, 0))
+	sys, self := ctx.ActorSystem(), ctx.Self()
+	d.timer = d.deps.clock.AfterFunc(delay, func() { sys.Root.Send(self, &dialNow{}) })
+}

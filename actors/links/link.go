@@ -1,0 +1,142 @@
+package links
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/quicprochat/qpc/internal/metrics"
+	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports"
+)
+
+// linkUp and linkDown tell the manager about a link actor's life.
+type linkUp struct {
+	info messages.LinkInfo
+	pid  *actor.PID
+}
+
+type linkDown struct {
+	info   messages.LinkInfo
+	reason string
+}
+
+// readFailed is sent by a link's reader goroutine when the link ends.
+type readFailed struct{ err error }
+
+type linkActor struct {
+	conn      transports.Conn
+	info      messages.LinkInfo
+	manager   *actor.PID
+	ratelimit *actor.PID
+	metrics   *metrics.Links
+	log       *slog.Logger
+	reason    string
+	cancel    context.CancelFunc
+}
+
+func (l *linkActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		rctx, cancel := context.WithCancel(context.Background())
+		l.cancel = cancel
+		ctx.Send(l.manager, &linkUp{info: l.info, pid: ctx.Self()})
+		l.log.Info("link up", "dir", direction(l.info.Outbound))
+		go l.read(rctx, ctx.ActorSystem(), ctx.Self())
+	case *messages.OutboundFrame:
+		// WriteFrame may block while the peer reads slowly; that is the
+		// backpressure: this actor's mailbox fills and sheds by priority.
+		if err := l.conn.WriteFrame(m.Data); err != nil {
+			l.fail(ctx, "write", err)
+			return
+		}
+		l.metrics.FramesSent.WithLabelValues(l.info.Transport).Inc()
+		l.metrics.BytesSent.WithLabelValues(l.info.Transport).Add(float64(len(m.Data)))
+	case *readFailed:
+		switch {
+		case errors.Is(m.err, io.EOF):
+			l.reason = "closed by peer"
+			ctx.Stop(ctx.Self())
+		case errors.Is(m.err, transports.ErrFrameTooLarge):
+			l.fail(ctx, "frame_too_large", m.err)
+		case errors.Is(m.err, transports.ErrBadFrame):
+			l.fail(ctx, "bad_frame", m.err)
+		case errors.Is(m.err, net.ErrClosed):
+			if l.reason == "" {
+				l.reason = "closed"
+			}
+			ctx.Stop(ctx.Self())
+		default:
+			l.fail(ctx, "read", m.err)
+		}
+	case *actor.Stopping:
+		l.cancel()
+		l.conn.Close()
+	case *actor.Stopped:
+		if l.reason == "" {
+			l.reason = "link stopped"
+		}
+		ctx.Send(l.manager, &linkDown{info: l.info, reason: l.reason})
+		l.log.Info("link down", "reason", l.reason)
+	}
+}
+
+// fail closes the link for a logged reason, counted by kind.
+func (l *linkActor) fail(ctx actor.Context, kind string, err error) {
+	if l.reason != "" {
+		return
+	}
+	l.reason = fmt.Sprintf("%s: %v", kind, err)
+	l.metrics.Errors.WithLabelValues(l.info.Transport, kind).Inc()
+	l.log.Warn("closing link", "reason", kind, "err", err)
+	ctx.Stop(ctx.Self())
+}
+
+// read is the link's reader goroutine: it reads frames, checks the outer
+// frame's tag, and hands them to ratelimit. It reports its end to the
+// link actor and never touches the actor's state.
+func (l *linkActor) read(ctx context.Context, sys *actor.ActorSystem, self *actor.PID) {
+	name := l.info.Transport + ":" + l.info.Remote
+	for {
+		f, err := l.conn.ReadFrame()
+		if err != nil {
+			if ctx.Err() == nil {
+				sys.Root.Send(self, &readFailed{err: err})
+			}
+			return
+		}
+		l.metrics.FramesReceived.WithLabelValues(l.info.Transport).Inc()
+		l.metrics.BytesReceived.WithLabelValues(l.info.Transport).Add(float64(len(f)))
+		if err := checkOuter(f); err != nil {
+			l.metrics.Errors.WithLabelValues(l.info.Transport, "bad_tag").Inc()
+			l.log.Debug("frame with a bad outer tag dropped", "err", err, "len", len(f))
+			continue
+		}
+		sys.Root.Send(l.ratelimit, &messages.InboundFrame{Link: name, From: l.info.Peer, Data: f})
+	}
+}
+
+// checkOuter validates the outer frame: a type/version tag this build
+// knows, and not a type that never travels on a link (the LAN beacon).
+func checkOuter(f []byte) error {
+	tag, err := messages.FrameTag(f)
+	if err != nil {
+		return err
+	}
+	if !tag.Type().OnLinks() {
+		return fmt.Errorf("%w: %s does not travel on links", messages.ErrUnknownType, tag)
+	}
+	return nil
+}
+
+func direction(out bool) string {
+	if out {
+		return "outbound"
+	}
+	return "inbound"
+}

@@ -1,0 +1,181 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/quicprochat/qpc/actors/links"
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/api"
+	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports"
+	"github.com/quicprochat/qpc/transports/discovery"
+	"github.com/quicprochat/qpc/transports/mem"
+	"github.com/quicprochat/qpc/transports/quic"
+	"github.com/quicprochat/qpc/transports/tcp"
+)
+
+// ErrTransport wraps failures to set up a transport.
+var ErrTransport = errors.New("node: transport")
+
+// openTransports builds one transport per scheme the config uses and binds
+// every listen URI, before the actor tree starts: a port in use fails the
+// start with a clear error, and an actor restart never loses a bound port.
+func (n *Node) openTransports(ctx context.Context) error {
+	cfg := n.cfg.Transports
+	n.transports = make(map[string]transports.Transport)
+	onHS := func(name string) func(string, error) {
+		return func(remote string, err error) {
+			n.metrics.Links.Errors.WithLabelValues(name, "handshake").Inc()
+		}
+	}
+	need := map[string]bool{"tcp": true, "quic": true} // always able to dial IP peers
+	if n.opts.memNet != nil {
+		need["mem"] = true
+	}
+	for _, uri := range append(append([]string{}, cfg.Listen...), cfg.Peers...) {
+		scheme, _, err := transports.ParseURI(uri)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+		}
+		need[scheme] = true
+	}
+	log := n.log.With("component", "transports")
+	for scheme := range need {
+		var t transports.Transport
+		var err error
+		switch scheme {
+		case "tcp":
+			t, err = tcp.New(tcp.Options{Identity: n.id, MaxFrameSize: cfg.MaxFrameSize, OnHandshakeError: onHS("tcp"), Logger: log})
+		case "quic":
+			t, err = quic.New(quic.Options{Identity: n.id, MaxFrameSize: cfg.MaxFrameSize, OnHandshakeError: onHS("quic"), Logger: log})
+		case "mem":
+			if n.opts.memNet == nil {
+				return fmt.Errorf("%w: mem:// needs an in-process network (node.WithMemNetwork)", ErrTransport)
+			}
+			t, err = n.opts.memNet.NewTransport(mem.Options{Identity: n.id, Name: n.id.Address().String(), MaxFrameSize: cfg.MaxFrameSize})
+		default:
+			return fmt.Errorf("%w: the %s transport is not available in this build yet", ErrTransport, scheme)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrTransport, scheme, err)
+		}
+		n.transports[scheme] = t
+	}
+	for _, uri := range cfg.Listen {
+		scheme, addr, _ := transports.ParseURI(uri)
+		ln, err := n.transports[scheme].Listen(ctx, addr)
+		if err != nil {
+			return fmt.Errorf("%w: listen %s: %w", ErrTransport, uri, err)
+		}
+		n.listeners = append(n.listeners, links.Bound{URI: uri, Listener: ln})
+		n.log.Info("listening", "transport", scheme, "addr", ln.Addr())
+	}
+	return nil
+}
+
+func (n *Node) closeListeners() error {
+	var errs []error
+	for _, b := range n.listeners {
+		if err := b.Listener.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: close listener %s: %w", b.URI, err))
+		}
+	}
+	n.listeners = nil
+	return errors.Join(errs...)
+}
+
+func (n *Node) childPID(name string) *actor.PID {
+	return actor.NewPID(n.rootPID.Address, n.rootPID.Id+"/"+name)
+}
+
+// Send queues a frame for a directly connected peer on the best link for
+// its size. It is dropped (and counted) when no link reaches the peer, or
+// shed by priority when the link's queue is full.
+func (n *Node) Send(peer crypto.Address, frame []byte, prio messages.Priority) error {
+	if !n.running.Load() {
+		return ErrNotRunning
+	}
+	n.system.Root.Send(n.childPID(links.Name), &messages.SendFrame{Peer: peer, Data: frame, Priority: prio})
+	return nil
+}
+
+// Links lists the node's connected links.
+func (n *Node) Links(ctx context.Context) ([]messages.LinkInfo, error) {
+	if !n.running.Load() {
+		return nil, ErrNotRunning
+	}
+	timeout := 2 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	res, err := n.system.Root.RequestFuture(n.childPID(links.Name), &messages.LinksRequest{}, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("node: ask transports for links: %w", err)
+	}
+	r, ok := res.(*messages.LinksReply)
+	if !ok {
+		return nil, fmt.Errorf("node: unexpected links reply %T", res)
+	}
+	return r.Links, nil
+}
+
+// ListenAddrs are the bound listen addresses as URIs (useful with port 0).
+func (n *Node) ListenAddrs() []string {
+	out := make([]string, 0, len(n.listeners))
+	for _, b := range n.listeners {
+		scheme, _, _ := transports.ParseURI(b.URI)
+		out = append(out, scheme+"://"+b.Listener.Addr())
+	}
+	return out
+}
+
+func (n *Node) statusLinks(ctx context.Context) ([]api.Listener, []api.Link, error) {
+	ls := make([]api.Listener, 0, len(n.listeners))
+	for _, b := range n.listeners {
+		scheme, _, _ := transports.ParseURI(b.URI)
+		ls = append(ls, api.Listener{Transport: scheme, Addr: b.Listener.Addr()})
+	}
+	infos, err := n.Links(ctx)
+	if err != nil {
+		return ls, []api.Link{}, err
+	}
+	out := make([]api.Link, 0, len(infos))
+	for _, l := range infos {
+		dir := "inbound"
+		if l.Outbound {
+			dir = "outbound"
+		}
+		out = append(out, api.Link{
+			Peer: crypto.Address(l.Peer).String(), Transport: l.Transport, Remote: l.Remote,
+			Direction: dir, Since: l.Since, Class: l.Class,
+		})
+	}
+	return ls, out, nil
+}
+
+// linksConfig wires the transports subtree.
+func (n *Node) linksConfig(ratelimit *actor.PID) links.Config {
+	cfg := n.cfg.Transports
+	b := links.DefaultBackoff
+	b.Max = cfg.DialBackoff.D()
+	if n.opts.backoff != nil {
+		b = *n.opts.backoff
+	}
+	lc := links.Config{
+		Identity: n.id, Transports: n.transports, Listeners: n.listeners, Peers: cfg.Peers,
+		Ratelimit: ratelimit, Metrics: n.metrics.Links, Log: n.log.With("component", "transports"),
+		Clock: n.clock, Backoff: b, QueueFrames: cfg.QueueFrames, QueueBytes: cfg.QueueBytes,
+	}
+	switch {
+	case n.opts.discovery != nil:
+		lc.Discovery = n.opts.discovery
+	case cfg.Discovery:
+		lc.Discovery = &discovery.Options{}
+	}
+	return lc
+}

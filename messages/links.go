@@ -1,0 +1,64 @@
+package messages
+
+import "time"
+
+// This file is the bus contract of the transports subtree (actors/links).
+
+// LinkInfo describes one connected link.
+type LinkInfo struct {
+	ID        uint64   // unique per node for the node's lifetime
+	Peer      [16]byte // authenticated peer address
+	Transport string   // "tcp", "quic", "mem", "lora"
+	Local     string
+	Remote    string
+	Outbound  bool // we dialed it
+	MTU       int
+	Bitrate   int64
+	Class     string
+	Since     time.Time
+}
+
+// PeerUp is published on the actor system's event stream when a link to a
+// peer comes up. Node is the local node's address: in the simulator many
+// nodes share one event stream, so subscribers filter on it.
+type PeerUp struct {
+	Node [16]byte
+	Link LinkInfo
+}
+
+// PeerDown is published when a link goes down; Reason says why.
+type PeerDown struct {
+	Node   [16]byte
+	Link   LinkInfo
+	Reason string
+}
+
+// SendFrame asks the transports actor to send a frame to a directly
+// connected peer over the best link for its size.
+type SendFrame struct {
+	Peer     [16]byte
+	Data     []byte
+	Priority Priority
+}
+
+// OutboundFrame is a frame queued in one link actor's mailbox. Its
+// Priority and Size drive the priority-shedding mailbox.
+type OutboundFrame struct {
+	Data []byte
+	Prio Priority
+}
+
+// Priority implements the mailbox's Prioritized.
+func (f *OutboundFrame) Priority() Priority { return f.Prio }
+
+// Size implements the mailbox's Sized.
+func (f *OutboundFrame) Size() int { return len(f.Data) }
+
+// LinksRequest asks the transports actor for its links; it answers with
+// *LinksReply.
+type LinksRequest struct{}
+
+// LinksReply answers LinksRequest.
+type LinksReply struct {
+	Links []LinkInfo
+}
