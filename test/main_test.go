@@ -121,7 +121,13 @@ func (p *proc) wait(t *testing.T, d time.Duration) error {
 
 func startNode(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(qpcBin, append([]string{"node"}, args...)...)
+	return startCmd(t, dir, append([]string{qpcBin, "node"}, args...)...)
+}
+
+// startCmd runs a command in dir, collecting its output.
+func startCmd(t *testing.T, dir string, argv ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
