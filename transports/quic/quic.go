@@ -15,6 +15,7 @@ package quic
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
+	"golang.org/x/crypto/hkdf"
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/transports"
@@ -56,11 +58,15 @@ type Options struct {
 	// Zero means transports.DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
 	// MaxIdleTimeout closes a connection that received nothing for this
-	// long (the smaller of both sides' values applies). Zero means 60 s.
+	// long (the smaller of both sides' values applies). Zero means 15 s:
+	// three missed keep-alives, so a peer that died is noticed within 15 s.
 	MaxIdleTimeout time.Duration
 	// KeepAlivePeriod is how often an idle connection sends a PING so it
-	// stays up (and NAT bindings with it). Zero means 15 s; negative
-	// disables keep-alives.
+	// stays up (and NAT bindings with it). Zero means 5 s; negative
+	// disables keep-alives. The stateless reset key is derived from the
+	// identity, so a node restarted on the same port resets connections of
+	// its previous run as soon as they send it data (quic-go does not answer
+	// packets as small as a bare keep-alive with a reset).
 	KeepAlivePeriod time.Duration
 	// Linger bounds how long Conn.Close waits for queued frames to be
 	// handed to quic-go (only long when flow control is exhausted). Zero
@@ -89,8 +95,21 @@ type Transport struct {
 	tls  *tls.Config
 	conf *quicgo.Config
 
+	resetKey *quicgo.StatelessResetKey
+
 	mu     sync.Mutex
 	shared *endpoint // a wildcard listener's socket, used to dial while open
+}
+
+// resetKeyFor derives the QUIC stateless reset key from the identity, so
+// a restarted node can reset connections its previous run held.
+func resetKeyFor(id *crypto.Identity) (*quicgo.StatelessResetKey, error) {
+	var k quicgo.StatelessResetKey
+	r := hkdf.New(sha256.New, id.PrivateKey().Seed(), nil, []byte("qpc/quic/stateless-reset/v1"))
+	if _, err := io.ReadFull(r, k[:]); err != nil {
+		return nil, err
+	}
+	return &k, nil
 }
 
 var _ transports.Transport = (*Transport)(nil)
@@ -110,11 +129,11 @@ func New(opts Options) (*Transport, error) {
 		opts.HandshakeTimeout = transports.DefaultHandshakeTimeout
 	}
 	if opts.MaxIdleTimeout <= 0 {
-		opts.MaxIdleTimeout = 60 * time.Second
+		opts.MaxIdleTimeout = 15 * time.Second
 	}
 	switch {
 	case opts.KeepAlivePeriod == 0:
-		opts.KeepAlivePeriod = 15 * time.Second
+		opts.KeepAlivePeriod = 5 * time.Second
 	case opts.KeepAlivePeriod < 0:
 		opts.KeepAlivePeriod = 0 // quic-go: zero disables
 	}
@@ -127,15 +146,20 @@ func New(opts Options) (*Transport, error) {
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = transports.DefaultMaxPending
 	}
+	resetKey, err := resetKeyFor(opts.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reset key: %w", prefix, err)
+	}
 	cert, err := certificate(opts.Identity)
 	if err != nil {
 		return nil, fmt.Errorf("%s: identity certificate: %w", prefix, err)
 	}
 	info := transports.Info{Name: transports.SchemeQUIC, MTU: limit, MaxFrame: limit, Bitrate: opts.Bitrate}
 	return &Transport{
-		opts: opts,
-		info: info.WithClass(),
-		tls:  tlsConfig(cert, opts.Identity.PublicKey()),
+		resetKey: resetKey,
+		opts:     opts,
+		info:     info.WithClass(),
+		tls:      tlsConfig(cert, opts.Identity.PublicKey()),
 		conf: &quicgo.Config{
 			// quic-go aborts after twice this without completing.
 			HandshakeIdleTimeout:  opts.HandshakeTimeout / 2,
@@ -156,7 +180,7 @@ func (t *Transport) Listen(ctx context.Context, addr string) (transports.Listene
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: listen %s: %w", prefix, addr, err)
 	}
-	ep, err := newEndpoint(addr)
+	ep, err := newEndpoint(addr, t.resetKey)
 	if err != nil {
 		return nil, fmt.Errorf("%s: listen %s: %w", prefix, addr, err)
 	}
@@ -247,7 +271,7 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 	}
 	t.mu.Unlock()
 	if ep == nil {
-		if ep, err = newEndpoint(":0"); err != nil {
+		if ep, err = newEndpoint(":0", t.resetKey); err != nil {
 			return nil, fmt.Errorf("%s: dial %s: %w", prefix, addr, err)
 		}
 	}
@@ -383,7 +407,7 @@ type endpoint struct {
 }
 
 // newEndpoint binds addr and returns an endpoint holding one reference.
-func newEndpoint(addr string) (*endpoint, error) {
+func newEndpoint(addr string, resetKey *quicgo.StatelessResetKey) (*endpoint, error) {
 	udpAddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
@@ -392,7 +416,7 @@ func newEndpoint(addr string) (*endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &endpoint{udp: udp, tr: &quicgo.Transport{Conn: udp}, refs: 1}, nil
+	return &endpoint{udp: udp, tr: &quicgo.Transport{Conn: udp, StatelessResetKey: resetKey}, refs: 1}, nil
 }
 
 // acquire takes a reference; it fails once the endpoint is closed.

@@ -256,7 +256,7 @@ func TestOptions(t *testing.T) {
 	if got := tr.Info(); got.Class != transports.Medium || got.Name != "quic" || got.Limit() != 64<<10 {
 		t.Errorf("Info = %v", got)
 	}
-	if tr.conf.KeepAlivePeriod != 15*time.Second || tr.conf.MaxIdleTimeout != 60*time.Second {
+	if tr.conf.KeepAlivePeriod != 5*time.Second || tr.conf.MaxIdleTimeout != 15*time.Second || tr.resetKey == nil {
 		t.Errorf("defaults: keep-alive %v idle %v", tr.conf.KeepAlivePeriod, tr.conf.MaxIdleTimeout)
 	}
 	tr = newTransport(t, newID(t), Options{KeepAlivePeriod: -1})
