@@ -1,0 +1,103 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports/transporttest"
+)
+
+// BenchmarkNodeToNode moves frames from node B to node A over a real
+// loopback link, through the whole node path: Node.Send → transports
+// manager → link actor (priority mailbox) → WriteFrame … ReadFrame → link
+// reader → ratelimit → router → A's Deliveries. B keeps a window of frames
+// in flight, so the link is kept busy without ever filling its queue (no
+// frame is shed). "raw" is the hand-written baseline of the transport
+// benchmarks, run here so the ratio comes from one run.
+func BenchmarkNodeToNode(b *testing.B) {
+	for _, scheme := range []string{"tcp", "quic"} {
+		for _, size := range transporttest.BenchSizes {
+			name := scheme + "/" + transporttest.SizeName(size)
+			b.Run(name+"/qpc", func(b *testing.B) { benchNodes(b, scheme, size) })
+			if scheme == "tcp" {
+				b.Run(name+"/raw", func(b *testing.B) { transporttest.BenchRawTCP(b, size, false) })
+			} else {
+				b.Run(name+"/raw", func(b *testing.B) { transporttest.BenchRawQUIC(b, size) })
+			}
+		}
+	}
+}
+
+const benchWindow = 256
+
+func benchNodes(b *testing.B, scheme string, size int) {
+	cfg := func() config.Config {
+		c := config.Default()
+		c.DataDir = b.TempDir()
+		c.API.Addr = ""
+		c.Transports.Listen = nil
+		c.Transports.QueueFrames = 4 * benchWindow
+		c.Transports.QueueBytes = max(4*benchWindow*(size+64), 2<<20)
+		c.Transports.MaxFrameSize = max(1<<20, 2*size)
+		return c
+	}
+	start := func(c config.Config) *Node {
+		n, err := New(WithConfig(c), WithLogger(slog.New(slog.DiscardHandler)), WithInboxSize(2*benchWindow))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := n.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { n.Stop(context.Background()) })
+		return n
+	}
+	ca := cfg()
+	ca.Transports.Listen = []string{scheme + "://127.0.0.1:0"}
+	a := start(ca)
+	cb := cfg()
+	cb.Transports.Peers = a.ListenAddrs()
+	sender := start(cb)
+	waitLinkB(b, sender, a)
+
+	frame, err := messages.Marshal([]any{uint8(messages.MakeTag(messages.FrameEnvelope, 0)), make([]byte, max(size-8, 1))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent := 0
+	for ; sent < min(benchWindow, b.N); sent++ {
+		sender.Send(a.Address(), frame, messages.Data)
+	}
+	for got := 0; got < b.N; got++ {
+		select {
+		case <-a.Deliveries():
+		case <-time.After(10 * time.Second):
+			b.Fatalf("stalled after %d of %d frames", got, b.N)
+		}
+		if sent < b.N {
+			sender.Send(a.Address(), frame, messages.Data)
+			sent++
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+}
+
+func waitLinkB(b *testing.B, from, to *Node) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ls, _ := from.Links(context.Background())
+		if len(ls) > 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond) // polling the link table
+	}
+	b.Fatal("no link")
+}
