@@ -9,6 +9,7 @@ import (
 	"net"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/messages"
@@ -38,11 +39,17 @@ type linkActor struct {
 	log       *slog.Logger
 	reason    string
 	cancel    context.CancelFunc
+
+	// This link's series, looked up once: the hot path must not hash labels.
+	sentFrames, sentBytes, recvFrames, recvBytes prometheus.Counter
 }
 
 func (l *linkActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		t := l.info.Transport
+		l.sentFrames, l.sentBytes = l.metrics.FramesSent.WithLabelValues(t), l.metrics.BytesSent.WithLabelValues(t)
+		l.recvFrames, l.recvBytes = l.metrics.FramesReceived.WithLabelValues(t), l.metrics.BytesReceived.WithLabelValues(t)
 		rctx, cancel := context.WithCancel(context.Background())
 		l.cancel = cancel
 		ctx.Send(l.manager, &linkUp{info: l.info, pid: ctx.Self()})
@@ -55,8 +62,8 @@ func (l *linkActor) Receive(ctx actor.Context) {
 			l.fail(ctx, "write", err)
 			return
 		}
-		l.metrics.FramesSent.WithLabelValues(l.info.Transport).Inc()
-		l.metrics.BytesSent.WithLabelValues(l.info.Transport).Add(float64(len(m.Data)))
+		l.sentFrames.Inc()
+		l.sentBytes.Add(float64(len(m.Data)))
 	case *readFailed:
 		switch {
 		case errors.Is(m.err, io.EOF):
@@ -110,8 +117,8 @@ func (l *linkActor) read(ctx context.Context, sys *actor.ActorSystem, self *acto
 			}
 			return
 		}
-		l.metrics.FramesReceived.WithLabelValues(l.info.Transport).Inc()
-		l.metrics.BytesReceived.WithLabelValues(l.info.Transport).Add(float64(len(f)))
+		l.recvFrames.Inc()
+		l.recvBytes.Add(float64(len(f)))
 		if err := checkOuter(f); err != nil {
 			l.metrics.Errors.WithLabelValues(l.info.Transport, "bad_tag").Inc()
 			l.log.Debug("frame with a bad outer tag dropped", "err", err, "len", len(f))

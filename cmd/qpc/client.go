@@ -75,7 +75,7 @@ func newStatusCmd(environ []string) *cobra.Command {
 			fmt.Fprintf(w, "links\tnone\n")
 		}
 		for _, l := range st.Links {
-			fmt.Fprintf(w, "link\t%s via %s %s (%s, since %s)\n", l.Peer, l.Transport, l.Remote, l.Direction, l.Since.Format(time.RFC3339))
+			fmt.Fprintf(w, "link\t%s via %s %s (%s, %s, since %s)\n", l.Peer, l.Transport, l.Remote, l.Direction, l.Class, l.Since.Format(time.RFC3339))
 		}
 		var actors []string
 		for _, a := range st.Actors {
