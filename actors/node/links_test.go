@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/quicprochat/qpc/crypto"
@@ -238,4 +240,59 @@ func TestSlowReaderShedsInsteadOfGrowing(t *testing.T) {
 		t.Fatalf("only %v of %d frames shed for a reader that never reads", s, n)
 	}
 	t.Logf("offered %d, shed %v, written into the socket %v", n, testutil.ToFloat64(shed), testutil.ToFloat64(sent))
+}
+
+// TestPeerEventsOnEventStream checks that links publish PeerUp and
+// PeerDown, tagged with the local node, on the shared event stream (the
+// store drains on PeerUp; the simulator runs many nodes on one stream).
+func TestPeerEventsOnEventStream(t *testing.T) {
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return discard() }))
+	events := make(chan any, 16)
+	sub := sys.EventStream.Subscribe(func(ev any) {
+		switch ev.(type) {
+		case *messages.PeerUp, *messages.PeerDown:
+			events <- ev
+		}
+	})
+	defer sys.EventStream.Unsubscribe(sub)
+
+	ca := testConfig(t)
+	ca.Transports.Listen = []string{"tcp://127.0.0.1:0"}
+	a, _ := startNode(t, ca, WithActorSystem(sys))
+	cb := testConfig(t)
+	cb.Transports.Listen = nil
+	cb.Transports.Peers = a.ListenAddrs()
+	b, _ := startNode(t, cb, WithActorSystem(sys))
+
+	next := func() any {
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("no peer event")
+			return nil
+		}
+	}
+	ups := map[crypto.Address]crypto.Address{}
+	for range 2 {
+		up, ok := next().(*messages.PeerUp)
+		if !ok {
+			t.Fatalf("want PeerUp first")
+		}
+		ups[up.Node] = up.Link.Peer
+	}
+	if ups[a.Address()] != b.Address() || ups[b.Address()] != a.Address() {
+		t.Fatalf("PeerUp events %v", ups)
+	}
+	if err := b.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if down, ok := next().(*messages.PeerDown); ok && down.Node == a.Address() {
+			if down.Link.Peer != b.Address() || down.Reason == "" {
+				t.Fatalf("PeerDown %+v", down)
+			}
+			return
+		}
+	}
 }

@@ -87,13 +87,21 @@ type StoreConfig struct {
 
 // TransportConfig lists listeners and peers as URIs.
 type TransportConfig struct {
-	Listen       []string `toml:"listen" comment:"Where to accept connections." mapstructure:"listen"`
-	Peers        []string `toml:"peers" comment:"Peers to dial and keep connected (re-dialled with capped back-off)." mapstructure:"peers"`
-	MaxFrameSize int      `toml:"max_frame_size" comment:"Largest frame accepted from a peer, in bytes; larger frames disconnect the peer." mapstructure:"max_frame_size"`
-	Discovery    bool     `toml:"discovery" comment:"Find peers on the LAN with signed UDP multicast beacons." mapstructure:"discovery"`
-	QueueBytes   int      `toml:"queue_bytes" comment:"Outbound bytes queued per link, at least max_frame_size." mapstructure:"queue_bytes"`
-	QueueFrames  int      `toml:"queue_frames" comment:"Outbound frames queued per link before the lowest priority is shed." mapstructure:"queue_frames"`
-	DialBackoff  Duration `toml:"dial_backoff_max" comment:"Upper bound of the re-dial back-off." mapstructure:"dial_backoff_max"`
+	Listen       []string   `toml:"listen" comment:"Where to accept connections." mapstructure:"listen"`
+	Peers        []string   `toml:"peers" comment:"Peers to dial and keep connected (re-dialled with capped back-off)." mapstructure:"peers"`
+	MaxFrameSize int        `toml:"max_frame_size" comment:"Largest frame accepted from a peer, in bytes; larger frames disconnect the peer." mapstructure:"max_frame_size"`
+	Discovery    bool       `toml:"discovery" comment:"Find peers on the LAN with signed UDP multicast beacons." mapstructure:"discovery"`
+	QueueBytes   int        `toml:"queue_bytes" comment:"Outbound bytes queued per link, at least max_frame_size." mapstructure:"queue_bytes"`
+	QueueFrames  int        `toml:"queue_frames" comment:"Outbound frames queued per link before the lowest priority is shed." mapstructure:"queue_frames"`
+	LoRa         LoRaConfig `toml:"lora" comment:"LoRa radios (lora+serial:// and lora+mock:// URIs carry the modem settings)." mapstructure:"lora"`
+	DialBackoff  Duration   `toml:"dial_backoff_max" comment:"Upper bound of the re-dial back-off." mapstructure:"dial_backoff_max"`
+}
+
+// LoRaConfig governs every LoRa radio of the node.
+type LoRaConfig struct {
+	Region    string  `toml:"region" comment:"Radio rules: EU868 (duty cycle per sub-band) or US915 (400 ms dwell time)." mapstructure:"region"`
+	DataShare float64 `toml:"data_share" comment:"Share of the airtime budget reserved for user data; announces may use only the rest (0..1)." mapstructure:"data_share"`
+	MTU       int     `toml:"mtu" comment:"Largest radio frame in bytes (51..255); bigger frames are fragmented." mapstructure:"mtu"`
 }
 
 // CryptoConfig picks the 1:1 and group modes.
@@ -159,6 +167,7 @@ func Default() Config {
 			QueueFrames:  1024,
 			QueueBytes:   8 << 20,
 			DialBackoff:  Duration(30 * time.Second),
+			LoRa:         LoRaConfig{Region: "EU868", DataShare: 0.5, MTU: 255},
 		},
 		Crypto:    CryptoConfig{Mode: "auto"},
 		RateLimit: RateLimitConfig{EnvelopesPerSec: 200, EnvelopeBurst: 400, AnnouncesPerMin: 60, KeyPackagesPerMn: 30},
@@ -290,6 +299,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Transports.QueueFrames < 4 {
 		bad("transports.queue_frames", c.Transports.QueueFrames, "an integer of at least 4")
+	}
+	switch c.Transports.LoRa.Region {
+	case "EU868", "US915":
+	default:
+		bad("transports.lora.region", c.Transports.LoRa.Region, "EU868 or US915")
+	}
+	if d := c.Transports.LoRa.DataShare; d < 0 || d > 1 {
+		bad("transports.lora.data_share", d, "a fraction from 0 to 1")
+	}
+	if m := c.Transports.LoRa.MTU; m < 51 || m > 255 {
+		bad("transports.lora.mtu", m, "bytes from 51 to 255")
 	}
 	positiveDur("transports.dial_backoff_max", c.Transports.DialBackoff, 100*time.Millisecond)
 	switch c.Crypto.Mode {

@@ -45,6 +45,8 @@ func TestValidateNamesFieldValueAndAllowed(t *testing.T) {
 		{"store caps", func(c *Config) { c.Store.MaxTotal = 1 }, "store.max_total", "at least store.max_per_destination"},
 		{"api without token", func(c *Config) { c.API.Addr = "0.0.0.0:7780" }, "api.token", "not a loopback address"},
 		{"api addr", func(c *Config) { c.API.Addr = "7780" }, "api.addr", "host:port"},
+		{"lora region", func(c *Config) { c.Transports.LoRa.Region = "AS923" }, "transports.lora.region", "EU868 or US915"},
+		{"lora share", func(c *Config) { c.Transports.LoRa.DataShare = 1.5 }, "transports.lora.data_share", "0 to 1"},
 		{"frame size", func(c *Config) { c.Transports.MaxFrameSize = 10 }, "transports.max_frame_size", "256 to 16777216"},
 	}
 	for _, tc := range cases {
