@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/quicprochat/qpc/transports"
 )
 
 // Duration is a time.Duration that reads and writes as "10m", "1h30m".
@@ -237,9 +238,6 @@ func quote(v any) string {
 	return fmt.Sprint(v)
 }
 
-// Schemes a transport URI may use.
-var Schemes = []string{"tcp", "quic", "mem", "lora+serial", "lora+mock"}
-
 // Validate checks every field and returns all problems joined (each a
 // *FieldError), or nil.
 func (c *Config) Validate() error {
@@ -351,30 +349,20 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// CheckURI validates a transport URI: scheme://host:port for tcp and quic,
-// mem://name, lora+serial:///dev/... and lora+mock://channel.
+// CheckURI validates a transport URI with transports.ParseURI, the parser
+// the node itself uses, and phrases the error as what is allowed.
 func CheckURI(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("a URI such as tcp://127.0.0.1:7701 (%v)", err)
+	_, _, err := transports.ParseURI(s)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, transports.ErrUnknownScheme):
+		return fmt.Errorf("a scheme of %s", strings.Join(transports.Schemes, ", "))
 	}
-	switch u.Scheme {
-	case "tcp", "quic":
-		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
-			return fmt.Errorf("%s://host:port", u.Scheme)
-		}
-	case "mem", "lora+mock":
-		if u.Host == "" {
-			return fmt.Errorf("%s://name", u.Scheme)
-		}
-	case "lora+serial":
-		if u.Path == "" {
-			return fmt.Errorf("lora+serial:///dev/ttyXXX?freq=...&sf=...")
-		}
-	default:
-		return fmt.Errorf("a scheme of %s", strings.Join(Schemes, ", "))
+	if _, want, ok := strings.Cut(err.Error(), "want "); ok {
+		return errors.New(want)
 	}
-	return nil
+	return err
 }
 
 // IsLoopbackHost reports whether host (an IP or "localhost") is loopback.
