@@ -39,8 +39,8 @@
 //
 //	type  name                 status
 //	0x0   -                    never valid
-//	0x1   envelope             reserved
-//	0x2   announce             reserved
+//	0x1   envelope             FrameEnvelope, TagEnvelope (envelope.go)
+//	0x2   announce             FrameAnnounce, TagAnnounce (announce.go)
 //	0x3   fragment             reserved
 //	0x4   KeyPackage request   reserved
 //	0x5   KeyPackage response  reserved
