@@ -62,3 +62,12 @@ type LinksRequest struct{}
 type LinksReply struct {
 	Links []LinkInfo
 }
+
+// BroadcastFrame asks the transports actor to send a frame to every
+// connected peer but Except (the one it came from; zero for none), once
+// per peer, over each peer's best link.
+type BroadcastFrame struct {
+	Data     []byte
+	Priority Priority
+	Except   [16]byte
+}

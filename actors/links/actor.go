@@ -92,6 +92,15 @@ func (m *manager) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Send(pid, &messages.OutboundFrame{Data: msg.Data, Prio: msg.Priority})
+	case *messages.BroadcastFrame:
+		for _, peer := range m.table.Peers() {
+			if peer == msg.Except {
+				continue
+			}
+			if pid, _, ok := m.table.Pick(peer, len(msg.Data)); ok {
+				ctx.Send(pid, &messages.OutboundFrame{Data: msg.Data, Prio: msg.Priority})
+			}
+		}
 	case *discovered:
 		m.onDiscovered(ctx, msg.d)
 	case *actor.Terminated:

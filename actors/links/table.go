@@ -1,6 +1,7 @@
 package links
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -46,6 +47,20 @@ func (t *Table[H]) Connected(peer [16]byte) bool {
 		}
 	}
 	return false
+}
+
+// Peers lists the connected peers, each once, in a stable order.
+func (t *Table[H]) Peers() [][16]byte {
+	seen := make(map[[16]byte]bool, len(t.links))
+	var out [][16]byte
+	for _, e := range t.links {
+		if !seen[e.info.Peer] {
+			seen[e.info.Peer] = true
+			out = append(out, e.info.Peer)
+		}
+	}
+	slices.SortFunc(out, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
+	return out
 }
 
 // Pick chooses the link to peer for a frame of size bytes, by

@@ -37,6 +37,9 @@ func TestTablePickPrefersWholeFrameThenSpeedThenAge(t *testing.T) {
 	if got := tab.CountByTransport(); got["lora"] != 1 || got["tcp"] != 1 || len(got) != 2 {
 		t.Fatalf("counts %v", got)
 	}
+	if ps := tab.Peers(); len(ps) != 2 || ps[0] != peer || ps[1] != other {
+		t.Fatalf("peers %v", ps)
+	}
 	if l := tab.List(); len(l) != 2 || l[0].ID != 1 {
 		t.Fatalf("list %+v", l)
 	}

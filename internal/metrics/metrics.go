@@ -29,6 +29,7 @@ type Node struct {
 	InboxDropped    prometheus.Counter
 	FramesRefused   *prometheus.CounterVec // reason
 	Links           *Links
+	Mesh            *Mesh
 }
 
 // Options for New.
@@ -88,6 +89,7 @@ func New(o Options) *Node {
 	r.MustRegister(m.ActorRestarts, m.ActorFailures, m.ActorsRunning, m.ShutdownPhase,
 		m.StartTime, m.APIRequests, m.FramesInjected, m.FramesDelivered, m.InboxDropped, m.FramesRefused)
 	m.Links = newLinks(r)
+	m.Mesh = newMesh(r)
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
 		Help:        "Always 1; the version label names the build.",

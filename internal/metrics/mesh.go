@@ -1,0 +1,50 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Mesh are the metrics of announcer, router, store and ratelimit.
+type Mesh struct {
+	AnnouncesSent     prometheus.Counter
+	AnnouncesAccepted prometheus.Counter
+	AnnouncesRefused  *prometheus.CounterVec // reason: malformed, bad_signature, too_old, future, hops, stale, own
+	Rebroadcasts      prometheus.Counter
+	Envelopes         *prometheus.CounterVec // result: delivered, forwarded, stored, broadcast
+	EnvelopesDropped  *prometheus.CounterVec // reason: malformed, unknown_sender, bad_signature, expired, duplicate, replay, hop_limit, open_failed, no_route
+	Routes            prometheus.Gauge
+	Lookups           prometheus.Counter
+	LookupMisses      prometheus.Counter
+	Stored            prometheus.Gauge
+	StoreEvents       *prometheus.CounterVec // event: put, delivered, expired, refused
+	RateLimited       *prometheus.CounterVec // class: envelope, announce, keypackage
+	Receipts          prometheus.Counter
+}
+
+func newMesh(r *prometheus.Registry) *Mesh {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "mesh", Name: name, Help: help})
+	}
+	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "mesh", Name: name, Help: help}, labels)
+	}
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "mesh", Name: name, Help: help})
+	}
+	m := &Mesh{
+		AnnouncesSent:     c("announces_sent_total", "Own announces sent (per broadcast, not per peer)."),
+		AnnouncesAccepted: c("announces_accepted_total", "Received announces that updated the routing table."),
+		AnnouncesRefused:  cv("announces_refused_total", "Received announces refused, by reason.", "reason"),
+		Rebroadcasts:      c("announces_rebroadcast_total", "Announces re-broadcast for others."),
+		Envelopes:         cv("envelopes_total", "Envelopes handled, by result.", "result"),
+		EnvelopesDropped:  cv("envelopes_dropped_total", "Envelopes dropped, by reason.", "reason"),
+		Routes:            g("routes", "Destinations in the routing table."),
+		Lookups:           c("route_lookups_total", "Routing table lookups."),
+		LookupMisses:      c("route_misses_total", "Routing table lookups without a route."),
+		Stored:            g("stored", "Envelopes held for unreachable destinations."),
+		StoreEvents:       cv("store_events_total", "Store-and-forward events: put, delivered, expired, refused.", "event"),
+		RateLimited:       cv("ratelimited_total", "Inbound frames over a peer's rate, dropped, by class.", "class"),
+		Receipts:          c("receipts_total", "Delivery receipts received for our own messages."),
+	}
+	r.MustRegister(m.AnnouncesSent, m.AnnouncesAccepted, m.AnnouncesRefused, m.Rebroadcasts, m.Envelopes,
+		m.EnvelopesDropped, m.Routes, m.Lookups, m.LookupMisses, m.Stored, m.StoreEvents, m.RateLimited, m.Receipts)
+	return m
+}

@@ -1,0 +1,104 @@
+package messages
+
+import "time"
+
+// This file is the bus contract of the mesh: announcer, router, store and
+// the node's API.
+
+// AnnounceHeard is a received announce whose signature and age the
+// announcer checked; the router decides whether it is fresh.
+type AnnounceHeard struct {
+	Announce Announce
+	Frame    []byte   // as received, for re-broadcast with ForwardAnnounce
+	From     [16]byte // the neighbour it came from
+	Link     string
+}
+
+// SendText asks the router to seal text to To and send it; the router
+// answers with *SendResult.
+type SendText struct {
+	To   [16]byte
+	Text []byte
+}
+
+// Send outcomes.
+const (
+	SendForwarded = "forwarded" // handed to the next hop
+	SendStored    = "stored"    // no route now: held until one appears
+)
+
+// SendResult answers SendText.
+type SendResult struct {
+	ID     [16]byte
+	Status string
+	Err    error
+}
+
+// RoutesRequest asks the router for its table; it answers *RoutesReply.
+type RoutesRequest struct{}
+
+// RouteInfo is one destination as `qpc routes` shows it.
+type RouteInfo struct {
+	Address      [16]byte
+	NextHop      [16]byte
+	Hops         int
+	Link         string
+	Capabilities Capabilities
+	Seq          uint64
+	Refreshed    time.Time
+}
+
+// RoutesReply answers RoutesRequest.
+type RoutesReply struct{ Routes []RouteInfo }
+
+// TraceRequest asks the router to trace the path to To, hop by hop; it
+// answers *TraceResult when the destination answered or Timeout passed.
+type TraceRequest struct {
+	To      [16]byte
+	Timeout time.Duration
+}
+
+// TraceHop is one node on a traced path.
+type TraceHop struct {
+	Hop     int
+	Address [16]byte
+	RTT     time.Duration
+}
+
+// TraceResult answers TraceRequest.
+type TraceResult struct {
+	Hops    []TraceHop
+	Reached bool
+	Err     error
+}
+
+// Store messages between router and store.
+type (
+	// StoreFrame asks the store to hold an envelope for Dest.
+	StoreFrame struct {
+		Dest   [16]byte
+		ID     [16]byte
+		Frame  []byte
+		Expiry time.Time
+	}
+	// StoreAck tells the store an envelope was delivered (a receipt came
+	// back); it deletes its copy.
+	StoreAck struct{ ID [16]byte }
+	// RouteUp tells the store a destination became reachable, so it hands
+	// back what it holds for it.
+	RouteUp struct{ Dest [16]byte }
+	// StoredFrames hands held envelopes back to the router for sending.
+	StoredFrames struct {
+		Dest   [16]byte
+		Frames [][]byte
+	}
+)
+
+// InboxMessage is a message delivered to this node and opened.
+type InboxMessage struct {
+	ID   [16]byte
+	From [16]byte
+	Text []byte
+	At   time.Time
+	Hops int
+}
