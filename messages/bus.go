@@ -107,3 +107,15 @@ type Delivered struct {
 	Data []byte
 	At   time.Time
 }
+
+// Priority of an inbound frame, for the admission mailbox's shedding:
+// announces and other control frames beat data envelopes.
+func (f *InboundFrame) Priority() Priority {
+	if t, err := FrameTag(f.Data); err == nil && t.Type() != FrameEnvelope {
+		return Control
+	}
+	return Data
+}
+
+// Size of an inbound frame, for the admission mailbox's byte bound.
+func (f *InboundFrame) Size() int { return len(f.Data) }

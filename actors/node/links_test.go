@@ -72,20 +72,23 @@ func TestTwoNodesConnectAndExchange(t *testing.T) {
 				t.Fatalf("status links = %+v", st.Links)
 			}
 
-			frame := dataFrame(t, []byte("hello over "+scheme))
-			if err := b.Send(a.Address(), frame, messages.Data); err != nil {
+			// Each learns the other's announce as the link comes up, and a
+			// sealed message crosses.
+			waitRoute(t, b, a.Address())
+			text := "hello over " + scheme
+			if _, err := b.SendText(context.Background(), a.Address(), []byte(text)); err != nil {
 				t.Fatal(err)
 			}
 			select {
 			case d := <-a.Deliveries():
-				if string(d.Data) != string(frame) || d.From != b.Address() || !strings.HasPrefix(d.Link, scheme+":") {
+				if string(d.Text) != text || d.From != b.Address() || d.Hops != 1 {
 					t.Fatalf("delivered %+v", d)
 				}
 			case <-time.After(10 * time.Second):
-				t.Fatal("frame not delivered")
+				t.Fatal("message not delivered")
 			}
-			if got := testutil.ToFloat64(b.Metrics().Links.FramesSent.WithLabelValues(scheme)); got != 1 {
-				t.Fatalf("frames sent = %v", got)
+			if got := testutil.ToFloat64(b.Metrics().Links.FramesSent.WithLabelValues(scheme)); got < 2 {
+				t.Fatalf("frames sent = %v, want at least an announce and the message", got)
 			}
 		})
 	}
@@ -152,14 +155,19 @@ func TestOversizeFrameDisconnectsOnlyThatPeer(t *testing.T) {
 	if err := conn.WriteFrame(make([]byte, 64<<10)); err != nil {
 		t.Fatal(err)
 	}
-	// The node closes the link: our read ends.
+	// The node closes the link: our reads end (after the node's announce,
+	// which it sent when the link came up).
 	readDone := make(chan error, 1)
-	go func() { _, err := conn.ReadFrame(); readDone <- err }()
-	select {
-	case err := <-readDone:
-		if err == nil {
-			t.Fatal("read a frame instead of a disconnect")
+	go func() {
+		for {
+			if _, err := conn.ReadFrame(); err != nil {
+				readDone <- err
+				return
+			}
 		}
+	}()
+	select {
+	case <-readDone:
 	case <-time.After(10 * time.Second):
 		t.Fatal("hostile peer not disconnected")
 	}
@@ -170,14 +178,14 @@ func TestOversizeFrameDisconnectsOnlyThatPeer(t *testing.T) {
 		t.Fatalf("no logged reason:\n%s", logs)
 	}
 	// The good peer is still served.
-	frame := dataFrame(t, []byte("still here"))
-	if err := b.Send(a.Address(), frame, messages.Data); err != nil {
+	waitRoute(t, b, a.Address())
+	if _, err := b.SendText(context.Background(), a.Address(), []byte("still here")); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case d := <-a.Deliveries():
-		if d.From != b.Address() {
-			t.Fatalf("delivered from %s", crypto.Address(d.From).Short())
+		if d.From != b.Address() || string(d.Text) != "still here" {
+			t.Fatalf("delivered %+v", d)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("good peer's frame not delivered after the hostile one was cut off")

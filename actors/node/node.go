@@ -39,6 +39,7 @@ type Node struct {
 	log     *slog.Logger
 	clock   clock.Clock
 	id      *crypto.Identity
+	seal    *crypto.SealingKey
 	metrics *metrics.Node
 
 	system    *actor.ActorSystem
@@ -51,7 +52,8 @@ type Node struct {
 	transports map[string]transports.Transport
 	listeners  []links.Bound
 
-	inbox     chan *messages.Delivered
+	inbox     chan *messages.InboxMessage
+	box       *inbox
 	readyOnce sync.Once
 	readyCh   chan struct{}
 	phase     atomic.Int32
@@ -73,7 +75,7 @@ func New(opts ...Option) (*Node, error) {
 	}
 	n := &Node{
 		opts: o, cfg: o.cfg, log: o.log, clock: o.clock, id: o.identity,
-		inbox: make(chan *messages.Delivered, o.inboxSize), readyCh: make(chan struct{}), done: make(chan struct{}),
+		inbox: make(chan *messages.InboxMessage, o.inboxSize), readyCh: make(chan struct{}), done: make(chan struct{}),
 	}
 	if n.log == nil {
 		var err error
@@ -112,7 +114,13 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 	}
 	n.log = n.log.With("node", n.id.Address().Short())
+	if n.seal, err = crypto.SealingKeyFor(n.id); err != nil {
+		return err
+	}
 	if n.db, err = persist.Open(n.cfg.DBPath(), n.opts.lockTimeout); err != nil {
+		return err
+	}
+	if n.box, err = openInbox(n.db); err != nil {
 		return err
 	}
 	if err := n.openTransports(ctx); err != nil {
@@ -260,13 +268,19 @@ func (n *Node) Inject(link string, from crypto.Address, frame []byte) error {
 	return nil
 }
 
-// Deliveries is what the router delivered to this node. Read it, or
-// deliveries beyond its buffer are dropped and counted.
-func (n *Node) Deliveries() <-chan *messages.Delivered { return n.inbox }
+// Deliveries are the messages delivered to this node and opened, as they
+// arrive (they are also kept in the inbox, Inbox). Read it, or deliveries
+// beyond its buffer are dropped from the channel (not from the inbox) and
+// counted.
+func (n *Node) Deliveries() <-chan *messages.InboxMessage { return n.inbox }
 
-func (n *Node) deliver(d *messages.Delivered) {
+// deliver is the router's Deliver: runs on the router's goroutine.
+func (n *Node) deliver(m *messages.InboxMessage) {
+	if err := n.box.add(m); err != nil {
+		n.log.Error("inbox write failed", "err", err)
+	}
 	select {
-	case n.inbox <- d:
+	case n.inbox <- m:
 		n.metrics.FramesDelivered.Inc()
 	default:
 		n.metrics.InboxDropped.Inc()

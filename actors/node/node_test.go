@@ -17,6 +17,7 @@ import (
 	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/internal/persist"
+	"github.com/quicprochat/qpc/messages"
 )
 
 // syncBuffer collects log output from several goroutines.
@@ -99,20 +100,50 @@ func TestNodeStartServesAPIAndDelivers(t *testing.T) {
 		}
 	}
 
-	from := crypto.Address{1, 2, 3}
-	if err := n.Inject("test", from, []byte("hello")); err != nil {
+	// A signed announce handed in through the Go API goes through
+	// admission, the announcer and the router into the routing table.
+	peer, _ := crypto.NewIdentity(nil)
+	if err := n.Inject("test", peer.Address(), announceFrame(t, peer)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case d := <-n.Deliveries():
-		if string(d.Data) != "hello" || d.From != from || d.Link != "test" {
-			t.Fatalf("delivered %+v", d)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("frame not delivered")
+	waitRoute(t, n, peer.Address())
+}
+
+// announceFrame is a fresh signed announce of id.
+func announceFrame(t testing.TB, id *crypto.Identity) []byte {
+	t.Helper()
+	seal, err := crypto.SealingKeyFor(id)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(n.Metrics().FramesDelivered); got != 1 {
-		t.Fatalf("frames_delivered_total = %v", got)
+	a := messages.NewAnnounce(id.PublicKey(), seal.Public(), messages.CapRelay, nil, time.Now())
+	if err := a.Sign(id.Sign); err != nil {
+		t.Fatal(err)
+	}
+	b, err := messages.EncodeAnnounce(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// waitRoute probes n's routing table until addr is in it.
+func waitRoute(t testing.TB, n *Node, addr crypto.Address) messages.RouteInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		rs, err := n.Routes(ctx)
+		for _, r := range rs {
+			if r.Address == addr {
+				return r
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no route to %s on %s: %v %+v", addr.Short(), n.Address().Short(), err, rs)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 
@@ -205,17 +236,11 @@ func TestNodeRestartsPanickingActor(t *testing.T) {
 		t.Fatalf("healthz after restart = %d", code)
 	}
 	// The restarted router still routes.
-	if err := n.Inject("test", crypto.Address{}, []byte("after")); err != nil {
+	peer, _ := crypto.NewIdentity(nil)
+	if err := n.Inject("test", peer.Address(), announceFrame(t, peer)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case d := <-n.Deliveries():
-		if string(d.Data) != "after" {
-			t.Fatalf("delivered %q", d.Data)
-		}
-	case <-ctx.Done():
-		t.Fatal("restarted router did not deliver")
-	}
+	waitRoute(t, n, peer.Address())
 }
 
 func TestNodeStopsActorThatFailsTooOften(t *testing.T) {
@@ -262,15 +287,10 @@ func TestFaultIgnoredWithoutFaultInjection(t *testing.T) {
 	if err := n.Fault("router", "x"); err != nil {
 		t.Fatal(err)
 	}
-	// The router handles messages in order: once this frame is delivered
+	// The router handles messages in order: once it answers this request
 	// the fault message has been processed (and ignored).
-	if err := n.Inject("test", crypto.Address{}, []byte("x")); err != nil {
+	if _, err := n.Routes(context.Background()); err != nil {
 		t.Fatal(err)
-	}
-	select {
-	case <-n.Deliveries():
-	case <-time.After(5 * time.Second):
-		t.Fatal("no delivery")
 	}
 	if got := testutil.ToFloat64(n.Metrics().ActorFailures.WithLabelValues("router")); got != 0 {
 		t.Fatalf("router failed %v times without fault injection", got)

@@ -34,6 +34,7 @@ type options struct {
 	memNet         *mem.Network
 	discovery      *discovery.Options
 	backoff        *links.Backoff
+	tap            func(*messages.InboundFrame) bool
 }
 
 func defaultOptions() options {
@@ -96,6 +97,12 @@ func WithDiscovery(d discovery.Options) Option { return func(o *options) { o.dis
 // WithDialBackoff overrides the re-dial back-off (its Max otherwise comes
 // from transports.dial_backoff_max).
 func WithDialBackoff(b links.Backoff) Option { return func(o *options) { o.backoff = &b } }
+
+// WithInboundTap lets f see every admitted inbound frame before routing and
+// take it by returning true (link-level tests and benchmarks).
+func WithInboundTap(f func(*messages.InboundFrame) bool) Option {
+	return func(o *options) { o.tap = f }
+}
 
 // Capabilities is what the node announces.
 func (n *Node) Capabilities() messages.Capabilities { return n.opts.caps }

@@ -20,13 +20,14 @@ func TestMetricsPassPromtool(t *testing.T) {
 	}
 	n, _ := startNode(t, testConfig(t), WithProcessMetrics(), WithFaultInjection())
 	// Make the labelled series exist too.
-	_ = n.Inject("test", crypto.Address{}, []byte("x"))
-	<-n.Deliveries()
+	peer, _ := crypto.NewIdentity(nil)
+	_ = n.Inject("test", peer.Address(), announceFrame(t, peer))
+	waitRoute(t, n, peer.Address())
 	code, body := get(t, "http://"+n.APIAddr()+"/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
 	}
-	for _, want := range []string{"qpc_actor_restarts_total", "qpc_shutdown_phase", "qpc_build_info", "go_goroutines", "qpc_frames_delivered_total 1"} {
+	for _, want := range []string{"qpc_actor_restarts_total", "qpc_shutdown_phase", "qpc_build_info", "go_goroutines", "qpc_mesh_announces_accepted_total 1"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

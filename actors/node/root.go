@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -11,6 +12,7 @@ import (
 	"github.com/quicprochat/qpc/actors/internal/lifecycle"
 	"github.com/quicprochat/qpc/actors/keys"
 	"github.com/quicprochat/qpc/actors/links"
+	"github.com/quicprochat/qpc/actors/mailbox"
 	"github.com/quicprochat/qpc/actors/ratelimit"
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/actors/shutdown"
@@ -113,21 +115,44 @@ func (r *root) spawn(ctx actor.Context, name string, props *actor.Props) *actor.
 	return pid
 }
 
-// spawnChildren builds the tree in dependency order: an actor is spawned
-// after those it sends to, so it can be handed their PIDs.
+// spawnChildren builds the tree. Children's PIDs are known before they
+// exist (root id + "/" + name), so each is handed the PIDs it sends to
+// whatever the spawn order; nothing is sent before every child runs.
 func (r *root) spawnChildren(ctx actor.Context) {
 	n := r.n
 	r.children, r.byID = nil, make(map[string]*child)
-	storePID := r.spawn(ctx, store.Name, store.New())
+	pid := func(name string) *actor.PID { return actor.NewPID(ctx.Self().Address, ctx.Self().Id+"/"+name) }
+	routerPID, storePID, linksPID := pid(router.Name), pid(store.Name), pid(links.Name)
+	limitPID, announcerPID := pid(ratelimit.Name), pid(announcer.Name)
+	cfg := n.cfg
+	meshLog := func(c string) *slog.Logger { return n.log.With("component", c) }
+
+	storePID = r.spawn(ctx, store.Name, store.New(store.Config{
+		DB: n.db, Limits: store.Limits{PerDest: cfg.Store.MaxPerDest, Total: cfg.Store.MaxTotal, MaxFrame: cfg.Transports.MaxFrameSize},
+		GCInterval: cfg.Store.GCInterval.D(), Router: routerPID, Clock: n.clock, Metrics: n.metrics.Mesh, Log: meshLog("store"),
+	}))
 	keysPID := r.spawn(ctx, keys.Name, keys.New())
 	fappPID := r.spawn(ctx, fapp.Name, fapp.New())
-	routerPID := r.spawn(ctx, router.Name, router.New(router.Config{Clock: n.clock, Deliver: n.deliver}))
-	limitPID := r.spawn(ctx, ratelimit.Name, ratelimit.New(ratelimit.Config{
-		Router:    routerPID,
-		OnRefused: func(reason string) { n.metrics.FramesRefused.WithLabelValues(reason).Inc() },
+	r.spawn(ctx, router.Name, router.New(router.Config{
+		Identity: n.id, Seal: n.seal, Clock: n.clock, DB: n.db,
+		Table: router.TableConfig{MaxRoutes: cfg.Routing.MaxRoutes, TTL: cfg.Routing.RouteTTL.D()},
+		Dedup: cfg.Routing.DedupCache, MaxHops: cfg.Announce.MaxHops, TTL: cfg.Store.TTL.D(), StoreOn: cfg.Store.Enabled,
+		Links: linksPID, Store: storePID, Metrics: n.metrics.Mesh, Log: meshLog("router"), Deliver: n.deliver,
 	}))
-	announcerPID := r.spawn(ctx, announcer.Name, announcer.New())
-	linksPID := r.spawn(ctx, links.Name, links.New(n.linksConfig(limitPID)))
+	r.spawn(ctx, ratelimit.Name, ratelimit.New(ratelimit.Config{
+		Router: routerPID, Announcer: announcerPID, Limits: n.rateLimits(), Clock: n.clock, Metrics: n.metrics.Mesh,
+		OnRefused: func(reason string) { n.metrics.FramesRefused.WithLabelValues(reason).Inc() },
+		Tap:       n.opts.tap,
+	}).Configure(actor.WithMailbox(mailbox.PriorityShedding(mailbox.Options{
+		MaxMessages: 8 * cfg.Transports.QueueFrames,
+		OnShed:      func(_ any, p messages.Priority) { n.metrics.FramesRefused.WithLabelValues("overload_" + p.String()).Inc() },
+	}))))
+	r.spawn(ctx, announcer.Name, announcer.New(announcer.Config{
+		Identity: n.id, SealPub: n.seal.Public(), Caps: n.opts.caps, Clock: n.clock,
+		Interval: cfg.Announce.Interval.D(), MaxAge: cfg.Announce.MaxAge.D(), MaxHops: cfg.Announce.MaxHops,
+		Router: routerPID, Links: linksPID, Metrics: n.metrics.Mesh, Log: meshLog("announcer"),
+	}))
+	r.spawn(ctx, links.Name, links.New(n.linksConfig(limitPID)))
 	// Drain from the edge inwards: stop taking frames first, then let the
 	// router, store and the rest finish.
 	parts := []shutdown.Participant{

@@ -1,8 +1,16 @@
-// Package ratelimit is the admission actor in front of the router.
+// Package ratelimit is the admission actor in front of the router and the
+// announcer.
 //
-// It owns per-peer token buckets (envelopes, announces, KeyPackage
-// requests) and priority shedding when the node is overloaded; those land
-// with the mesh issue. Today it forwards every *messages.InboundFrame to
-// the router while the node runs, and refuses new frames once it has been
-// told to *messages.Drain, counting them in Config.OnRefused.
+// It owns per-peer token buckets (PerPeer, bucket.go) for envelopes,
+// announces and KeyPackage requests, so one flooding peer drains only its
+// own buckets and the others still pass. Its own mailbox is the
+// priority-shedding mailbox (actors/mailbox): when the node is overloaded
+// and frames queue up, data envelopes are shed before announces.
+//
+// Receives *messages.InboundFrame from link readers (and Node.Inject): it
+// reads the frame's tag, charges the peer's bucket for that class, and
+// sends announces to the announcer and envelopes to the router; what is
+// over a peer's rate is dropped and counted
+// (qpc_mesh_ratelimited_total{class}). After *messages.Drain it refuses new
+// frames (qpc_frames_refused_total{reason="draining"}).
 package ratelimit

@@ -1,10 +1,20 @@
 package router
 
 import (
-	"github.com/asynkron/protoactor-go/actor"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
 
-	"github.com/quicprochat/qpc/actors/internal/lifecycle"
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/internal/metrics"
+	"github.com/quicprochat/qpc/internal/persist"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -13,26 +23,326 @@ const Name = "router"
 
 // Config wires the router.
 type Config struct {
-	Clock clock.Clock
-	// Deliver hands a frame to the node's inbox. It must not block.
-	Deliver func(*messages.Delivered)
+	Identity *crypto.Identity
+	Seal     *crypto.SealingKey
+	Clock    clock.Clock
+	DB       *persist.DB
+	Table    TableConfig
+	Dedup    int
+	MaxHops  int
+	TTL      time.Duration
+	StoreOn  bool
+	Links    *actor.PID
+	Store    *actor.PID
+	Metrics  *metrics.Mesh
+	Log      *slog.Logger
+	// Deliver hands an opened message to the node's inbox. It must not block.
+	Deliver func(*messages.InboxMessage)
 }
 
-type router struct {
-	cfg Config
+// Timers and replies the actor sends itself.
+type (
+	gcTick      struct{}
+	rebroadcast struct {
+		frame  []byte
+		except [16]byte
+	}
+	traceStep struct {
+		req  *messages.TraceRequest
+		to   *actor.PID
+		hop  int
+		sent time.Time
+	}
+	traceTimeout struct{ probe [16]byte }
+)
+
+type pendingTrace struct {
+	req    *messages.TraceRequest
+	reply  *actor.PID
+	hop    int
+	sent   time.Time
+	result messages.TraceResult
+	timer  clock.Timer
 }
+
+type routerActor struct {
+	cfg    Config
+	core   *Core
+	sub    *eventstream.Subscription
+	gc     clock.Timer
+	traces map[[16]byte]*pendingTrace
+	links  map[[16]byte]int // open links per neighbour
+}
+
+var tableKey = []byte("router/table")
 
 // New returns the router's Props.
 func New(cfg Config) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &router{cfg: cfg} })
+	return actor.PropsFromProducer(func() actor.Actor { return &routerActor{cfg: cfg} })
 }
 
-func (r *router) Receive(ctx actor.Context) {
-	if lifecycle.AckStateless(ctx, Name) {
+func (r *routerActor) Receive(ctx actor.Context) {
+	now := r.cfg.Clock.Now()
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.start(ctx)
+	case *messages.AnnounceHeard:
+		fwd, change, err := r.core.HandleAnnounce(m, now)
+		if err != nil {
+			reason := "stale"
+			if !errors.Is(err, ErrStale) {
+				reason = "bad_route"
+			}
+			r.cfg.Metrics.AnnouncesRefused.WithLabelValues(reason).Inc()
+			return
+		}
+		r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
+		if change == ChangeAdded || change == ChangeBest {
+			r.cfg.Metrics.AnnouncesAccepted.Inc()
+			ctx.Send(r.cfg.Store, &messages.RouteUp{Dest: m.Announce.Address()})
+		}
+		if fwd != nil {
+			// A short random delay, so neighbours that heard the same
+			// announce do not all re-broadcast in the same instant.
+			d := time.Duration(rand.Int64N(int64(50 * time.Millisecond)))
+			self, sys := ctx.Self(), ctx.ActorSystem()
+			r.cfg.Clock.AfterFunc(d, func() { sys.Root.Send(self, &rebroadcast{frame: fwd, except: m.From}) })
+		}
+	case *rebroadcast:
+		r.cfg.Metrics.Rebroadcasts.Inc()
+		ctx.Send(r.cfg.Links, &messages.BroadcastFrame{Data: m.frame, Priority: messages.Control, Except: m.except})
+	case *messages.InboundFrame:
+		r.do(ctx, r.core.HandleEnvelope(m.Data, m.From, now))
+	case *messages.StoredFrames:
+		for _, f := range m.Frames {
+			// Held frames go out again like any other; the store keeps its
+			// copy until a receipt comes back.
+			r.do(ctx, r.core.HandleStored(f, m.Dest))
+		}
+	case *messages.SendText:
+		id, acts, err := r.core.SendText(m.To, m.Text, now)
+		res := &messages.SendResult{ID: id, Err: err}
+		if err == nil {
+			res.Status = messages.SendForwarded
+			for _, a := range acts {
+				if a.Kind == Store {
+					res.Status = messages.SendStored
+				}
+			}
+			r.do(ctx, acts)
+		}
+		ctx.Respond(res)
+	case *messages.RoutesRequest:
+		ctx.Respond(r.routes())
+	case *messages.TraceRequest:
+		r.startTrace(ctx, m)
+	case *traceTimeout:
+		if t := r.traces[m.probe]; t != nil {
+			delete(r.traces, m.probe)
+			t.result.Err = errors.New("router: trace timed out")
+			ctx.Send(t.reply, &t.result)
+		}
+	case *messages.PeerUp:
+		r.links[m.Link.Peer]++
+		// Tell the new neighbour what we know, so it need not wait for
+		// everyone's next announce.
+		for _, f := range r.core.Announces() {
+			if fwd, err := messages.ForwardAnnounce(f); err == nil {
+				ctx.Send(r.cfg.Links, &messages.SendFrame{Peer: m.Link.Peer, Data: fwd, Priority: messages.Control})
+			}
+		}
+		ctx.Send(r.cfg.Store, &messages.RouteUp{Dest: m.Link.Peer})
+	case *messages.PeerDown:
+		if r.links[m.Link.Peer]--; r.links[m.Link.Peer] <= 0 {
+			delete(r.links, m.Link.Peer)
+			r.core.Table.RemoveVia(m.Link.Peer)
+			r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
+		}
+	case *gcTick:
+		r.core.Table.Expire(now)
+		if _, err := r.core.Replay.GC(now); err != nil {
+			r.cfg.Log.Warn("replay window GC failed", "err", err)
+		}
+		r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
+		r.scheduleGC(ctx)
+	case *messages.Drain:
+		ctx.Respond(&messages.Drained{Actor: Name})
+	case *messages.Persist:
+		ctx.Respond(&messages.Persisted{Actor: Name, Err: r.persist()})
+	case *actor.Stopping:
+		if r.sub != nil {
+			ctx.ActorSystem().EventStream.Unsubscribe(r.sub)
+		}
+		if r.gc != nil {
+			r.gc.Stop()
+		}
+	}
+}
+
+func (r *routerActor) start(ctx actor.Context) {
+	c := r.cfg
+	store, err := crypto.NewBoltReplayStore(c.DB.DB, "router/replay")
+	if err != nil {
+		panic(err) // the database is ours and open: a bug or a broken disk
+	}
+	replay, err := crypto.NewReplayWindow(store, crypto.ReplayLimits{})
+	if err != nil {
+		panic(err)
+	}
+	r.core = &Core{
+		ID: c.Identity, Seal: c.Seal, Table: NewTable(c.Table), Dedup: NewDedup(c.Dedup, 0),
+		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn,
+	}
+	r.traces = make(map[[16]byte]*pendingTrace)
+	r.links = make(map[[16]byte]int)
+	if err := r.restore(); err != nil {
+		c.Log.Warn("routing table not restored", "err", err)
+	}
+	c.Metrics.Routes.Set(float64(r.core.Table.Len()))
+	self, sys, me := ctx.Self(), ctx.ActorSystem(), c.Identity.Address()
+	r.sub = sys.EventStream.Subscribe(func(ev any) {
+		switch e := ev.(type) {
+		case *messages.PeerUp:
+			if e.Node == me {
+				sys.Root.Send(self, e)
+			}
+		case *messages.PeerDown:
+			if e.Node == me {
+				sys.Root.Send(self, e)
+			}
+		}
+	})
+	r.scheduleGC(ctx)
+}
+
+func (r *routerActor) scheduleGC(ctx actor.Context) {
+	self, sys := ctx.Self(), ctx.ActorSystem()
+	r.gc = r.cfg.Clock.AfterFunc(time.Minute, func() { sys.Root.Send(self, &gcTick{}) })
+}
+
+// do carries out the core's actions.
+func (r *routerActor) do(ctx actor.Context, acts []Action) {
+	m := r.cfg.Metrics
+	for _, a := range acts {
+		switch a.Kind {
+		case Drop:
+			m.EnvelopesDropped.WithLabelValues(a.Reason).Inc()
+		case Deliver:
+			m.Envelopes.WithLabelValues("delivered").Inc()
+			r.cfg.Deliver(a.Inbox)
+		case Forward:
+			m.Envelopes.WithLabelValues("forwarded").Inc()
+			ctx.Send(r.cfg.Links, &messages.SendFrame{Peer: a.NextHop, Data: a.Frame, Priority: messages.Data})
+		case Store:
+			m.Envelopes.WithLabelValues("stored").Inc()
+			ctx.Send(r.cfg.Store, &messages.StoreFrame{Dest: a.Dest, ID: a.ID, Frame: a.Frame, Expiry: a.Expiry})
+		case Broadcast:
+			m.Envelopes.WithLabelValues("broadcast").Inc()
+			ctx.Send(r.cfg.Links, &messages.BroadcastFrame{Data: a.Frame, Priority: messages.Data, Except: a.Except})
+		case Receipt:
+			m.Receipts.Inc()
+			ctx.Send(r.cfg.Store, &messages.StoreAck{ID: a.ID})
+		case Ack:
+			ctx.Send(r.cfg.Store, &messages.StoreAck{ID: a.ID})
+		case TraceHop:
+			r.traceHop(ctx, a)
+		}
+	}
+}
+
+func (r *routerActor) routes() *messages.RoutesReply {
+	snap := r.core.Table.Snapshot()
+	out := &messages.RoutesReply{}
+	seen := map[[16]byte]bool{}
+	for _, rt := range snap.Routes {
+		if seen[rt.Address] {
+			continue // best path first; the others are alternates
+		}
+		seen[rt.Address] = true
+		out.Routes = append(out.Routes, messages.RouteInfo{
+			Address: rt.Address, NextHop: rt.NextHop, Hops: int(rt.Hops), Link: rt.Link,
+			Capabilities: rt.Capabilities, Seq: rt.Seq, Refreshed: rt.Refreshed,
+		})
+	}
+	return out
+}
+
+// persist writes the routing table (with the sequence records that keep
+// replayed announces out) to the database.
+func (r *routerActor) persist() error {
+	b, err := json.Marshal(r.core.Table.Snapshot())
+	if err != nil {
+		return err
+	}
+	return r.cfg.DB.Update(func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists([]byte("router"))
+		if err != nil {
+			return err
+		}
+		return bk.Put(tableKey, b)
+	})
+}
+
+func (r *routerActor) restore() error {
+	var snap Snapshot
+	found := false
+	err := r.cfg.DB.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte("router"))
+		if bk == nil {
+			return nil
+		}
+		v := bk.Get(tableKey)
+		if v == nil {
+			return nil
+		}
+		found = true
+		return json.Unmarshal(v, &snap)
+	})
+	if err != nil || !found {
+		return err
+	}
+	return r.core.Table.Restore(snap)
+}
+
+func (r *routerActor) startTrace(ctx actor.Context, m *messages.TraceRequest) {
+	var probe [16]byte
+	for i := range probe {
+		probe[i] = byte(rand.UintN(256))
+	}
+	t := &pendingTrace{req: m, reply: ctx.Sender(), hop: 1}
+	r.traces[probe] = t
+	self, sys := ctx.Self(), ctx.ActorSystem()
+	t.timer = r.cfg.Clock.AfterFunc(m.Timeout, func() { sys.Root.Send(self, &traceTimeout{probe: probe}) })
+	r.sendProbe(ctx, probe, t)
+}
+
+func (r *routerActor) sendProbe(ctx actor.Context, probe [16]byte, t *pendingTrace) {
+	now := r.cfg.Clock.Now()
+	acts, err := r.core.TraceProbe(t.req.To, t.hop, probe, now)
+	if err != nil {
+		delete(r.traces, probe)
+		t.timer.Stop()
+		t.result.Err = err
+		ctx.Send(t.reply, &t.result)
 		return
 	}
-	switch m := ctx.Message().(type) {
-	case *messages.InboundFrame:
-		r.cfg.Deliver(&messages.Delivered{Link: m.Link, From: m.From, Data: m.Data, At: r.cfg.Clock.Now()})
+	t.sent = now
+	r.do(ctx, acts)
+}
+
+func (r *routerActor) traceHop(ctx actor.Context, a Action) {
+	t := r.traces[a.ID]
+	if t == nil {
+		return
 	}
+	t.result.Hops = append(t.result.Hops, messages.TraceHop{Hop: t.hop, Address: a.From, RTT: r.cfg.Clock.Now().Sub(t.sent)})
+	if a.From == t.req.To || t.hop >= r.cfg.MaxHops {
+		t.result.Reached = a.From == t.req.To
+		delete(r.traces, a.ID)
+		t.timer.Stop()
+		ctx.Send(t.reply, &t.result)
+		return
+	}
+	t.hop++
+	r.sendProbe(ctx, a.ID, t)
 }

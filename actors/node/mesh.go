@@ -1,0 +1,76 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+
+	"github.com/quicprochat/qpc/actors/ratelimit"
+	"github.com/quicprochat/qpc/actors/router"
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/messages"
+)
+
+// rateLimits turns the config into the limiter's per-peer buckets.
+func (n *Node) rateLimits() ratelimit.PerPeerConfig {
+	rl := n.cfg.RateLimit
+	c := ratelimit.DefaultPerPeerConfig
+	c.Limits[ratelimit.ClassEnvelope] = ratelimit.Limit{Rate: rl.EnvelopesPerSec, Burst: rl.EnvelopeBurst}
+	c.Limits[ratelimit.ClassAnnounce] = ratelimit.Limit{Rate: rl.AnnouncesPerMin / 60, Burst: max(int(rl.AnnouncesPerMin/6), 4)}
+	c.Limits[ratelimit.ClassKeyPackage] = ratelimit.Limit{Rate: rl.KeyPackagesPerMn / 60, Burst: max(int(rl.KeyPackagesPerMn/10), 2)}
+	return c
+}
+
+// ask sends msg to the named child and waits for its answer.
+func (n *Node) ask(ctx context.Context, child string, msg any, timeout time.Duration) (any, error) {
+	if !n.running.Load() {
+		return nil, ErrNotRunning
+	}
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	return n.system.Root.RequestFuture(n.childPID(child), msg, timeout).Result()
+}
+
+// SendText seals text to the node to and sends it through the mesh; it is
+// stored and forwarded later if there is no route now. It returns the
+// message id and whether it was forwarded or stored.
+func (n *Node) SendText(ctx context.Context, to crypto.Address, text []byte) (*messages.SendResult, error) {
+	res, err := n.ask(ctx, router.Name, &messages.SendText{To: to, Text: text}, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("node: send: %w", err)
+	}
+	r, ok := res.(*messages.SendResult)
+	if !ok {
+		return nil, fmt.Errorf("node: unexpected send reply %T", res)
+	}
+	return r, r.Err
+}
+
+// Routes is the routing table, best path per destination.
+func (n *Node) Routes(ctx context.Context) ([]messages.RouteInfo, error) {
+	res, err := n.ask(ctx, router.Name, &messages.RoutesRequest{}, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("node: routes: %w", err)
+	}
+	r, ok := res.(*messages.RoutesReply)
+	if !ok {
+		return nil, fmt.Errorf("node: unexpected routes reply %T", res)
+	}
+	return r.Routes, nil
+}
+
+// Trace finds the path to the node to, hop by hop, with round-trip times.
+func (n *Node) Trace(ctx context.Context, to crypto.Address, timeout time.Duration) (*messages.TraceResult, error) {
+	res, err := n.ask(ctx, router.Name, &messages.TraceRequest{To: to, Timeout: timeout}, timeout+time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("node: trace: %w", err)
+	}
+	r, ok := res.(*messages.TraceResult)
+	if !ok {
+		return nil, fmt.Errorf("node: unexpected trace reply %T", res)
+	}
+	return r, r.Err
+}
+

@@ -1,0 +1,294 @@
+package router
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/messages"
+)
+
+// Drop reasons, as counted in qpc_mesh_envelopes_dropped_total.
+const (
+	DropMalformed     = "malformed"
+	DropUnknownSender = "unknown_sender"
+	DropBadSignature  = "bad_signature"
+	DropExpired       = "expired"
+	DropDuplicate     = "duplicate"
+	DropReplay        = "replay"
+	DropHopLimit      = "hop_limit"
+	DropOpenFailed    = "open_failed"
+	DropNoRoute       = "no_route"
+)
+
+// Kind is what the router does with an envelope.
+type Kind uint8
+
+// Action kinds.
+const (
+	Drop      Kind = iota
+	Deliver        // a message for us: Inbox is set
+	Forward        // send Frame to NextHop
+	Store          // hold Frame for Dest until a route appears
+	Broadcast      // send Frame to every neighbour but Except
+	Receipt        // a receipt for one of our messages: ID acknowledged
+	TraceHop       // a trace reply came back: Hop, From
+	Ack            // a receipt passed through: the store may drop ID
+)
+
+// Action is one thing the actor must do; HandleEnvelope returns a list.
+type Action struct {
+	Kind    Kind
+	Reason  string // Drop
+	Frame   []byte
+	NextHop [16]byte
+	Except  [16]byte
+	Dest    [16]byte
+	ID      [16]byte
+	Expiry  time.Time
+	Inbox   *messages.InboxMessage
+	From    [16]byte
+	Hops    int
+}
+
+// Core is the router's logic: the routing table, the dedup cache, the
+// replay window and the node's keys. It is plain code; the actor calls it
+// and carries out the actions it returns.
+type Core struct {
+	ID       *crypto.Identity
+	Seal     *crypto.SealingKey
+	Table    *Table
+	Dedup    *Dedup
+	Replay   *crypto.ReplayWindow
+	MaxHops  int
+	TTL      time.Duration // lifetime of envelopes we originate
+	StoreOn  bool          // hold envelopes without a route
+	announce map[[16]byte][]byte
+}
+
+// Announces returns the last accepted announce frame of every known
+// destination, for a neighbour that just came up.
+func (c *Core) Announces() [][]byte {
+	out := make([][]byte, 0, len(c.announce))
+	for addr, f := range c.announce {
+		if _, ok := c.Table.Lookup(addr); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// HandleAnnounce applies a checked announce to the table. It returns the
+// frame to re-broadcast (nil when the announce was not new or may go no
+// further) and the table's verdict.
+func (c *Core) HandleAnnounce(h *messages.AnnounceHeard, now time.Time) (rebroadcast []byte, change Change, err error) {
+	a := h.Announce
+	r := Route{
+		Address: a.Address(), Capabilities: a.Capabilities, NextHop: h.From, Link: h.Link,
+		Hops: a.Hops + 1, Seq: a.UnixMilli,
+	}
+	copy(r.SigningKey[:], a.PublicKey)
+	copy(r.SealingKey[:], a.SealKey)
+	prev, hadSeq := c.Table.Seq(r.Address)
+	change, err = c.Table.Update(r, now)
+	if err != nil {
+		return nil, change, err
+	}
+	if c.announce == nil {
+		c.announce = make(map[[16]byte][]byte)
+	}
+	newSeq := !hadSeq || a.UnixMilli > prev
+	if change != ChangeNone {
+		c.announce[r.Address] = h.Frame
+	}
+	if !newSeq || int(a.Hops)+1 >= c.MaxHops {
+		return nil, change, nil
+	}
+	fwd, err := messages.ForwardAnnounce(h.Frame)
+	if err != nil {
+		return nil, change, nil
+	}
+	return fwd, change, nil
+}
+
+func (c *Core) self() [16]byte { return c.ID.Address() }
+
+// keyOf finds a sender's Ed25519 key in the table.
+func (c *Core) keyOf(addr [16]byte) (ed25519.PublicKey, bool) {
+	r, ok := c.Table.Lookup(addr)
+	if !ok {
+		return nil, false
+	}
+	return ed25519.PublicKey(r.SigningKey[:]), true
+}
+
+// HandleEnvelope decides what to do with an envelope frame that arrived
+// from the neighbour from.
+func (c *Core) HandleEnvelope(frame []byte, from [16]byte, now time.Time) []Action {
+	drop := func(reason string) []Action { return []Action{{Kind: Drop, Reason: reason}} }
+	env, err := messages.DecodeEnvelope(frame)
+	if err != nil {
+		return drop(DropMalformed)
+	}
+	pub, ok := c.keyOf(env.Source)
+	if !ok {
+		if env.Source == c.self() {
+			pub = c.ID.PublicKey()
+		} else {
+			return drop(DropUnknownSender)
+		}
+	}
+	if err := env.Verify(pub); err != nil {
+		return drop(DropBadSignature)
+	}
+	if env.Expired(now) {
+		return drop(DropExpired)
+	}
+	id := env.ID()
+	// Recorded only after the signature checked out: a forged copy carries
+	// the real id and must not block the real one.
+	if c.Dedup.Seen(id, now) {
+		return drop(DropDuplicate)
+	}
+	switch {
+	case env.Destination == c.self():
+		return c.local(env, id, now)
+	case env.IsBroadcast():
+		acts := c.local(env, id, now)
+		if fwd, err := messages.ForwardEnvelope(frame); err == nil {
+			acts = append(acts, Action{Kind: Broadcast, Frame: fwd, Except: from})
+		}
+		return acts
+	}
+	var acts []Action
+	if env.PayloadType == messages.PayloadReceipt && len(env.Payload) == 16 {
+		// A receipt on its way back: a store holding that message may let go.
+		var ack [16]byte
+		copy(ack[:], env.Payload)
+		acts = append(acts, Action{Kind: Ack, ID: ack})
+	}
+	fwd, err := messages.ForwardEnvelope(frame)
+	if errors.Is(err, messages.ErrHopLimit) {
+		if env.PayloadType == messages.PayloadTrace {
+			// Traceroute: the node where the probe's hops ran out answers.
+			return append(acts, c.reply(env, messages.PayloadTraceReply, env.Payload, now)...)
+		}
+		return append(acts, Action{Kind: Drop, Reason: DropHopLimit})
+	}
+	if err != nil {
+		return append(acts, Action{Kind: Drop, Reason: DropMalformed})
+	}
+	return append(acts, c.route(env.Destination, id, fwd, env.ExpiresAt())...)
+}
+
+// route forwards a frame towards dest or stores it.
+func (c *Core) route(dest, id [16]byte, frame []byte, expiry time.Time) []Action {
+	if r, ok := c.Table.Lookup(dest); ok {
+		return []Action{{Kind: Forward, Frame: frame, NextHop: r.NextHop, Dest: dest, ID: id}}
+	}
+	if c.StoreOn {
+		return []Action{{Kind: Store, Frame: frame, Dest: dest, ID: id, Expiry: expiry}}
+	}
+	return []Action{{Kind: Drop, Reason: DropNoRoute}}
+}
+
+// local handles an envelope for this node.
+func (c *Core) local(env messages.Envelope, id [16]byte, now time.Time) []Action {
+	switch env.PayloadType {
+	case messages.PayloadSealed:
+		if err := c.Replay.Accept(now, crypto.Address(env.Source), id, env.ExpiresAt()); err != nil {
+			return []Action{{Kind: Drop, Reason: DropReplay}}
+		}
+		text, err := c.Seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination))
+		if err != nil {
+			return []Action{{Kind: Drop, Reason: DropOpenFailed}}
+		}
+		msg := &messages.InboxMessage{ID: id, From: env.Source, Text: text, At: now, Hops: int(env.Hops) + 1}
+		acts := []Action{{Kind: Deliver, Inbox: msg, From: env.Source}}
+		if env.IsBroadcast() {
+			return acts
+		}
+		return append(acts, c.reply(env, messages.PayloadReceipt, id[:], now)...)
+	case messages.PayloadReceipt:
+		var ack [16]byte
+		copy(ack[:], env.Payload)
+		return []Action{{Kind: Receipt, ID: ack, From: env.Source}}
+	case messages.PayloadTrace:
+		return c.reply(env, messages.PayloadTraceReply, env.Payload, now)
+	case messages.PayloadTraceReply:
+		var probe [16]byte
+		copy(probe[:], env.Payload)
+		return []Action{{Kind: TraceHop, ID: probe, From: env.Source, Hops: int(env.Hops) + 1}}
+	}
+	return []Action{{Kind: Drop, Reason: DropMalformed}}
+}
+
+// reply sends a small signed envelope back to env's source.
+func (c *Core) reply(env messages.Envelope, pt messages.PayloadType, payload []byte, now time.Time) []Action {
+	frame, id, err := c.originate(env.Source, uint8(c.MaxHops), pt, payload, now)
+	if err != nil {
+		return []Action{{Kind: Drop, Reason: DropMalformed}}
+	}
+	return c.route(env.Source, id, frame, now.Add(c.TTL))
+}
+
+// originate builds and signs an envelope from this node.
+func (c *Core) originate(to [16]byte, hopLimit uint8, pt messages.PayloadType, payload []byte, now time.Time) ([]byte, [16]byte, error) {
+	env := messages.NewEnvelope(c.self(), to, hopLimit, now.Add(c.TTL), pt, payload)
+	if err := env.Sign(c.ID.Sign); err != nil {
+		return nil, [16]byte{}, err
+	}
+	frame, err := messages.EncodeEnvelope(env)
+	if err != nil {
+		return nil, [16]byte{}, err
+	}
+	return frame, env.ID(), nil
+}
+
+// ErrUnknownDestination: no announce of the destination was heard, so its
+// sealing key is not known.
+var ErrUnknownDestination = errors.New("router: unknown destination (no announce heard from it)")
+
+// SendText seals text to the destination and returns the envelope's id and
+// what to do with it (forward or store).
+func (c *Core) SendText(to [16]byte, text []byte, now time.Time) ([16]byte, []Action, error) {
+	r, ok := c.Table.Lookup(to)
+	if !ok {
+		return [16]byte{}, nil, fmt.Errorf("%w: %s", ErrUnknownDestination, crypto.Address(to))
+	}
+	sealed, err := crypto.Seal(r.SealingKey[:], text, crypto.SealAAD(c.self(), to))
+	if err != nil {
+		return [16]byte{}, nil, err
+	}
+	frame, id, err := c.originate(to, uint8(c.MaxHops), messages.PayloadSealed, sealed, now)
+	if err != nil {
+		return [16]byte{}, nil, err
+	}
+	c.Dedup.Seen(id, now) // our own copy coming back is a duplicate
+	return id, c.route(to, id, frame, now.Add(c.TTL)), nil
+}
+
+// TraceProbe builds a probe that the node hop hops away answers.
+func (c *Core) TraceProbe(to [16]byte, hop int, probe [16]byte, now time.Time) ([]Action, error) {
+	frame, id, err := c.originate(to, uint8(hop-1), messages.PayloadTrace, probe[:], now)
+	if err != nil {
+		return nil, err
+	}
+	c.Dedup.Seen(id, now)
+	r, ok := c.Table.Lookup(to)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownDestination, crypto.Address(to))
+	}
+	return []Action{{Kind: Forward, Frame: frame, NextHop: r.NextHop, Dest: to, ID: id}}, nil
+}
+
+// HandleStored routes a frame the store held for dest: forward it if a
+// route exists now; otherwise leave it with the store (no action).
+func (c *Core) HandleStored(frame []byte, dest [16]byte) []Action {
+	if r, ok := c.Table.Lookup(dest); ok {
+		return []Action{{Kind: Forward, Frame: frame, NextHop: r.NextHop, Dest: dest}}
+	}
+	return nil
+}
