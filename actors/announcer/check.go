@@ -30,7 +30,9 @@ type Refusal struct {
 	Err    error
 }
 
-func (r *Refusal) Error() string { return fmt.Sprintf("announcer: announce refused (%s): %v", r.Reason, r.Err) }
+func (r *Refusal) Error() string {
+	return fmt.Sprintf("announcer: announce refused (%s): %v", r.Reason, r.Err)
+}
 func (r *Refusal) Unwrap() error { return ErrRefused }
 
 // Limits of Check.

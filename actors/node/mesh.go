@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/quicprochat/qpc/actors/ratelimit"
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/crypto"
@@ -73,4 +72,3 @@ func (n *Node) Trace(ctx context.Context, to crypto.Address, timeout time.Durati
 	}
 	return r, r.Err
 }
-

@@ -145,7 +145,9 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		Tap:       n.opts.tap,
 	}).Configure(actor.WithMailbox(mailbox.PriorityShedding(mailbox.Options{
 		MaxMessages: 8 * cfg.Transports.QueueFrames,
-		OnShed:      func(_ any, p messages.Priority) { n.metrics.FramesRefused.WithLabelValues("overload_" + p.String()).Inc() },
+		OnShed: func(_ any, p messages.Priority) {
+			n.metrics.FramesRefused.WithLabelValues("overload_" + p.String()).Inc()
+		},
 	}))))
 	r.spawn(ctx, announcer.Name, announcer.New(announcer.Config{
 		Identity: n.id, SealPub: n.seal.Public(), Caps: n.opts.caps, Clock: n.clock,
