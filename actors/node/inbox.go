@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"sync"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/persist"
 	"github.com/quicprochat/qpc/messages"
 )
@@ -25,15 +25,8 @@ type inbox struct {
 
 var inboxBucket = []byte("inbox")
 
-// InboxEntry is one stored message, as /v1/inbox returns it.
-type InboxEntry struct {
-	Seq  uint64    `json:"seq"`
-	ID   string    `json:"id"`
-	From string    `json:"from"`
-	Text string    `json:"text"`
-	At   time.Time `json:"at"`
-	Hops int       `json:"hops"`
-}
+// InboxEntry is one stored message (the admin API's JSON type).
+type InboxEntry = api.InboxEntry
 
 func openInbox(db *persist.DB) (*inbox, error) {
 	b := &inbox{db: db, changed: make(chan struct{})}

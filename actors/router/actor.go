@@ -227,6 +227,7 @@ func (r *routerActor) do(ctx actor.Context, acts []Action) {
 		switch a.Kind {
 		case Drop:
 			m.EnvelopesDropped.WithLabelValues(a.Reason).Inc()
+			r.cfg.Log.Debug("envelope dropped", "reason", a.Reason)
 		case Deliver:
 			m.Envelopes.WithLabelValues("delivered").Inc()
 			r.cfg.Deliver(a.Inbox)

@@ -36,11 +36,15 @@ func addClientFlags(cmd *cobra.Command, environ []string) *clientFlags {
 	return cf
 }
 
+func (cf *clientFlags) client() *api.Client { return &api.Client{Addr: cf.api, Token: cf.token} }
+
 func (cf *clientFlags) get(path string, v any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return (&api.Client{Addr: cf.api, Token: cf.token}).Get(ctx, path, v)
+	return cf.client().Get(ctx, path, v)
 }
+
+func printJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

@@ -79,9 +79,15 @@ func newRootCmd(environ []string) *cobra.Command {
 		newVersionCmd(),
 		newStatusCmd(environ),
 		newStatsCmd(environ),
+		newSendCmd(environ),
+		newInboxCmd(environ),
+		newRoutesCmd(environ),
+		newTraceCmd(environ),
+		newSizesCmd(),
+		newLoRaCmd(),
 	)
 	for _, c := range root.Commands() {
-		if c.Args == nil {
+		if c.Args == nil && c.HasSubCommands() == false {
 			c.Args = noArgs
 		}
 	}

@@ -4,11 +4,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -63,12 +65,74 @@ type ActorStatus struct {
 	Restarts int    `json:"restarts"`
 }
 
+// SendRequest is the body of POST /v1/send.
+type SendRequest struct {
+	To   string `json:"to"`
+	Text string `json:"text"`
+}
+
+// SendResponse answers POST /v1/send.
+type SendResponse struct {
+	ID     string `json:"id"`
+	Status string `json:"status"` // forwarded or stored
+}
+
+// InboxEntry is one delivered message in GET /v1/inbox.
+type InboxEntry struct {
+	Seq  uint64    `json:"seq"`
+	ID   string    `json:"id"`
+	From string    `json:"from"`
+	Text string    `json:"text"`
+	At   time.Time `json:"at"`
+	Hops int       `json:"hops"`
+}
+
+// InboxResponse answers GET /v1/inbox?after=SEQ&wait=DURATION.
+type InboxResponse struct {
+	Messages []InboxEntry `json:"messages"`
+	Last     uint64       `json:"last"` // pass as after= to get only newer ones
+}
+
+// Route is one destination in GET /v1/routes.
+type Route struct {
+	Address      string    `json:"address"`
+	NextHop      string    `json:"next_hop"`
+	Hops         int       `json:"hops"`
+	Link         string    `json:"link"`
+	Capabilities []string  `json:"capabilities"`
+	Refreshed    time.Time `json:"refreshed"`
+}
+
+// TraceHop is one hop in GET /v1/trace.
+type TraceHop struct {
+	Hop     int     `json:"hop"`
+	Address string  `json:"address"`
+	RTTms   float64 `json:"rtt_ms"`
+}
+
+// TraceResponse answers GET /v1/trace?to=ADDR.
+type TraceResponse struct {
+	To      string     `json:"to"`
+	Reached bool       `json:"reached"`
+	Hops    []TraceHop `json:"hops"`
+}
+
 // Backend is what the API asks the node.
 type Backend interface {
 	Status(ctx context.Context) (Status, error)
 	Ready(ctx context.Context) bool
 	Gatherer() prometheus.Gatherer
+	SendMessage(ctx context.Context, req SendRequest) (SendResponse, error)
+	InboxSince(ctx context.Context, after uint64, wait time.Duration) (InboxResponse, error)
+	RouteTable(ctx context.Context) ([]Route, error)
+	TraceTo(ctx context.Context, to string, timeout time.Duration) (TraceResponse, error)
 }
+
+// BadRequest is an error caused by the request (400 with code bad_request).
+type BadRequest struct{ Err error }
+
+func (e *BadRequest) Error() string { return e.Err.Error() }
+func (e *BadRequest) Unwrap() error { return e.Err }
 
 // Error is the coded JSON error body: {"error":{"code":..,"message":..}}.
 type Error struct {
@@ -171,6 +235,64 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"metrics": fams})
 	})
+	mux.HandleFunc("POST /v1/send", func(w http.ResponseWriter, r *http.Request) {
+		var req SendRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+			writeError(w, &Error{Code: "bad_request", Message: "body must be JSON {\"to\": ADDRESS, \"text\": TEXT}: " + err.Error(), Status: http.StatusBadRequest})
+			return
+		}
+		res, err := s.backend.SendMessage(r.Context(), req)
+		if err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("GET /v1/inbox", func(w http.ResponseWriter, r *http.Request) {
+		after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+		if err != nil && r.URL.Query().Get("after") != "" {
+			writeError(w, &Error{Code: "bad_request", Message: "after must be a message number", Status: http.StatusBadRequest})
+			return
+		}
+		var wait time.Duration
+		if v := r.URL.Query().Get("wait"); v != "" {
+			if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > 5*time.Minute {
+				writeError(w, &Error{Code: "bad_request", Message: "wait must be a duration up to 5m", Status: http.StatusBadRequest})
+				return
+			}
+		}
+		res, err := s.backend.InboxSince(r.Context(), after, wait)
+		if err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.backend.RouteTable(r.Context())
+		if err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"routes": res})
+	})
+	mux.HandleFunc("GET /v1/trace", func(w http.ResponseWriter, r *http.Request) {
+		timeout := 10 * time.Second
+		if v := r.URL.Query().Get("timeout"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > time.Minute {
+				writeError(w, &Error{Code: "bad_request", Message: "timeout must be a duration up to 1m", Status: http.StatusBadRequest})
+				return
+			}
+			timeout = d
+		}
+		res, err := s.backend.TraceTo(r.Context(), r.URL.Query().Get("to"), timeout)
+		if err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path, Status: http.StatusNotFound})
 	})
@@ -207,7 +329,8 @@ func (s *Server) count(next http.Handler) http.Handler {
 	if s.reqs == nil {
 		return next
 	}
-	known := map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/v1/status": true, "/v1/stats": true}
+	known := map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/v1/status": true, "/v1/stats": true,
+		"/v1/send": true, "/v1/inbox": true, "/v1/routes": true, "/v1/trace": true}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
@@ -217,6 +340,15 @@ func (s *Server) count(next http.Handler) http.Handler {
 		}
 		s.reqs.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
 	})
+}
+
+func writeBackendError(w http.ResponseWriter, err error) {
+	var br *BadRequest
+	if errors.As(err, &br) {
+		writeError(w, &Error{Code: "bad_request", Message: err.Error(), Status: http.StatusBadRequest})
+		return
+	}
+	writeError(w, &Error{Code: "failed", Message: err.Error(), Status: http.StatusInternalServerError})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -240,20 +372,41 @@ type Client struct {
 
 // Get fetches path and decodes JSON into v. A non-2xx answer is an *Error.
 func (c *Client) Get(ctx context.Context, path string, v any) error {
+	return c.Do(ctx, http.MethodGet, path, nil, v)
+}
+
+// Post sends body as JSON to path and decodes the answer into v.
+func (c *Client) Post(ctx context.Context, path string, body, v any) error {
+	return c.Do(ctx, http.MethodPost, path, body, v)
+}
+
+// Do makes one request; body (if not nil) is sent as JSON.
+func (c *Client) Do(ctx context.Context, method, path string, body, v any) error {
 	base := c.Addr
 	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
 		base = "http://" + base
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+		hc = &http.Client{} // bounded by ctx; long polls need more than a fixed timeout
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

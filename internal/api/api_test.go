@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +24,19 @@ func (f *fakeBackend) Status(context.Context) (Status, error) {
 }
 func (f *fakeBackend) Ready(context.Context) bool    { return f.ready }
 func (f *fakeBackend) Gatherer() prometheus.Gatherer { return f.reg.Registry }
+func (f *fakeBackend) SendMessage(_ context.Context, r SendRequest) (SendResponse, error) {
+	if r.To == "" {
+		return SendResponse{}, &BadRequest{Err: errors.New("to is required")}
+	}
+	return SendResponse{ID: "id", Status: "forwarded"}, nil
+}
+func (f *fakeBackend) InboxSince(context.Context, uint64, time.Duration) (InboxResponse, error) {
+	return InboxResponse{}, nil
+}
+func (f *fakeBackend) RouteTable(context.Context) ([]Route, error) { return nil, nil }
+func (f *fakeBackend) TraceTo(context.Context, string, time.Duration) (TraceResponse, error) {
+	return TraceResponse{}, nil
+}
 
 func listen(t *testing.T, o Options, b Backend) *Server {
 	t.Helper()
@@ -104,5 +118,23 @@ func TestReadyzAndUnknownPath(t *testing.T) {
 	}
 	if code, body := do(t, base+"/v1/stats", ""); code != 200 || !strings.Contains(body, "qpc_api_requests_total") {
 		t.Fatalf("stats: %d %s", code, body)
+	}
+}
+
+func TestSendValidation(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, &fakeBackend{reg: m})
+	c := &Client{Addr: s.Addr()}
+	var res SendResponse
+	if err := c.Post(context.Background(), "/v1/send", SendRequest{To: "x", Text: "hi"}, &res); err != nil || res.Status != "forwarded" {
+		t.Fatalf("send: %v %+v", err, res)
+	}
+	var apiErr *Error
+	err := c.Post(context.Background(), "/v1/send", SendRequest{Text: "hi"}, &res)
+	if !errors.As(err, &apiErr) || apiErr.Code != "bad_request" || apiErr.Status != 400 {
+		t.Fatalf("send without to: %v", err)
+	}
+	if code, _ := do(t, "http://"+s.Addr()+"/v1/inbox?wait=forever", ""); code != 400 {
+		t.Fatalf("bad wait: %d", code)
 	}
 }

@@ -1,0 +1,104 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quicprochat/qpc/actors/router"
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/api"
+)
+
+// This file is the node's side of the admin API (api.Backend).
+
+// SendMessage is POST /v1/send.
+func (n *Node) SendMessage(ctx context.Context, req api.SendRequest) (api.SendResponse, error) {
+	to, err := crypto.ParseAddress(req.To)
+	if err != nil {
+		return api.SendResponse{}, &api.BadRequest{Err: err}
+	}
+	if req.Text == "" {
+		return api.SendResponse{}, &api.BadRequest{Err: errors.New("text is empty")}
+	}
+	res, err := n.SendText(ctx, to, []byte(req.Text))
+	if errors.Is(err, router.ErrUnknownDestination) {
+		return api.SendResponse{}, &api.BadRequest{Err: err}
+	}
+	if err != nil {
+		return api.SendResponse{}, err
+	}
+	return api.SendResponse{ID: crypto.Address(res.ID).String(), Status: res.Status}, nil
+}
+
+// InboxSince is GET /v1/inbox: messages after the given number, waiting up to
+// wait for the first one when there are none yet.
+func (n *Node) InboxSince(ctx context.Context, after uint64, wait time.Duration) (api.InboxResponse, error) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		msgs, changed, err := n.box.list(after, 1000)
+		if err != nil {
+			return api.InboxResponse{}, err
+		}
+		if len(msgs) > 0 || wait == 0 {
+			res := api.InboxResponse{Messages: msgs, Last: after}
+			if len(msgs) > 0 {
+				res.Last = msgs[len(msgs)-1].Seq
+			}
+			if res.Messages == nil {
+				res.Messages = []api.InboxEntry{}
+			}
+			return res, nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			wait = 0
+		case <-ctx.Done():
+			return api.InboxResponse{}, ctx.Err()
+		case <-n.done:
+			return api.InboxResponse{}, ErrNotRunning
+		}
+	}
+}
+
+// RouteTable is GET /v1/routes.
+func (n *Node) RouteTable(ctx context.Context) ([]api.Route, error) {
+	rs, err := n.Routes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Route, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, api.Route{
+			Address: crypto.Address(r.Address).String(), NextHop: crypto.Address(r.NextHop).String(),
+			Hops: r.Hops, Link: r.Link, Capabilities: r.Capabilities.Names(), Refreshed: r.Refreshed,
+		})
+	}
+	return out, nil
+}
+
+// TraceTo is GET /v1/trace.
+func (n *Node) TraceTo(ctx context.Context, to string, timeout time.Duration) (api.TraceResponse, error) {
+	addr, err := crypto.ParseAddress(to)
+	if err != nil {
+		return api.TraceResponse{}, &api.BadRequest{Err: err}
+	}
+	res, err := n.Trace(ctx, addr, timeout)
+	if errors.Is(err, router.ErrUnknownDestination) {
+		return api.TraceResponse{}, &api.BadRequest{Err: err}
+	}
+	out := api.TraceResponse{To: to, Hops: []api.TraceHop{}}
+	if res != nil {
+		out.Reached = res.Reached
+		for _, h := range res.Hops {
+			out.Hops = append(out.Hops, api.TraceHop{Hop: h.Hop, Address: crypto.Address(h.Address).String(), RTTms: float64(h.RTT.Microseconds()) / 1000})
+		}
+	}
+	if err != nil && len(out.Hops) == 0 {
+		return out, fmt.Errorf("trace %s: %w", to, err)
+	}
+	return out, nil
+}

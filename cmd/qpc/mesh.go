@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/api"
+	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports/lora"
+)
+
+func newSendCmd(environ []string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "send ADDR TEXT",
+		Short: "Send TEXT sealed end to end to the node ADDR (stored and forwarded if it is offline)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usagef("send takes ADDR and TEXT, got %d arguments", len(args))
+			}
+			if _, err := crypto.ParseAddress(args[0]); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
+	}
+	cf := addClientFlags(cmd, environ)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var res api.SendResponse
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := cf.client().Post(ctx, "/v1/send", api.SendRequest{To: args[0], Text: args[1]}, &res); err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(cmd.OutOrStdout(), res)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", res.Status, res.ID)
+		return nil
+	}
+	return cmd
+}
+
+func newInboxCmd(environ []string) *cobra.Command {
+	var follow bool
+	var after uint64
+	cmd := &cobra.Command{
+		Use:   "inbox",
+		Short: "Show messages delivered to a running node (--follow to wait for more)",
+	}
+	cf := addClientFlags(cmd, environ)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep waiting for new messages")
+	cmd.Flags().Uint64Var(&after, "after", 0, "only messages after this number")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		for {
+			wait := "0s"
+			if follow {
+				wait = "60s"
+			}
+			var res api.InboxResponse
+			ctx, cancel := context.WithTimeout(context.Background(), 75*time.Second)
+			err := cf.client().Get(ctx, "/v1/inbox?after="+strconv.FormatUint(after, 10)+"&wait="+wait, &res)
+			cancel()
+			if err != nil {
+				return err
+			}
+			for _, m := range res.Messages {
+				if cf.json {
+					if err := printJSONLine(cmd.OutOrStdout(), m); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "#%d %s from %s (%d hops): %s\n", m.Seq, m.At.Local().Format(time.DateTime), m.From, m.Hops, m.Text)
+			}
+			after = res.Last
+			if !follow {
+				return nil
+			}
+		}
+	}
+	return cmd
+}
+
+func newRoutesCmd(environ []string) *cobra.Command {
+	cmd := &cobra.Command{Use: "routes", Short: "Show a running node's routing table"}
+	cf := addClientFlags(cmd, environ)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var res struct {
+			Routes []api.Route `json:"routes"`
+		}
+		if err := cf.get("/v1/routes", &res); err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(cmd.OutOrStdout(), res)
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "DESTINATION\tHOPS\tNEXT HOP\tLINK\tCAPABILITIES\tREFRESHED")
+		for _, r := range res.Routes {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s ago\n", r.Address, r.Hops, r.NextHop[:8], r.Link,
+				strings.Join(r.Capabilities, ","), time.Since(r.Refreshed).Round(time.Second))
+		}
+		return w.Flush()
+	}
+	return cmd
+}
+
+func newTraceCmd(environ []string) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "trace ADDR",
+		Short: "Show the hop-by-hop path to ADDR with round-trip times",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("trace takes one ADDR")
+			}
+			if _, err := crypto.ParseAddress(args[0]); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
+	}
+	cf := addClientFlags(cmd, environ)
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var res api.TraceResponse
+		ctx, cancel := context.WithTimeout(context.Background(), timeout+5*time.Second)
+		defer cancel()
+		q := url.Values{"to": {args[0]}, "timeout": {timeout.String()}}
+		if err := cf.client().Get(ctx, "/v1/trace?"+q.Encode(), &res); err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(cmd.OutOrStdout(), res)
+		}
+		for _, h := range res.Hops {
+			fmt.Fprintf(cmd.OutOrStdout(), "%2d  %s  %.2f ms\n", h.Hop, h.Address, h.RTTms)
+		}
+		if !res.Reached {
+			return errors.New("destination not reached")
+		}
+		return nil
+	}
+	return cmd
+}
+
+func newSizesCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "sizes",
+		Short: "Print the wire sizes of announces and envelopes, measured from real encodings",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rows := messages.Sizes()
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"sizes": rows})
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			for _, r := range rows {
+				fmt.Fprintf(w, "%s\t%5d B\t%s\n", r.Name, r.Bytes, r.Note)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newLoRaCmd() *cobra.Command {
+	root := &cobra.Command{Use: "lora", Short: "LoRa tools"}
+	var (
+		sf, bw, length, preamble int
+		cr                       string
+		implicit, noCRC, asJSON  bool
+		ldro                     string
+	)
+	air := &cobra.Command{
+		Use:   "airtime",
+		Short: "Time on air of one LoRa packet (Semtech formula)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rate, err := lora.ParseCodingRate(cr)
+			if err != nil {
+				return usageError{fmt.Errorf("--cr: %w", err)}
+			}
+			p := lora.Params{SF: sf, Bandwidth: bw, CR: rate, Preamble: preamble, ImplicitHeader: implicit, NoCRC: noCRC}
+			switch ldro {
+			case "auto":
+			case "on":
+				p.LDRO = lora.LDROOn
+			case "off":
+				p.LDRO = lora.LDROOff
+			default:
+				return usagef("--ldro %q: want auto, on or off", ldro)
+			}
+			b, err := lora.Calculate(p, length)
+			if err != nil {
+				return usageError{err}
+			}
+			ms := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), map[string]any{
+					"sf": sf, "bandwidth_hz": bw, "coding_rate": "4/" + strconv.Itoa(rate.Denominator()), "payload_bytes": length,
+					"preamble": preamble, "implicit_header": implicit, "crc": !noCRC, "low_data_rate": b.LowDataRate,
+					"symbol_ms": ms(b.SymbolTime), "preamble_ms": ms(b.Preamble), "payload_ms": ms(b.Payload),
+					"payload_symbols": b.PayloadSymbols, "airtime_ms": ms(b.Total),
+				})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%.3f ms\n", ms(b.Total))
+			return nil
+		},
+	}
+	f := air.Flags()
+	f.IntVar(&sf, "sf", 7, "spreading factor 5..12")
+	f.IntVar(&bw, "bw", 125000, "bandwidth in Hz")
+	f.StringVar(&cr, "cr", "5", "coding rate 5..8 (4/5..4/8)")
+	f.IntVar(&length, "len", 20, "PHY payload bytes (0..255)")
+	f.IntVar(&preamble, "preamble", 8, "preamble symbols")
+	f.BoolVar(&implicit, "implicit", false, "implicit header")
+	f.BoolVar(&noCRC, "no-crc", false, "payload CRC off")
+	f.StringVar(&ldro, "ldro", "auto", "low data rate optimisation: auto, on or off")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	air.Args = noArgs
+	root.AddCommand(air)
+	return root
+}
