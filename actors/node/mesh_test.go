@@ -2,8 +2,8 @@ package node
 
 import (
 	"bytes"
-	"strings"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
