@@ -71,3 +71,9 @@ type BroadcastFrame struct {
 	Priority Priority
 	Except   [16]byte
 }
+
+// StartLinks tells the transports actor that every other actor of the node
+// runs (and listens on the event stream), so it may start accepting and
+// dialing. The node root sends it whenever all its children are up; the
+// transports actor acts on the first one after each (re)start.
+type StartLinks struct{}

@@ -62,6 +62,7 @@ type manager struct {
 	children []*actor.PID // listeners and dialers
 	disc     *discovery.Service
 	draining bool
+	linking  bool // StartLinks received
 }
 
 // New returns the manager's Props.
@@ -76,6 +77,11 @@ func (m *manager) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		m.start(ctx)
+	case *messages.StartLinks:
+		if !m.linking && !m.draining {
+			m.linking = true
+			m.startLinks(ctx)
+		}
 	case *linkUp:
 		m.table.Add(msg.info, msg.pid)
 		m.gauge()
@@ -149,6 +155,13 @@ func (m *manager) start(ctx actor.Context) {
 	m.table = NewTable[*actor.PID]()
 	m.dialers = make(map[string]*actor.PID)
 	m.byPeer = make(map[crypto.Address]*actor.PID)
+}
+
+// startLinks starts accepting, dialing and discovering. It waits for
+// StartLinks so that no link comes up (and no PeerUp is published) before
+// the announcer and router listen for it.
+func (m *manager) startLinks(ctx actor.Context) {
+	c := m.cfg
 	for _, b := range c.Listeners {
 		la := &listenerActor{deps: m.deps, ln: b.Listener, name: b.URI}
 		pid, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return la },

@@ -16,7 +16,9 @@ func (n *Node) rateLimits() ratelimit.PerPeerConfig {
 	rl := n.cfg.RateLimit
 	c := ratelimit.DefaultPerPeerConfig
 	c.Limits[ratelimit.ClassEnvelope] = ratelimit.Limit{Rate: rl.EnvelopesPerSec, Burst: rl.EnvelopeBurst}
-	c.Limits[ratelimit.ClassAnnounce] = ratelimit.Limit{Rate: rl.AnnouncesPerMin / 60, Burst: max(int(rl.AnnouncesPerMin/6), 4)}
+	// A neighbour that comes up relays every announce it knows at once, so
+	// the announce burst is half a minute's worth.
+	c.Limits[ratelimit.ClassAnnounce] = ratelimit.Limit{Rate: rl.AnnouncesPerMin / 60, Burst: max(int(rl.AnnouncesPerMin/2), 8)}
 	c.Limits[ratelimit.ClassKeyPackage] = ratelimit.Limit{Rate: rl.KeyPackagesPerMn / 60, Burst: max(int(rl.KeyPackagesPerMn/10), 2)}
 	return c
 }

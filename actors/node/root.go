@@ -56,6 +56,7 @@ func (r *root) Receive(ctx actor.Context) {
 		}
 		r.n.metrics.ActorsRunning.Set(float64(r.count(stateRunning)))
 		if r.ready() {
+			ctx.Send(r.find(links.Name).pid, &messages.StartLinks{})
 			r.n.markReady()
 		}
 	case *actor.Terminated:

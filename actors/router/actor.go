@@ -87,14 +87,23 @@ func (r *routerActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		r.start(ctx)
 	case *messages.AnnounceHeard:
+		prev, known := r.core.Table.Seq(m.Announce.Address())
 		fwd, change, err := r.core.HandleAnnounce(m, now)
 		if err != nil {
-			reason := "stale"
-			if !errors.Is(err, ErrStale) {
-				reason = "bad_route"
+			reason := "bad_route"
+			switch {
+			case errors.Is(err, ErrStale):
+				reason = "stale" // older than one already seen: a replay
+			case errors.Is(err, ErrHopsExceeded):
+				reason = "hops"
 			}
 			r.cfg.Metrics.AnnouncesRefused.WithLabelValues(reason).Inc()
 			return
+		}
+		if known && m.Announce.UnixMilli == prev && change == ChangeNone {
+			// The same announce again: a flood copy through another
+			// neighbour, or a replay. Nothing changed; count it.
+			r.cfg.Metrics.AnnouncesRefused.WithLabelValues("duplicate").Inc()
 		}
 		r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
 		if change == ChangeAdded || change == ChangeBest {

@@ -91,7 +91,9 @@ func (c *Core) HandleAnnounce(h *messages.AnnounceHeard, now time.Time) (rebroad
 	}
 	copy(r.SigningKey[:], a.PublicKey)
 	copy(r.SealingKey[:], a.SealKey)
-	prev, hadSeq := c.Table.Seq(r.Address)
+	if int(a.Hops) >= c.MaxHops {
+		return nil, ChangeNone, ErrHopsExceeded
+	}
 	change, err = c.Table.Update(r, now)
 	if err != nil {
 		return nil, change, err
@@ -99,11 +101,17 @@ func (c *Core) HandleAnnounce(h *messages.AnnounceHeard, now time.Time) (rebroad
 	if c.announce == nil {
 		c.announce = make(map[[16]byte][]byte)
 	}
-	newSeq := !hadSeq || a.UnixMilli > prev
-	if change != ChangeNone {
-		c.announce[r.Address] = h.Frame
+	if change == ChangeNone || change == ChangeAlternate {
+		// A flood copy that is no better than what we have: it stops here.
+		return nil, change, nil
 	}
-	if !newSeq || int(a.Hops)+1 >= c.MaxHops {
+	// A newer announce, or the same one over a shorter path: keep it for
+	// neighbours that come up later, and pass it on. Re-broadcasting the
+	// shorter copy matters: with random re-broadcast delays a longer path
+	// can arrive first, and its hop count could stop it short of the edge
+	// of the mesh.
+	c.announce[r.Address] = h.Frame
+	if int(a.Hops)+1 >= c.MaxHops {
 		return nil, change, nil
 	}
 	fwd, err := messages.ForwardAnnounce(h.Frame)
@@ -246,6 +254,9 @@ func (c *Core) originate(to [16]byte, hopLimit uint8, pt messages.PayloadType, p
 	}
 	return frame, env.ID(), nil
 }
+
+// ErrHopsExceeded: an announce that travelled further than MaxHops.
+var ErrHopsExceeded = errors.New("router: announce hop count over the limit")
 
 // ErrUnknownDestination: no announce of the destination was heard, so its
 // sealing key is not known.

@@ -171,7 +171,7 @@ func Default() Config {
 			LoRa:         LoRaConfig{Region: "EU868", DataShare: 0.5, MTU: 255},
 		},
 		Crypto:    CryptoConfig{Mode: "auto"},
-		RateLimit: RateLimitConfig{EnvelopesPerSec: 200, EnvelopeBurst: 400, AnnouncesPerMin: 60, KeyPackagesPerMn: 30},
+		RateLimit: RateLimitConfig{EnvelopesPerSec: 200, EnvelopeBurst: 400, AnnouncesPerMin: 1200, KeyPackagesPerMn: 30},
 		Logging:   LoggingConfig{Level: "info", Format: "text"},
 		API:       APIConfig{Addr: "127.0.0.1:7780"},
 		Shutdown:  ShutdownConfig{Timeout: Duration(4 * time.Second)},
@@ -196,7 +196,7 @@ func Constrained() Config {
 	c.Transports.QueueBytes = 256 << 10
 	c.RateLimit.EnvelopesPerSec = 20
 	c.RateLimit.EnvelopeBurst = 40
-	c.RateLimit.AnnouncesPerMin = 10
+	c.RateLimit.AnnouncesPerMin = 120
 	return c
 }
 
