@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/quicprochat/qpc/actors/links"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports/tcp"
@@ -304,3 +305,6 @@ func TestPeerEventsOnEventStream(t *testing.T) {
 		}
 	}
 }
+
+// linksBackoffFast re-dials quickly, for tests that restart nodes.
+var linksBackoffFast = links.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: 0.2}

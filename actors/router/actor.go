@@ -200,7 +200,7 @@ func (r *routerActor) start(ctx actor.Context) {
 	}
 	r.core = &Core{
 		ID: c.Identity, Seal: c.Seal, Table: NewTable(c.Table), Dedup: NewDedup(c.Dedup, 0),
-		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn,
+		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn, MaxKeys: 4 * max(c.Table.MaxRoutes, 1024),
 	}
 	r.traces = make(map[[16]byte]*pendingTrace)
 	r.links = make(map[[16]byte]int)
@@ -277,10 +277,20 @@ func (r *routerActor) routes() *messages.RoutesReply {
 	return out
 }
 
+// saved is what the router persists.
+type saved struct {
+	Table Snapshot
+	Keys  map[string]KnownKeys
+}
+
 // persist writes the routing table (with the sequence records that keep
-// replayed announces out) to the database.
+// replayed announces out) and the known keys to the database.
 func (r *routerActor) persist() error {
-	b, err := json.Marshal(r.core.Table.Snapshot())
+	sv := saved{Table: r.core.Table.Snapshot(), Keys: make(map[string]KnownKeys, len(r.core.Keys))}
+	for a, k := range r.core.Keys {
+		sv.Keys[crypto.Address(a).String()] = k
+	}
+	b, err := json.Marshal(sv)
 	if err != nil {
 		return err
 	}
@@ -294,7 +304,7 @@ func (r *routerActor) persist() error {
 }
 
 func (r *routerActor) restore() error {
-	var snap Snapshot
+	var sv saved
 	found := false
 	err := r.cfg.DB.View(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte("router"))
@@ -306,12 +316,18 @@ func (r *routerActor) restore() error {
 			return nil
 		}
 		found = true
-		return json.Unmarshal(v, &snap)
+		return json.Unmarshal(v, &sv)
 	})
 	if err != nil || !found {
 		return err
 	}
-	return r.core.Table.Restore(snap)
+	r.core.Keys = make(map[[16]byte]KnownKeys, len(sv.Keys))
+	for s, k := range sv.Keys {
+		if a, err := crypto.ParseAddress(s); err == nil {
+			r.core.Keys[a] = k
+		}
+	}
+	return r.core.Table.Restore(sv.Table)
 }
 
 func (r *routerActor) startTrace(ctx actor.Context, m *messages.TraceRequest) {

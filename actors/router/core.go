@@ -66,6 +66,31 @@ type Core struct {
 	TTL      time.Duration // lifetime of envelopes we originate
 	StoreOn  bool          // hold envelopes without a route
 	announce map[[16]byte][]byte
+	// Keys remembers the keys of nodes whose announces were accepted, also
+	// after their routes went (a relay restarted, a link dropped): an
+	// envelope from them can still be verified, and a message to them
+	// sealed and stored. Bounded by MaxKeys.
+	Keys    map[[16]byte]KnownKeys
+	MaxKeys int
+}
+
+// KnownKeys are a node's announced keys.
+type KnownKeys struct {
+	Signing [ed25519.PublicKeySize]byte
+	Sealing [crypto.SealingKeySize]byte
+}
+
+func (c *Core) remember(r Route) {
+	if c.Keys == nil {
+		c.Keys = make(map[[16]byte]KnownKeys)
+	}
+	if _, ok := c.Keys[r.Address]; !ok && c.MaxKeys > 0 && len(c.Keys) >= c.MaxKeys {
+		for a := range c.Keys { // drop one at random: map order
+			delete(c.Keys, a)
+			break
+		}
+	}
+	c.Keys[r.Address] = KnownKeys{Signing: r.SigningKey, Sealing: r.SealingKey}
 }
 
 // Announces returns the last accepted announce frame of every known
@@ -98,6 +123,7 @@ func (c *Core) HandleAnnounce(h *messages.AnnounceHeard, now time.Time) (rebroad
 	if err != nil {
 		return nil, change, err
 	}
+	c.remember(r)
 	if c.announce == nil {
 		c.announce = make(map[[16]byte][]byte)
 	}
@@ -123,13 +149,15 @@ func (c *Core) HandleAnnounce(h *messages.AnnounceHeard, now time.Time) (rebroad
 
 func (c *Core) self() [16]byte { return c.ID.Address() }
 
-// keyOf finds a sender's Ed25519 key in the table.
+// keyOf finds a sender's Ed25519 key.
 func (c *Core) keyOf(addr [16]byte) (ed25519.PublicKey, bool) {
-	r, ok := c.Table.Lookup(addr)
-	if !ok {
-		return nil, false
+	if k, ok := c.Keys[addr]; ok {
+		return ed25519.PublicKey(k.Signing[:]), true
 	}
-	return ed25519.PublicKey(r.SigningKey[:]), true
+	if r, ok := c.Table.Lookup(addr); ok {
+		return ed25519.PublicKey(r.SigningKey[:]), true
+	}
+	return nil, false
 }
 
 // HandleEnvelope decides what to do with an envelope frame that arrived
@@ -265,11 +293,15 @@ var ErrUnknownDestination = errors.New("router: unknown destination (no announce
 // SendText seals text to the destination and returns the envelope's id and
 // what to do with it (forward or store).
 func (c *Core) SendText(to [16]byte, text []byte, now time.Time) ([16]byte, []Action, error) {
-	r, ok := c.Table.Lookup(to)
-	if !ok {
+	var sealTo [crypto.SealingKeySize]byte
+	if k, ok := c.Keys[to]; ok {
+		sealTo = k.Sealing
+	} else if r, ok := c.Table.Lookup(to); ok {
+		sealTo = r.SealingKey
+	} else {
 		return [16]byte{}, nil, fmt.Errorf("%w: %s", ErrUnknownDestination, crypto.Address(to))
 	}
-	sealed, err := crypto.Seal(r.SealingKey[:], text, crypto.SealAAD(c.self(), to))
+	sealed, err := crypto.Seal(sealTo[:], text, crypto.SealAAD(c.self(), to))
 	if err != nil {
 		return [16]byte{}, nil, err
 	}
