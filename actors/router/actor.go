@@ -65,7 +65,23 @@ type pendingTrace struct {
 	timer  clock.Timer
 }
 
+// heldFrame is an envelope from a sender whose announce has not arrived
+// yet (it can overtake the announce, which goes through the announcer).
+type heldFrame struct {
+	frame []byte
+	from  [16]byte
+	at    time.Time
+}
+
+// Bounds of the frames held for unknown senders.
+const (
+	maxHeld    = 256
+	maxHeldAge = 30 * time.Second
+)
+
 type routerActor struct {
+	held   map[[16]byte][]heldFrame
+	nHeld  int
 	cfg    Config
 	core   *Core
 	sub    *eventstream.Subscription
@@ -110,6 +126,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			r.cfg.Metrics.AnnouncesAccepted.Inc()
 			ctx.Send(r.cfg.Store, &messages.RouteUp{Dest: m.Announce.Address()})
 		}
+		r.release(ctx, m.Announce.Address(), now)
 		if fwd != nil {
 			// A short random delay, so neighbours that heard the same
 			// announce do not all re-broadcast in the same instant.
@@ -121,7 +138,12 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.cfg.Metrics.Rebroadcasts.Inc()
 		ctx.Send(r.cfg.Links, &messages.BroadcastFrame{Data: m.frame, Priority: messages.Control, Except: m.except})
 	case *messages.InboundFrame:
-		r.do(ctx, r.core.HandleEnvelope(m.Data, m.From, now))
+		acts := r.core.HandleEnvelope(m.Data, m.From, now)
+		if len(acts) == 1 && acts[0].Kind == Drop && acts[0].Reason == DropUnknownSender {
+			r.hold(acts[0].Dest, m, now)
+			return
+		}
+		r.do(ctx, acts)
 	case *messages.StoredFrames:
 		for _, f := range m.Frames {
 			// Held frames go out again like any other; the store keeps its
@@ -227,6 +249,49 @@ func (r *routerActor) start(ctx actor.Context) {
 func (r *routerActor) scheduleGC(ctx actor.Context) {
 	self, sys := ctx.Self(), ctx.ActorSystem()
 	r.gc = r.cfg.Clock.AfterFunc(time.Minute, func() { sys.Root.Send(self, &gcTick{}) })
+}
+
+// hold keeps an envelope whose sender is not known yet, bounded in number
+// and age; what falls out is counted as dropped (unknown_sender).
+func (r *routerActor) hold(src [16]byte, m *messages.InboundFrame, now time.Time) {
+	if r.held == nil {
+		r.held = make(map[[16]byte][]heldFrame)
+	}
+	for a, fs := range r.held { // age out, then make room
+		kept := fs[:0]
+		for _, f := range fs {
+			if now.Sub(f.at) < maxHeldAge {
+				kept = append(kept, f)
+			} else {
+				r.nHeld--
+				r.cfg.Metrics.EnvelopesDropped.WithLabelValues(DropUnknownSender).Inc()
+			}
+		}
+		if len(kept) == 0 {
+			delete(r.held, a)
+		} else {
+			r.held[a] = kept
+		}
+	}
+	if r.nHeld >= maxHeld {
+		r.cfg.Metrics.EnvelopesDropped.WithLabelValues(DropUnknownSender).Inc()
+		return
+	}
+	r.held[src] = append(r.held[src], heldFrame{frame: m.Data, from: m.From, at: now})
+	r.nHeld++
+}
+
+// release routes the envelopes held for src, now that its keys are known.
+func (r *routerActor) release(ctx actor.Context, src [16]byte, now time.Time) {
+	fs := r.held[src]
+	if len(fs) == 0 {
+		return
+	}
+	delete(r.held, src)
+	r.nHeld -= len(fs)
+	for _, f := range fs {
+		r.do(ctx, r.core.HandleEnvelope(f.frame, f.from, now))
+	}
 }
 
 // do carries out the core's actions.

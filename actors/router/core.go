@@ -173,7 +173,9 @@ func (c *Core) HandleEnvelope(frame []byte, from [16]byte, now time.Time) []Acti
 		if env.Source == c.self() {
 			pub = c.ID.PublicKey()
 		} else {
-			return drop(DropUnknownSender)
+			// Dest carries the unknown source, so the actor can hold the
+			// frame until the sender's announce arrives.
+			return []Action{{Kind: Drop, Reason: DropUnknownSender, Dest: env.Source, Frame: frame}}
 		}
 	}
 	if err := env.Verify(pub); err != nil {
