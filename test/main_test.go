@@ -147,12 +147,13 @@ func startCmd(t *testing.T, dir string, argv ...string) *proc {
 	return p
 }
 
-// waitHealthy probes /healthz until it answers 200.
+// waitHealthy probes /readyz until it answers 200: the node has started
+// every actor (Start returned), so a signal now means a clean shutdown.
 func waitHealthy(t *testing.T, api string, p *proc) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + api + "/healthz")
+		resp, err := http.Get("http://" + api + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,11 @@ func TestNodeEmbeddedDefaults(t *testing.T) {
 	dir := t.TempDir()
 	p := startNode(t, dir)
 	waitHealthy(t, "127.0.0.1:7780", p)
+	resp, err := http.Get("http://127.0.0.1:7780/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("curl 127.0.0.1:7780/healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	out, errOut, code := qpc(t, "status", "--json")
 	if code != 0 || !strings.Contains(out, `"address"`) {
 		t.Fatalf("qpc status --json against the default API: %d %s %s", code, out, errOut)
