@@ -102,3 +102,7 @@ type InboxMessage struct {
 	At   time.Time
 	Hops int
 }
+
+// SetCapabilities changes what this node announces; the announcer sends a
+// fresh announce at once.
+type SetCapabilities struct{ Caps Capabilities }

@@ -23,14 +23,17 @@ type Config struct {
 	Identity *crypto.Identity
 	SealPub  []byte
 	Caps     messages.Capabilities
-	Clock    clock.Clock
-	Interval time.Duration
-	MaxAge   time.Duration
-	MaxHops  int
-	Router   *actor.PID
-	Links    *actor.PID
-	Metrics  *metrics.Mesh
-	Log      *slog.Logger
+	// CurrentCaps, when set, is asked on every (re)start, so a restarted
+	// announcer keeps capabilities changed at run time.
+	CurrentCaps func() messages.Capabilities
+	Clock       clock.Clock
+	Interval    time.Duration
+	MaxAge      time.Duration
+	MaxHops     int
+	Router      *actor.PID
+	Links       *actor.PID
+	Metrics     *metrics.Mesh
+	Log         *slog.Logger
 }
 
 type tick struct{}
@@ -52,6 +55,9 @@ func New(cfg Config) *actor.Props {
 func (a *announcer) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		if a.cfg.CurrentCaps != nil {
+			a.cfg.Caps = a.cfg.CurrentCaps()
+		}
 		self, sys, me := ctx.Self(), ctx.ActorSystem(), a.cfg.Identity.Address()
 		a.sub = sys.EventStream.Subscribe(func(ev any) {
 			if up, ok := ev.(*messages.PeerUp); ok && up.Node == me {
@@ -75,6 +81,13 @@ func (a *announcer) Receive(ctx actor.Context) {
 		}
 	case *messages.InboundFrame:
 		a.heard(ctx, m)
+	case *messages.SetCapabilities:
+		if m.Caps != a.cfg.Caps && !a.draining {
+			a.cfg.Caps = m.Caps
+			a.refresh()
+			ctx.Send(a.cfg.Links, &messages.BroadcastFrame{Data: a.own, Priority: messages.Control})
+			a.cfg.Metrics.AnnouncesSent.Inc()
+		}
 	case *messages.Drain:
 		a.draining = true
 		ctx.Respond(&messages.Drained{Actor: Name})

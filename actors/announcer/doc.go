@@ -13,7 +13,8 @@
 // freshness against its table (a replayed or older announce is refused
 // there, also after a restart) and re-broadcasts.
 //
-// Receives: *messages.InboundFrame (announces), *messages.PeerUp (from the
+// Receives: *messages.InboundFrame (announces), *messages.SetCapabilities
+// (announce again at once), *messages.PeerUp (from the
 // event stream, for this node), its own tick, Drain, Persist.
 // Sends: *messages.AnnounceHeard to the router, *messages.SendFrame and
 // *messages.BroadcastFrame to the transports actor.

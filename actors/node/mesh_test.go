@@ -116,3 +116,32 @@ func TestMessageCrossesRelaySealed(t *testing.T) {
 		}
 	}
 }
+
+// TestCapabilityChangeIsAnnounced: a node that changes what it can do
+// announces it at once, and its neighbour's table shows the new bits.
+func TestCapabilityChangeIsAnnounced(t *testing.T) {
+	ca := testConfig(t)
+	ca.Transports.Listen = []string{"tcp://127.0.0.1:0"}
+	a, _ := startNode(t, ca)
+	cb := testConfig(t)
+	cb.Transports.Listen = nil
+	cb.Transports.Peers = a.ListenAddrs()
+	b, _ := startNode(t, cb, WithCapabilities(messages.CapRelay))
+	if r := waitRoute(t, a, b.Address()); r.Capabilities != messages.CapRelay {
+		t.Fatalf("capabilities %v", r.Capabilities)
+	}
+	want := messages.CapRelay | messages.CapFAPPTherapist
+	if err := b.SetCapabilities(want); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if r := waitRoute(t, a, b.Address()); r.Capabilities == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("new capabilities not seen by the neighbour")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the neighbour's table
+	}
+}

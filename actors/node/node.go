@@ -60,6 +60,7 @@ type Node struct {
 	started   atomic.Bool
 	running   atomic.Bool
 	stopOnce  sync.Once
+	capsMu    sync.Mutex
 	stopErr   error
 	done      chan struct{}
 }
@@ -348,7 +349,7 @@ func (n *Node) Status(ctx context.Context) (api.Status, error) {
 		PublicKey: fmt.Sprintf("%x", []byte(n.id.PublicKey())),
 		Version:   n.opts.version,
 		Profile:   n.cfg.Profile,
-		Caps:      n.opts.caps.Names(),
+		Caps:      n.Capabilities().Names(),
 		StartedAt: n.startedAt,
 		Phase:     n.Phase().String(),
 		Listeners: []api.Listener{},

@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/quicprochat/qpc/actors/announcer"
 	"github.com/quicprochat/qpc/actors/links"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
@@ -105,4 +106,21 @@ func WithInboundTap(f func(*messages.InboundFrame) bool) Option {
 }
 
 // Capabilities is what the node announces.
-func (n *Node) Capabilities() messages.Capabilities { return n.opts.caps }
+func (n *Node) Capabilities() messages.Capabilities {
+	n.capsMu.Lock()
+	defer n.capsMu.Unlock()
+	return n.opts.caps
+}
+
+// SetCapabilities changes what the node announces (a relay that starts
+// serving FAPP, a store that fills up) and announces it at once.
+func (n *Node) SetCapabilities(c messages.Capabilities) error {
+	if !n.running.Load() {
+		return ErrNotRunning
+	}
+	n.capsMu.Lock()
+	n.opts.caps = c
+	n.capsMu.Unlock()
+	n.system.Root.Send(n.childPID(announcer.Name), &messages.SetCapabilities{Caps: c})
+	return nil
+}

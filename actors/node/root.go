@@ -151,7 +151,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		},
 	}))))
 	r.spawn(ctx, announcer.Name, announcer.New(announcer.Config{
-		Identity: n.id, SealPub: n.seal.Public(), Caps: n.opts.caps, Clock: n.clock,
+		Identity: n.id, SealPub: n.seal.Public(), CurrentCaps: n.Capabilities, Clock: n.clock,
 		Interval: cfg.Announce.Interval.D(), MaxAge: cfg.Announce.MaxAge.D(), MaxHops: cfg.Announce.MaxHops,
 		Router: routerPID, Links: linksPID, Metrics: n.metrics.Mesh, Log: meshLog("announcer"),
 	}))

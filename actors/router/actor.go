@@ -88,6 +88,16 @@ type routerActor struct {
 	gc     clock.Timer
 	traces map[[16]byte]*pendingTrace
 	links  map[[16]byte]int // open links per neighbour
+	last   TableStats       // what was last added to the lookup counters
+}
+
+// syncStats moves the table's lookup counts into the metrics.
+func (r *routerActor) syncStats() {
+	st := r.core.Table.Stats()
+	r.cfg.Metrics.Lookups.Add(float64(st.Lookups - r.last.Lookups))
+	r.cfg.Metrics.LookupMisses.Add(float64(st.Misses - r.last.Misses))
+	r.cfg.Metrics.Routes.Set(float64(st.Routes))
+	r.last = st
 }
 
 var tableKey = []byte("router/table")
@@ -99,6 +109,9 @@ func New(cfg Config) *actor.Props {
 
 func (r *routerActor) Receive(ctx actor.Context) {
 	now := r.cfg.Clock.Now()
+	if r.core != nil {
+		defer r.syncStats()
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.start(ctx)
