@@ -229,7 +229,9 @@ func (r *routerActor) start(ctx actor.Context) {
 	if err != nil {
 		panic(err) // the database is ours and open: a bug or a broken disk
 	}
-	replay, err := crypto.NewReplayWindow(store, crypto.ReplayLimits{})
+	// Remember ids as long as an envelope may live, with an hour of slack
+	// for senders whose clocks run ahead.
+	replay, err := crypto.NewReplayWindow(store, crypto.ReplayLimits{MaxTTL: c.TTL + time.Hour})
 	if err != nil {
 		panic(err)
 	}

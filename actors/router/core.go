@@ -21,6 +21,8 @@ const (
 	DropHopLimit      = "hop_limit"
 	DropOpenFailed    = "open_failed"
 	DropNoRoute       = "no_route"
+	DropExpiryTooFar  = "expiry_too_far"
+	DropReplayStore   = "replay_store"
 )
 
 // Kind is what the router does with an envelope.
@@ -237,7 +239,16 @@ func (c *Core) local(env messages.Envelope, id [16]byte, now time.Time) []Action
 	switch env.PayloadType {
 	case messages.PayloadSealed:
 		if err := c.Replay.Accept(now, crypto.Address(env.Source), id, env.ExpiresAt()); err != nil {
-			return []Action{{Kind: Drop, Reason: DropReplay}}
+			reason := DropReplay
+			switch {
+			case errors.Is(err, crypto.ErrExpired):
+				reason = DropExpired
+			case errors.Is(err, crypto.ErrExpiryTooFar):
+				reason = DropExpiryTooFar
+			case !errors.Is(err, crypto.ErrReplay):
+				reason = DropReplayStore // the database failed: not the sender's fault
+			}
+			return []Action{{Kind: Drop, Reason: reason}}
 		}
 		text, err := c.Seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination))
 		if err != nil {

@@ -1,0 +1,194 @@
+package router
+
+import (
+	"testing"
+	"time"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/messages"
+)
+
+type coreWorld struct {
+	t        *testing.T
+	now      time.Time
+	self     *crypto.Identity
+	src, dst *crypto.Identity
+	via      *crypto.Identity // the neighbour dst is reached through
+	core     *Core
+	store    *crypto.MemReplayStore
+}
+
+func newCoreWorld(t *testing.T) *coreWorld {
+	w := &coreWorld{t: t, now: time.Unix(1_800_000_000, 0), store: crypto.NewMemReplayStore()}
+	w.self, _ = crypto.NewIdentity(nil)
+	w.src, _ = crypto.NewIdentity(nil)
+	w.dst, _ = crypto.NewIdentity(nil)
+	w.via, _ = crypto.NewIdentity(nil)
+	w.core = w.newCore()
+	w.learn(w.src, w.src.Address(), 1)
+	w.learn(w.via, w.via.Address(), 1)
+	w.learn(w.dst, w.via.Address(), 2)
+	return w
+}
+
+func (w *coreWorld) newCore() *Core {
+	seal, _ := crypto.SealingKeyFor(w.self)
+	rw, err := crypto.NewReplayWindow(w.store, crypto.ReplayLimits{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return &Core{ID: w.self, Seal: seal, Table: NewTable(TableConfig{}), Dedup: NewDedup(0, 0), Replay: rw,
+		MaxHops: 8, TTL: time.Hour, StoreOn: true}
+}
+
+// learn feeds the core an announce of id heard through next.
+func (w *coreWorld) learn(id *crypto.Identity, next [16]byte, hops uint8) {
+	seal, _ := crypto.SealingKeyFor(id)
+	a := messages.NewAnnounce(id.PublicKey(), seal.Public(), messages.CapRelay, nil, w.now)
+	a.Hops = hops - 1
+	if err := a.Sign(id.Sign); err != nil {
+		w.t.Fatal(err)
+	}
+	f, _ := messages.EncodeAnnounce(a)
+	if _, _, err := w.core.HandleAnnounce(&messages.AnnounceHeard{Announce: a, Frame: f, From: next, Link: "test"}, w.now); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *coreWorld) envelope(from *crypto.Identity, to [16]byte, limit uint8, pt messages.PayloadType, payload []byte) []byte {
+	e := messages.NewEnvelope(from.Address(), to, limit, w.now.Add(time.Minute), pt, payload)
+	if err := e.Sign(from.Sign); err != nil {
+		w.t.Fatal(err)
+	}
+	f, err := messages.EncodeEnvelope(e)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return f
+}
+
+func (w *coreWorld) sealed(text string) []byte {
+	seal, _ := crypto.SealingKeyFor(w.self)
+	s, err := crypto.Seal(seal.Public(), []byte(text), crypto.SealAAD(w.src.Address(), w.self.Address()))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return w.envelope(w.src, w.self.Address(), 8, messages.PayloadSealed, s)
+}
+
+func kinds(acts []Action) []Kind {
+	out := make([]Kind, len(acts))
+	for i, a := range acts {
+		out[i] = a.Kind
+	}
+	return out
+}
+
+func TestCoreDecisions(t *testing.T) {
+	w := newCoreWorld(t)
+	stranger, _ := crypto.NewIdentity(nil)
+	nowhere, _ := crypto.NewIdentity(nil)
+
+	msg := w.sealed("hi")
+	acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now)
+	if len(acts) != 2 || acts[0].Kind != Deliver || string(acts[0].Inbox.Text) != "hi" || acts[1].Kind != Forward || acts[1].NextHop != w.src.Address() {
+		t.Fatalf("sealed message for us: %v", kinds(acts))
+	}
+	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); acts[0].Reason != DropDuplicate {
+		t.Fatalf("second copy: %+v", acts[0])
+	}
+	tampered := append([]byte(nil), msg...)
+	tampered[len(tampered)-70] ^= 1
+	if acts := w.core.HandleEnvelope(tampered, w.src.Address(), w.now); acts[0].Reason != DropBadSignature {
+		t.Fatalf("tampered: %+v", acts[0])
+	}
+	if acts := w.core.HandleEnvelope(w.envelope(stranger, w.self.Address(), 8, messages.PayloadSealed, make([]byte, 80)), w.src.Address(), w.now); acts[0].Reason != DropUnknownSender || acts[0].Dest != stranger.Address() {
+		t.Fatalf("unknown sender: %+v", acts[0])
+	}
+	fwd := w.envelope(w.src, w.dst.Address(), 8, messages.PayloadSealed, make([]byte, 80))
+	if acts := w.core.HandleEnvelope(fwd, w.src.Address(), w.now); acts[0].Kind != Forward || acts[0].NextHop != w.via.Address() {
+		t.Fatalf("for dst via its neighbour: %+v", acts)
+	}
+	st := w.envelope(w.src, nowhere.Address(), 8, messages.PayloadSealed, make([]byte, 80))
+	if acts := w.core.HandleEnvelope(st, w.src.Address(), w.now); acts[0].Kind != Store || acts[0].Dest != nowhere.Address() {
+		t.Fatalf("no route: %+v", acts)
+	}
+	spent := w.envelope(w.src, w.dst.Address(), 0, messages.PayloadSealed, make([]byte, 80))
+	if acts := w.core.HandleEnvelope(spent, w.src.Address(), w.now); acts[0].Reason != DropHopLimit {
+		t.Fatalf("hop limit: %+v", acts)
+	}
+	probe := w.envelope(w.src, w.dst.Address(), 0, messages.PayloadTrace, make([]byte, 16))
+	if acts := w.core.HandleEnvelope(probe, w.src.Address(), w.now); acts[0].Kind != Forward || acts[0].NextHop != w.src.Address() {
+		t.Fatalf("trace probe whose hops ran out here: %+v", acts)
+	}
+	old := w.envelope(w.src, w.self.Address(), 8, messages.PayloadSealed, make([]byte, 80))
+	if acts := w.core.HandleEnvelope(old, w.src.Address(), w.now.Add(2*time.Minute)); acts[0].Reason != DropExpired {
+		t.Fatalf("expired: %+v", acts)
+	}
+
+	// After a restart (fresh core over the same replay store) the first
+	// message is refused as a replay, not delivered again.
+	w.core = w.newCore()
+	w.learn(w.src, w.src.Address(), 1)
+	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); acts[0].Reason != DropReplay {
+		t.Fatalf("replay after restart: %+v", acts[0])
+	}
+}
+
+func TestCoreAnnounceFreshness(t *testing.T) {
+	w := newCoreWorld(t)
+	n, _ := crypto.NewIdentity(nil)
+	seal, _ := crypto.SealingKeyFor(n)
+	mk := func(at time.Time, hops uint8) *messages.AnnounceHeard {
+		a := messages.NewAnnounce(n.PublicKey(), seal.Public(), 0, nil, at)
+		a.Hops = hops
+		a.Sign(n.Sign)
+		f, _ := messages.EncodeAnnounce(a)
+		return &messages.AnnounceHeard{Announce: a, Frame: f, From: w.via.Address(), Link: "test"}
+	}
+	fwd, ch, err := w.core.HandleAnnounce(mk(w.now, 2), w.now)
+	if err != nil || ch != ChangeAdded || fwd == nil {
+		t.Fatalf("first announce: %v %v %v", fwd != nil, ch, err)
+	}
+	if fwd, ch, _ := w.core.HandleAnnounce(mk(w.now, 2), w.now); fwd != nil || ch != ChangeNone {
+		t.Fatal("the same announce again was passed on")
+	}
+	if fwd, ch, _ := w.core.HandleAnnounce(mk(w.now, 0), w.now); fwd == nil || ch != ChangeBest {
+		t.Fatalf("a shorter path to the same announce is passed on: %v", ch)
+	}
+	if _, _, err := w.core.HandleAnnounce(mk(w.now.Add(-time.Second), 0), w.now); err == nil {
+		t.Fatal("an older announce was accepted")
+	}
+	if fwd, _, err := w.core.HandleAnnounce(mk(w.now, 7), w.now); err != nil || fwd != nil {
+		t.Fatalf("an announce at the hop limit is kept but not passed on: %v %v", fwd != nil, err)
+	}
+	if _, _, err := w.core.HandleAnnounce(mk(w.now.Add(time.Second), 8), w.now); err == nil {
+		t.Fatal("an announce over the hop limit was accepted")
+	}
+}
+
+func TestCoreSendTextSealsToAnnouncedKey(t *testing.T) {
+	w := newCoreWorld(t)
+	id, acts, err := w.core.SendText(w.dst.Address(), []byte("secret"), w.now)
+	if err != nil || len(acts) != 1 || acts[0].Kind != Forward || acts[0].ID != id {
+		t.Fatalf("send: %v %+v", err, acts)
+	}
+	env, err := messages.DecodeEnvelope(acts[0].Frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal, _ := crypto.SealingKeyFor(w.dst)
+	text, err := seal.Open(env.Payload, crypto.SealAAD(w.self.Address(), w.dst.Address()))
+	if err != nil || string(text) != "secret" {
+		t.Fatalf("the destination cannot open it: %v", err)
+	}
+	stranger, _ := crypto.NewIdentity(nil)
+	if _, _, err := w.core.SendText(stranger.Address(), []byte("x"), w.now); err == nil {
+		t.Fatal("sent to a node never heard of")
+	}
+	// A destination whose route went still gets sealed messages: stored.
+	w.core.Table.RemoveVia(w.via.Address())
+	if _, acts, err := w.core.SendText(w.dst.Address(), []byte("later"), w.now); err != nil || acts[0].Kind != Store {
+		t.Fatalf("send without a route: %v %+v", err, acts)
+	}
+}
