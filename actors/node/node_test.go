@@ -210,16 +210,7 @@ func TestNodeRestartsPanickingActor(t *testing.T) {
 	defer cancel()
 	// Probe until the router is back: restarted once and running.
 	for {
-		st, err := n.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var router api.ActorStatus
-		for _, a := range st.Actors {
-			if a.Name == "router" {
-				router = a
-			}
-		}
+		st, router := actorStatus(t, ctx, n, "router")
 		if router.Restarts == 1 && router.State == "running" && st.Ready {
 			break
 		}
@@ -249,16 +240,7 @@ func TestNodeStopsActorThatFailsTooOften(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		st, err := n.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var keys api.ActorStatus
-		for _, a := range st.Actors {
-			if a.Name == "keys" {
-				keys = a
-			}
-		}
+		st, keys := actorStatus(t, ctx, n, "keys")
 		if keys.State == "stopped" {
 			if st.Ready {
 				t.Fatal("node reports ready with a stopped actor")
@@ -301,3 +283,19 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // http2Idle closes the default client's idle keep-alive connections.
 func http2Idle() { http.DefaultClient.CloseIdleConnections() }
+
+// actorStatus is the node's status and that of one of its actors.
+func actorStatus(t *testing.T, ctx context.Context, n *Node, name string) (api.Status, api.ActorStatus) {
+	t.Helper()
+	st, err := n.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range st.Actors {
+		if a.Name == name {
+			return st, a
+		}
+	}
+	t.Fatalf("no actor %q in %+v", name, st.Actors)
+	return st, api.ActorStatus{}
+}
