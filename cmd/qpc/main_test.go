@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -174,5 +175,48 @@ func TestKeygenRefusesOverwrite(t *testing.T) {
 	}
 	if code := run([]string{"keygen", "--out", path}, &out, &errb, nil); code != 1 {
 		t.Fatalf("second keygen exit %d, want 1", code)
+	}
+}
+
+func TestLoRaAirtimeCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"lora", "airtime", "--sf", "7", "--bw", "125000", "--cr", "5", "--len", "20"}, &out, &errb, nil); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if got := strings.TrimSpace(out.String()); got != "56.576 ms" {
+		t.Fatalf("airtime = %q, want 56.576 ms", got)
+	}
+	out.Reset()
+	if code := run([]string{"lora", "airtime", "--sf", "9", "--len", "13", "--json"}, &out, &errb, nil); code != 0 || !strings.Contains(out.String(), `"airtime_ms": 164.864`) {
+		t.Fatalf("json: %d %s", code, out.String())
+	}
+	errb.Reset()
+	if code := run([]string{"lora", "airtime", "--sf", "13"}, &out, &errb, nil); code != 2 || !strings.Contains(errb.String(), "SF") {
+		t.Fatalf("bad SF: exit %d, %s", code, errb.String())
+	}
+}
+
+func TestSizesCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"sizes", "--json"}, &out, &errb, nil); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var body struct {
+		Sizes []struct {
+			Name  string `json:"name"`
+			Bytes int    `json:"bytes"`
+		} `json:"sizes"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, r := range body.Sizes {
+		got[r.Name] = r.Bytes
+	}
+	// The targets of the mesh issue: announce ≤ 167 B (Reticulum's), a
+	// sealed 32-byte text ≤ 200 B.
+	if got["announce"] == 0 || got["announce"] > 167 || got["envelope-sealed-32"] == 0 || got["envelope-sealed-32"] > 200 {
+		t.Fatalf("sizes %v", got)
 	}
 }
