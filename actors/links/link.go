@@ -27,6 +27,11 @@ type linkDown struct {
 	reason string
 }
 
+// priorityWriter is a Conn that queues frames by priority itself (LoRa).
+type priorityWriter interface {
+	WriteFramePriority(p []byte, prio messages.Priority) error
+}
+
 // readFailed is sent by a link's reader goroutine when the link ends.
 type readFailed struct{ err error }
 
@@ -58,7 +63,13 @@ func (l *linkActor) Receive(ctx actor.Context) {
 	case *messages.OutboundFrame:
 		// WriteFrame may block while the peer reads slowly; that is the
 		// backpressure: this actor's mailbox fills and sheds by priority.
-		if err := l.conn.WriteFrame(m.Data); err != nil {
+		var err error
+		if pw, ok := l.conn.(priorityWriter); ok {
+			err = pw.WriteFramePriority(m.Data, m.Prio) // a radio queues by priority too
+		} else {
+			err = l.conn.WriteFrame(m.Data)
+		}
+		if err != nil {
 			l.fail(ctx, "write", err)
 			return
 		}

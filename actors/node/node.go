@@ -24,6 +24,7 @@ import (
 	"github.com/quicprochat/qpc/internal/persist"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
+	"github.com/quicprochat/qpc/transports/lora/link"
 )
 
 // Errors of the node lifecycle.
@@ -51,6 +52,7 @@ type Node struct {
 
 	transports map[string]transports.Transport
 	listeners  []links.Bound
+	radios     []*link.Transport
 
 	inbox     chan *messages.InboxMessage
 	box       *inbox

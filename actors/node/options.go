@@ -13,6 +13,7 @@ import (
 	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports/discovery"
+	"github.com/quicprochat/qpc/transports/lora/link"
 	"github.com/quicprochat/qpc/transports/mem"
 )
 
@@ -36,6 +37,7 @@ type options struct {
 	discovery      *discovery.Options
 	backoff        *links.Backoff
 	tap            func(*messages.InboundFrame) bool
+	loraMock       *link.MockNetwork
 }
 
 func defaultOptions() options {
@@ -90,6 +92,10 @@ func WithInboxSize(n int) Option { return func(o *options) { o.inboxSize = max(n
 // WithMemNetwork attaches the node to an in-process network, for mem://
 // listen and peer URIs (tests, the simulator).
 func WithMemNetwork(net *mem.Network) Option { return func(o *options) { o.memNet = net } }
+
+// WithLoRaMock attaches the node's lora+mock:// radios to simulated
+// channels of net (tests, the simulator, the demo).
+func WithLoRaMock(net *link.MockNetwork) Option { return func(o *options) { o.loraMock = net } }
 
 // WithDiscovery overrides LAN discovery's options (a test's injected
 // socket, loopback); it turns discovery on whatever the config says.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quicprochat/qpc/actors/links"
 	"github.com/quicprochat/qpc/crypto"
@@ -14,6 +15,8 @@ import (
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/transports/discovery"
+	"github.com/quicprochat/qpc/transports/lora"
+	"github.com/quicprochat/qpc/transports/lora/link"
 	"github.com/quicprochat/qpc/transports/mem"
 	"github.com/quicprochat/qpc/transports/quic"
 	"github.com/quicprochat/qpc/transports/tcp"
@@ -42,6 +45,9 @@ func (n *Node) openTransports(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
 		}
+		if scheme == transports.SchemeLoRaMock || scheme == transports.SchemeLoRaSerial {
+			continue // one transport per radio, made with its listener below
+		}
 		need[scheme] = true
 	}
 	log := n.log.With("component", "transports")
@@ -68,7 +74,15 @@ func (n *Node) openTransports(ctx context.Context) error {
 	}
 	for _, uri := range cfg.Listen {
 		scheme, addr, _ := transports.ParseURI(uri)
-		ln, err := n.transports[scheme].Listen(ctx, addr)
+		t := n.transports[scheme]
+		if scheme == transports.SchemeLoRaMock || scheme == transports.SchemeLoRaSerial {
+			lt, err := n.openRadio(uri, scheme, addr)
+			if err != nil {
+				return err
+			}
+			t, addr = lt, ""
+		}
+		ln, err := t.Listen(ctx, addr)
 		if err != nil {
 			return fmt.Errorf("%w: listen %s: %w", ErrTransport, uri, err)
 		}
@@ -78,8 +92,65 @@ func (n *Node) openTransports(ctx context.Context) error {
 	return nil
 }
 
+// openRadio makes the transport of one LoRa radio. A radio is a shared
+// channel: it is listened on, and its peers are found by their HELLOs.
+func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
+	lc := n.cfg.Transports.LoRa
+	a, err := link.ParseAddr(addr, link.RadioParams{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+	}
+	region, err := lora.RegionByName(lc.Region)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+	}
+	if a.Region != "" {
+		if region, err = lora.RegionByName(a.Region); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+		}
+	}
+	mtu := lc.MTU
+	if a.MTU != 0 {
+		mtu = a.MTU
+	}
+	if scheme == transports.SchemeLoRaSerial {
+		return nil, fmt.Errorf("%w: %s: LoRa over a serial modem is not wired into the node yet", ErrTransport, uri)
+	}
+	if n.opts.loraMock == nil {
+		return nil, fmt.Errorf("%w: %s: lora+mock:// needs a simulated LoRa network (node.WithLoRaMock)", ErrTransport, uri)
+	}
+	t, err := link.NewMock(link.Options{
+		Identity: n.id, Channel: a.Channel, Medium: n.opts.loraMock.Medium(a.Channel), Radio: a.Radio,
+		Region: region, DataShare: lc.DataShare, MTU: mtu, Clock: n.clock,
+		Logger: n.log.With("component", "lora", "channel", a.Channel),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+	}
+	n.radios = append(n.radios, t)
+	n.metrics.Links.InitTransport(t.Info().Name)
+	labels := prometheus.Labels{"radio": a.Channel}
+	n.metrics.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "qpc", Subsystem: "lora", Name: "airtime_used_seconds",
+			Help: "Airtime used in the last hour in the radio's duty-cycle sub-band.", ConstLabels: labels},
+			func() float64 { return t.Stats().SubBand.Used.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "qpc", Subsystem: "lora", Name: "airtime_remaining_seconds",
+			Help: "Airtime left in the rolling hour of the radio's sub-band.", ConstLabels: labels},
+			func() float64 { return t.Stats().SubBand.Remaining.Seconds() }),
+	)
+	return t, nil
+}
+
 func (n *Node) closeListeners() error {
 	var errs []error
+	defer func() {
+		for _, r := range n.radios {
+			if err := r.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		n.radios = nil
+	}()
 	for _, b := range n.listeners {
 		if err := b.Listener.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: close listener %s: %w", b.URI, err))

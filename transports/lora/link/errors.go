@@ -1,0 +1,50 @@
+package link
+
+import "errors"
+
+const prefix = "transports/lora/link"
+
+// Errors of the LoRa link. They are wrapped with detail ("transports/lora/
+// link: 869525000 Hz: ...: %w"), so test them with errors.Is, never with ==.
+// Contract errors (net.ErrClosed, io.EOF, transports.ErrFrameTooLarge,
+// transports.ErrBadOptions, transports.ErrBadURI) are the transports
+// package's.
+var (
+	// ErrNotLink: a received packet is not a qpc LoRa link packet (its first
+	// byte lacks the 0xC mark). Other protocols share LoRa channels
+	// (Reticulum and Meshtastic use 869.525 MHz too); such packets are
+	// counted (Stats.Foreign) and dropped.
+	ErrNotLink = errors.New("not a qpc LoRa link packet")
+
+	// ErrMalformed: a qpc link packet that does not parse (short, unknown
+	// kind, wrong length for its kind, poll flag on a kind that has none).
+	ErrMalformed = errors.New("malformed LoRa link packet")
+
+	// ErrBadHello: a HELLO that does not prove its sender: bad signature,
+	// a source hint that is not its key's address, not broadcast, its
+	// timestamp too far from our clock or older than one already seen,
+	// or our own key. Counted (Stats.HellosRejected) and ignored.
+	ErrBadHello = errors.New("invalid HELLO")
+
+	// ErrWrongChannel: Listen or Dial named a channel, or radio settings,
+	// other than the ones this transport's radio is on. One radio is one
+	// channel; make one transport per radio.
+	ErrWrongChannel = errors.New("not this radio's channel")
+
+	// ErrAddrInUse: the transport already has a listener.
+	ErrAddrInUse = errors.New("already listening on this radio")
+
+	// ErrPeerLost: a frame was not acknowledged after the last retry round
+	// (it also matches lora.ErrGaveUp). The connection to that peer has
+	// failed; a HELLO or a frame from the peer makes a new one.
+	ErrPeerLost = errors.New("peer stopped acknowledging")
+
+	// ErrRadio: the radio failed (a serial modem unplugged, a mock radio
+	// closed underneath). Every connection of the transport fails with it.
+	ErrRadio = errors.New("radio failed")
+
+	// ErrEmptyFrame: WriteFrame was given no bytes. Every LoRa packet
+	// carries at least one byte of its frame, and qpc frames are never
+	// empty.
+	ErrEmptyFrame = errors.New("empty frame")
+)

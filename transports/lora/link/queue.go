@@ -1,0 +1,123 @@
+package link
+
+import "github.com/quicprochat/qpc/messages"
+
+// numPriorities is the number of messages.Priority values (Bulk, Data,
+// Control).
+const numPriorities = int(messages.Control) + 1
+
+// outFrame is one frame waiting for the radio.
+type outFrame struct {
+	c    *conn
+	data []byte
+	prio messages.Priority
+}
+
+// outQueue is the radio's outbound queue: one FIFO per priority, bounded
+// in frames and bytes for all of them together. Its shedding rule is the
+// one of actors/mailbox.Queue, so the node has one policy: when a push
+// would break a bound, the newest frames of the lowest priority below the
+// pushed frame's are dropped, as few as make room; when lower frames
+// cannot make room, nothing is dropped and the push fails (WriteFrame
+// then waits for room). One exception keeps every frame sendable: an
+// empty queue takes a frame of any size.
+//
+// It is plain state under the transport's lock.
+type outQueue struct {
+	maxN, maxB int
+	q          [numPriorities][]*outFrame
+	n, b       int
+}
+
+func clampPriority(p messages.Priority) messages.Priority {
+	return min(p, messages.Control)
+}
+
+// push queues f or reports that it does not fit; shed are the frames it
+// dropped to make room.
+func (q *outQueue) push(f *outFrame) (ok bool, shed []*outFrame) {
+	size := len(f.data)
+	needN := q.n + 1 - q.maxN
+	needB := q.b + size - q.maxB
+	if q.n > 0 && (needN > 0 || needB > 0) {
+		lowerN, lowerB := 0, 0
+		for p := range int(f.prio) {
+			for _, g := range q.q[p] {
+				lowerN++
+				lowerB += len(g.data)
+			}
+		}
+		if lowerN < needN || lowerB < needB {
+			return false, nil
+		}
+		for needN > 0 || needB > 0 {
+			g := q.popNewestLowest()
+			shed = append(shed, g)
+			needN--
+			needB -= len(g.data)
+		}
+	}
+	q.q[f.prio] = append(q.q[f.prio], f)
+	q.n++
+	q.b += size
+	return true, shed
+}
+
+func (q *outQueue) popNewestLowest() *outFrame {
+	for p := range q.q {
+		if l := len(q.q[p]); l > 0 {
+			g := q.q[p][l-1]
+			q.q[p][l-1] = nil
+			q.q[p] = q.q[p][:l-1]
+			q.n--
+			q.b -= len(g.data)
+			return g
+		}
+	}
+	return nil
+}
+
+// peek is the frame pop would return, or nil.
+func (q *outQueue) peek() *outFrame {
+	for p := numPriorities - 1; p >= 0; p-- {
+		if len(q.q[p]) > 0 {
+			return q.q[p][0]
+		}
+	}
+	return nil
+}
+
+// pop takes the oldest frame of the highest priority, or nil.
+func (q *outQueue) pop() *outFrame {
+	for p := numPriorities - 1; p >= 0; p-- {
+		if len(q.q[p]) > 0 {
+			f := q.q[p][0]
+			q.q[p][0] = nil
+			q.q[p] = q.q[p][1:]
+			q.n--
+			q.b -= len(f.data)
+			return f
+		}
+	}
+	return nil
+}
+
+// removeConn drops every frame of c and returns how many it dropped.
+func (q *outQueue) removeConn(c *conn) int {
+	dropped := 0
+	for p := range q.q {
+		kept := q.q[p][:0]
+		for _, f := range q.q[p] {
+			if f.c == c {
+				dropped++
+				q.n--
+				q.b -= len(f.data)
+				continue
+			}
+			kept = append(kept, f)
+		}
+		clear(q.q[p][len(kept):])
+		q.q[p] = kept
+	}
+	return dropped
+}
