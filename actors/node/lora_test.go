@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/quicprochat/qpc/transports/lora"
 	"github.com/quicprochat/qpc/transports/lora/link"
+	"github.com/quicprochat/qpc/transports/lora/rnode"
 )
 
 // TestLoRaDemo is the original demo (acceptance 5 of the LoRa issue): A on
@@ -53,5 +55,50 @@ func TestLoRaDemo(t *testing.T) {
 	st, err := a.Status(context.Background())
 	if err != nil || len(st.Links) != 1 || st.Links[0].Transport != "lora" {
 		t.Fatalf("A's links: %+v %v", st.Links, err)
+	}
+}
+
+// TestLoRaSerialModem runs a node on an RNode (the emulator, on the far
+// end of a pseudo-terminal, so the real serial code path is used): it is
+// detected and configured at start, and told LEAVE at stop; a modem that
+// echoes a wrong spreading factor is refused, and the node does not start.
+func TestLoRaSerialModem(t *testing.T) {
+	master, slave, err := rnode.OpenPTY()
+	if err != nil {
+		t.Skipf("SKIP: no pseudo-terminal here: %v", err)
+	}
+	emu := rnode.NewEmulator(rnode.EmulatorConfig{})
+	emu.Start(master)
+	c := testConfig(t)
+	c.Transports.Listen = []string{"lora+serial://" + slave + "?sf=7&freq=869525000"}
+	n, _ := startNode(t, c)
+	st, err := n.Status(context.Background())
+	if err != nil || len(st.Listeners) != 1 || st.Listeners[0].Transport != "lora+serial" {
+		t.Fatalf("listeners %+v %v", st.Listeners, err)
+	}
+	if err := n.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-emu.Left():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the modem was not told LEAVE")
+	}
+
+	master2, slave2, err := rnode.OpenPTY()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := rnode.NewEmulator(rnode.EmulatorConfig{EchoSF: 9})
+	bad.Start(master2)
+	c2 := testConfig(t)
+	c2.Transports.Listen = []string{"lora+serial://" + slave2 + "?sf=7&freq=869525000"}
+	n2, err := New(WithConfig(c2), WithLogger(discard()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n2.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "SF") {
+		t.Fatalf("start with a mismatching modem: %v", err)
 	}
 }

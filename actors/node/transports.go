@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/quicprochat/qpc/transports/discovery"
 	"github.com/quicprochat/qpc/transports/lora"
 	"github.com/quicprochat/qpc/transports/lora/link"
+	"github.com/quicprochat/qpc/transports/lora/rnode"
 	"github.com/quicprochat/qpc/transports/mem"
 	"github.com/quicprochat/qpc/transports/quic"
 	"github.com/quicprochat/qpc/transports/tcp"
@@ -92,6 +94,10 @@ func (n *Node) openTransports(ctx context.Context) error {
 	return nil
 }
 
+// rnodeMaxPacket is the largest packet an RNode sends in one LoRa frame
+// (it adds a 1-byte header on air).
+const rnodeMaxPacket = 254
+
 // openRadio makes the transport of one LoRa radio. A radio is a shared
 // channel: it is listened on, and its peers are found by their HELLOs.
 func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
@@ -113,19 +119,43 @@ func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
 	if a.MTU != 0 {
 		mtu = a.MTU
 	}
-	if scheme == transports.SchemeLoRaSerial {
-		return nil, fmt.Errorf("%w: %s: LoRa over a serial modem is not wired into the node yet", ErrTransport, uri)
-	}
-	if n.opts.loraMock == nil {
-		return nil, fmt.Errorf("%w: %s: lora+mock:// needs a simulated LoRa network (node.WithLoRaMock)", ErrTransport, uri)
-	}
-	t, err := link.NewMock(link.Options{
-		Identity: n.id, Channel: a.Channel, Medium: n.opts.loraMock.Medium(a.Channel), Radio: a.Radio,
+	opts := link.Options{
+		Identity: n.id, Channel: a.Channel, Radio: a.Radio,
 		Region: region, DataShare: lc.DataShare, MTU: mtu, Clock: n.clock,
 		Logger: n.log.With("component", "lora", "channel", a.Channel),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+	}
+	var t *link.Transport
+	switch scheme {
+	case transports.SchemeLoRaSerial:
+		// A real RNode: detect it, configure it and check every echoed
+		// setting before the node starts (a mismatch refuses to run).
+		p := a.Radio
+		cr := link.DefaultCR
+		if p.CR != 0 {
+			cr = p.CR
+		}
+		m, err := rnode.Open(a.Channel, rnode.Config{
+			Frequency: cmp.Or(p.Frequency, uint32(link.DefaultFrequency)), Bandwidth: cmp.Or(p.Bandwidth, link.DefaultBandwidth),
+			SF: cmp.Or(p.SF, link.DefaultSF), CR: cr.Denominator(), Logger: opts.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+		}
+		if opts.MTU > rnodeMaxPacket {
+			opts.MTU = 0 // the modem's own limit: an RNode packet holds 254 bytes
+		}
+		if t, err = link.New(link.NewRNodeRadio(m), opts); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+		}
+	default:
+		if n.opts.loraMock == nil {
+			return nil, fmt.Errorf("%w: %s: lora+mock:// needs a simulated LoRa network (node.WithLoRaMock)", ErrTransport, uri)
+		}
+		opts.Medium = n.opts.loraMock.Medium(a.Channel)
+		if t, err = link.NewMock(opts); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+		}
 	}
 	n.radios = append(n.radios, t)
 	n.metrics.Links.InitTransport(t.Info().Name)
