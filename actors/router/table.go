@@ -549,56 +549,50 @@ func (t *Table) restoreRoute(r Route) {
 	t.refreshed(e)
 }
 
-// entryHeap orders entries by (fresh, address).
-type entryHeap struct{ items []*tableEntry }
+// agedHeap orders items oldest first, ties by address: the stalest
+// destination (entries, by last refresh) or the oldest sequence record (by
+// when it was last seen) is evicted first. Items keep their index for
+// heap.Fix and heap.Remove.
+type agedHeap[T aged] struct{ items []T }
 
-func (h *entryHeap) Len() int { return len(h.items) }
-func (h *entryHeap) Less(i, j int) bool {
-	a, b := h.items[i], h.items[j]
-	if c := a.fresh.Compare(b.fresh); c != 0 {
+type aged interface {
+	age() (time.Time, [16]byte)
+	setIndex(int)
+}
+
+type (
+	entryHeap = agedHeap[*tableEntry]
+	seqHeap   = agedHeap[*seqItem]
+)
+
+func (e *tableEntry) age() (time.Time, [16]byte) { return e.fresh, e.addr }
+func (e *tableEntry) setIndex(i int)             { e.hi = i }
+func (s *seqItem) age() (time.Time, [16]byte)    { return s.rec.Seen, s.rec.Address }
+func (s *seqItem) setIndex(i int)                { s.hi = i }
+
+func (h *agedHeap[T]) Len() int { return len(h.items) }
+func (h *agedHeap[T]) Less(i, j int) bool {
+	at, aa := h.items[i].age()
+	bt, ba := h.items[j].age()
+	if c := at.Compare(bt); c != 0 {
 		return c < 0
 	}
-	return bytes.Compare(a.addr[:], b.addr[:]) < 0
+	return bytes.Compare(aa[:], ba[:]) < 0
 }
-func (h *entryHeap) Swap(i, j int) {
+func (h *agedHeap[T]) Swap(i, j int) {
 	h.items[i], h.items[j] = h.items[j], h.items[i]
-	h.items[i].hi, h.items[j].hi = i, j
+	h.items[i].setIndex(i)
+	h.items[j].setIndex(j)
 }
-func (h *entryHeap) Push(x any) {
-	e := x.(*tableEntry)
-	e.hi = len(h.items)
-	h.items = append(h.items, e)
+func (h *agedHeap[T]) Push(x any) {
+	it := x.(T)
+	it.setIndex(len(h.items))
+	h.items = append(h.items, it)
 }
-func (h *entryHeap) Pop() any {
-	e := h.items[len(h.items)-1]
-	h.items[len(h.items)-1] = nil
+func (h *agedHeap[T]) Pop() any {
+	var zero T
+	it := h.items[len(h.items)-1]
+	h.items[len(h.items)-1] = zero
 	h.items = h.items[:len(h.items)-1]
-	return e
-}
-
-// seqHeap orders sequence records by (Seen, address).
-type seqHeap struct{ items []*seqItem }
-
-func (h *seqHeap) Len() int { return len(h.items) }
-func (h *seqHeap) Less(i, j int) bool {
-	a, b := h.items[i].rec, h.items[j].rec
-	if c := a.Seen.Compare(b.Seen); c != 0 {
-		return c < 0
-	}
-	return bytes.Compare(a.Address[:], b.Address[:]) < 0
-}
-func (h *seqHeap) Swap(i, j int) {
-	h.items[i], h.items[j] = h.items[j], h.items[i]
-	h.items[i].hi, h.items[j].hi = i, j
-}
-func (h *seqHeap) Push(x any) {
-	s := x.(*seqItem)
-	s.hi = len(h.items)
-	h.items = append(h.items, s)
-}
-func (h *seqHeap) Pop() any {
-	s := h.items[len(h.items)-1]
-	h.items[len(h.items)-1] = nil
-	h.items = h.items[:len(h.items)-1]
-	return s
+	return it
 }
