@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/quicprochat/qpc/messages"
 )
 
 func TestAddressIsTruncatedSHA256(t *testing.T) {
@@ -102,5 +104,16 @@ func TestSignVerifies(t *testing.T) {
 	msg := []byte("announce")
 	if !ed25519.Verify(id.PublicKey(), msg, id.Sign(msg)) {
 		t.Fatal("signature does not verify")
+	}
+}
+
+// messages keeps its own copy of the address derivation (it may not import
+// crypto); the two must never disagree.
+func TestAddressOfMatchesMessages(t *testing.T) {
+	for range 8 {
+		id, _ := NewIdentity(nil)
+		if got := messages.AddressOf(id.PublicKey()); got != [16]byte(id.Address()) {
+			t.Fatalf("messages.AddressOf = %x, crypto address %x", got, id.Address())
+		}
 	}
 }

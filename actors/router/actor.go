@@ -47,12 +47,6 @@ type (
 		frame  []byte
 		except [16]byte
 	}
-	traceStep struct {
-		req  *messages.TraceRequest
-		to   *actor.PID
-		hop  int
-		sent time.Time
-	}
 	traceTimeout struct{ probe [16]byte }
 )
 
