@@ -21,11 +21,21 @@ import (
 //	  source: bstr .size 16,               ; AddressOf(sender's Ed25519 key)
 //	  destination: bstr .size 16,          ; BroadcastAddress for everyone
 //	  expiry: uint .le 0xFFFFFFFF,         ; unix seconds
+//	  seq: uint,                           ; per (source, destination); 0: none
 //	  payload_type: uint .ge 1 .le 255,
 //	  payload: bstr .size (0..MaxPayloadSize),
 //	  signature: bstr .size 64 ]           ; Ed25519 over SigningBytes
 //
 // There is no message id on the wire: ID derives it from the signed bytes.
+//
+// Seq numbers a source's envelopes to one destination, from 1, and is
+// signed. The destination's replay window is a sliding bitmap over it (as
+// in WireGuard and IPsec, RFC 6479): any number of messages per second are
+// accepted exactly once in bounded memory, and a retransmission (the same
+// signed envelope, so the same Seq and ID) is recognised. Receipts, trace
+// probes and broadcasts carry 0: they need no replay protection beyond
+// dedup. Version 0 of the envelope had no seq; version 1 added it (one to
+// five bytes on the wire for the first 2^32 messages to a destination).
 //
 // The signature is the source's: a receiver verifies it with the Ed25519
 // key from the source's announce (Verify), which also proves the source
@@ -45,17 +55,18 @@ type Envelope struct {
 	Source      [16]byte
 	Destination [16]byte
 	Expiry      uint32
+	Seq         uint64
 	PayloadType PayloadType
 	Payload     []byte
 	Signature   []byte
 }
 
-// TagEnvelope is version 0 of FrameEnvelope.
-const TagEnvelope Tag = Tag(FrameEnvelope) // MakeTag(FrameEnvelope, 0)
+// TagEnvelope is version 1 of FrameEnvelope (version 0 had no Seq).
+const TagEnvelope Tag = Tag(1<<4 | FrameEnvelope) // MakeTag(FrameEnvelope, 1)
 
 // Envelope limits. MaxEnvelopeSize is checked before decoding. It is
 // MaxFrameSize, the limit of the strict decoder; MaxPayloadSize leaves room
-// for the other fields (at most 116 bytes), so every envelope that
+// for the other fields (at most 125 bytes), so every envelope that
 // EncodeEnvelope accepts also decodes. Larger content is split by the
 // application before it is sealed.
 const (
@@ -69,7 +80,7 @@ const (
 // EnvelopeDomain prefixes the bytes an envelope signature covers, so that
 // an envelope signature can never be taken for a signature on anything
 // else (an announce, a beacon).
-const EnvelopeDomain = "qpc/envelope/v0\x00"
+const EnvelopeDomain = "qpc/envelope/v1\x00"
 
 // BroadcastAddress as an envelope's destination means every node. No key
 // has it as its address (that would need a 2^128 preimage search), and an
@@ -141,18 +152,19 @@ type envelopeTBS struct {
 	Source      [16]byte
 	Destination [16]byte
 	Expiry      uint32
+	Seq         uint64
 	PayloadType PayloadType
 	Payload     []byte
 }
 
 // SigningBytes is the canonical to-be-signed byte string: EnvelopeDomain
 // followed by the deterministic CBOR encoding of the array [tag, hop_limit,
-// source, destination, expiry, payload_type, payload]: every field but the
+// source, destination, expiry, seq, payload_type, payload]: every field but the
 // hop count and the signature.
 func (e Envelope) SigningBytes() ([]byte, error) {
 	body, err := Marshal(envelopeTBS{
 		Tag: e.Tag, HopLimit: e.HopLimit, Source: e.Source, Destination: e.Destination,
-		Expiry: e.Expiry, PayloadType: e.PayloadType, Payload: e.Payload,
+		Expiry: e.Expiry, Seq: e.Seq, PayloadType: e.PayloadType, Payload: e.Payload,
 	})
 	if err != nil {
 		return nil, err

@@ -24,7 +24,7 @@ const sealOverhead = 32 + 16
 // returns their lengths, for `qpc sizes` and the table in
 // docs/wire-format.md (a test keeps the two equal). Announces are measured
 // with capabilities above 0xFF (3 bytes, the widest) and envelopes with
-// hop count and hop limit below 24 (one byte each), as sent.
+// hop count, hop limit and seq below 24 (one byte each), as sent.
 func Sizes() []SizeRow {
 	seed := sha256.Sum256([]byte("qpc sizes key"))
 	priv := ed25519.NewKeyFromSeed(seed[:])
@@ -76,11 +76,12 @@ func Sizes() []SizeRow {
 	}{
 		{"envelope-empty", 0, "envelope, empty payload: the envelope overhead"},
 		{"envelope-sealed-32", 32 + sealOverhead, "envelope, sealed 32-byte text (80-byte payload)"},
-		{"envelope-sealed-95", 95 + sealOverhead, "envelope, sealed 95-byte text (143-byte payload): the most one 255-byte LoRa frame holds"},
+		{"envelope-sealed-94", 94 + sealOverhead, "envelope, sealed 94-byte text (142-byte payload): the most one 255-byte LoRa frame holds"},
 		{"envelope-256", 256, "envelope, 256-byte payload"},
 		{"envelope-sealed-256", 256 + sealOverhead, "envelope, sealed 256-byte text (304-byte payload)"},
 	} {
 		e := NewEnvelope(AddressOf(pub), dst, DefaultHopLimit, at.Add(24*time.Hour), PayloadSealed, bytes.Repeat([]byte{0xCD}, c.payload))
+		e.Seq = 1 // one byte for seq 1..23, three up to 65535, five up to 2^32
 		if err := e.Sign(sign); err != nil {
 			panic("messages: Sizes: " + err.Error())
 		}

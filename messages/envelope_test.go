@@ -26,11 +26,12 @@ func envelopeGoldenPayload() []byte {
 }
 
 // goldenEnvelope: from the announce vectors' key to the beacon vector's
-// key, hop limit 8, hop count 0, sealed payload of 80 bytes.
+// key, hop limit 8, hop count 0, seq 1, sealed payload of 80 bytes.
 func goldenEnvelope(t testing.TB) Envelope {
 	priv := announceGoldenKey()
 	e := NewEnvelope(AddressOf(priv.Public().(ed25519.PublicKey)), AddressOf(goldenKey().Public().(ed25519.PublicKey)),
 		DefaultHopLimit, envelopeGoldenExpiry, PayloadSealed, envelopeGoldenPayload())
+	e.Seq = 1
 	if err := e.Sign(signer(priv)); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func envelopeGoldenPub() ed25519.PublicKey { return announceGoldenKey().Public()
 func sameEnvelope(a, b Envelope) bool {
 	return a.Tag == b.Tag && a.Hops == b.Hops && a.HopLimit == b.HopLimit &&
 		a.Source == b.Source && a.Destination == b.Destination && a.Expiry == b.Expiry &&
-		a.PayloadType == b.PayloadType && bytes.Equal(a.Payload, b.Payload) && bytes.Equal(a.Signature, b.Signature)
+		a.Seq == b.Seq && a.PayloadType == b.PayloadType && bytes.Equal(a.Payload, b.Payload) && bytes.Equal(a.Signature, b.Signature)
 }
 
 func TestEnvelopeGolden(t *testing.T) {
@@ -80,7 +81,7 @@ func TestEnvelopeGolden(t *testing.T) {
 	if got := dec.ID(); hex.EncodeToString(got[:]) != goldenComment(t, "envelope.golden", "id") {
 		t.Fatalf("id %x, golden %s", got, goldenComment(t, "envelope.golden", "id"))
 	}
-	if tag, err := FrameTag(want); err != nil || tag != TagEnvelope || uint8(TagEnvelope) != 0x01 {
+	if tag, err := FrameTag(want); err != nil || tag != TagEnvelope || uint8(TagEnvelope) != 0x11 {
 		t.Fatalf("FrameTag = %v, %v", tag, err)
 	}
 	if len(want) > 200 {
@@ -166,6 +167,7 @@ type rawEnvelope struct {
 	Source      []byte
 	Destination []byte
 	Expiry      uint64
+	Seq         uint64
 	PayloadType uint64
 	Payload     []byte
 	Signature   []byte
@@ -173,7 +175,7 @@ type rawEnvelope struct {
 
 func rawOfEnvelope(e Envelope) rawEnvelope {
 	return rawEnvelope{Tag: uint64(e.Tag), Hops: uint64(e.Hops), HopLimit: uint64(e.HopLimit), Source: bytes.Clone(e.Source[:]),
-		Destination: bytes.Clone(e.Destination[:]), Expiry: uint64(e.Expiry), PayloadType: uint64(e.PayloadType),
+		Destination: bytes.Clone(e.Destination[:]), Expiry: uint64(e.Expiry), Seq: e.Seq, PayloadType: uint64(e.PayloadType),
 		Payload: e.Payload, Signature: e.Signature}
 }
 
@@ -214,7 +216,7 @@ func TestDecodeEnvelopeRejects(t *testing.T) {
 	const (
 		offSource  = 4                 // array head, tag, hops, hop limit
 		offExpiry  = offSource + 2*17  // after two 16-byte strings
-		offPayload = offExpiry + 5 + 1 // after expiry and payload type
+		offPayload = offExpiry + 5 + 2 // after expiry, seq and payload type
 	)
 	bigPayload := bytes.Repeat([]byte{1}, MaxPayloadSize+1)
 
@@ -229,11 +231,11 @@ func TestDecodeEnvelopeRejects(t *testing.T) {
 		{"indefinite array", append([]byte{0x9f}, enc[1:]...), ErrMalformed},
 		{"too large", make([]byte, MaxEnvelopeSize+1), ErrTooLarge},
 		{"too large, valid start", append(bytes.Clone(enc), make([]byte, MaxEnvelopeSize+1-len(enc))...), ErrTooLarge},
-		{"announce tag", append([]byte{0x89, 0x02}, enc[2:]...), ErrUnknownType},
-		{"beacon tag", append([]byte{0x89, 0x0f}, enc[2:]...), ErrUnknownType},
-		{"tag beyond a byte", []byte{0x89, 0x19, 0x01, 0x01}, ErrUnknownType},
-		{"version 1", append([]byte{0x89, 0x11}, enc[2:]...), ErrUnsupportedVersion},
-		{"version 2, two-byte tag", append([]byte{0x89, 0x18, 0x21}, enc[2:]...), ErrUnsupportedVersion},
+		{"announce tag", append([]byte{0x8a, 0x02}, enc[2:]...), ErrUnknownType},
+		{"beacon tag", append([]byte{0x8a, 0x0f}, enc[2:]...), ErrUnknownType},
+		{"tag beyond a byte", []byte{0x8a, 0x19, 0x01, 0x01}, ErrUnknownType},
+		{"version 0", append([]byte{0x8a, 0x01}, enc[2:]...), ErrUnsupportedVersion},
+		{"version 2, two-byte tag", append([]byte{0x8a, 0x18, 0x21}, enc[2:]...), ErrUnsupportedVersion},
 		{"truncated", enc[:len(enc)-1], ErrMalformed},
 		{"truncated in the payload", enc[:offPayload+10], ErrMalformed},
 		{"trailing byte", append(bytes.Clone(enc), 0x00), ErrMalformed},
@@ -257,7 +259,7 @@ func TestDecodeEnvelopeRejects(t *testing.T) {
 			for i, b := range r.Source {
 				src[i] = uint64(b)
 			}
-			return mustMarshal(t, []any{r.Tag, r.Hops, r.HopLimit, src, r.Destination, r.Expiry, r.PayloadType, r.Payload, r.Signature})
+			return mustMarshal(t, []any{r.Tag, r.Hops, r.HopLimit, src, r.Destination, r.Expiry, r.Seq, r.PayloadType, r.Payload, r.Signature})
 		}(), ErrMalformed},
 		{"broadcast source", resigned(func(e *Envelope) { e.Source = BroadcastAddress }), ErrMalformed},
 		{"payload over MaxPayloadSize", raw(func(r *rawEnvelope) { r.Payload = bigPayload }), ErrTooLarge},
@@ -354,9 +356,9 @@ func TestEncodeEnvelopeRejects(t *testing.T) {
 		t.Fatalf("unsigned: %v", err)
 	}
 	e = goldenEnvelope(t)
-	e.Tag = MakeTag(FrameEnvelope, 1)
+	e.Tag = MakeTag(FrameEnvelope, 0)
 	if _, err := EncodeEnvelope(e); !errors.Is(err, ErrUnsupportedVersion) {
-		t.Fatalf("version 1: %v", err)
+		t.Fatalf("version 0: %v", err)
 	}
 	e = goldenEnvelope(t)
 	e.Hops = e.HopLimit + 1
@@ -383,7 +385,7 @@ func TestEncodeEnvelopeRejects(t *testing.T) {
 func TestEnvelopeLimits(t *testing.T) {
 	priv := announceGoldenKey()
 	e := NewEnvelope(AddressOf(envelopeGoldenPub()), BroadcastAddress, 255, time.Unix(math.MaxUint32, 0), 255, make([]byte, MaxPayloadSize))
-	e.Hops = 255
+	e.Hops, e.Seq = 255, math.MaxUint64
 	if err := e.Sign(signer(priv)); err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +393,7 @@ func TestEnvelopeLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if overhead := len(enc) - MaxPayloadSize; overhead != 116 || len(enc) > MaxEnvelopeSize {
+	if overhead := len(enc) - MaxPayloadSize; overhead != 125 || len(enc) > MaxEnvelopeSize {
 		t.Fatalf("widest envelope: %d bytes, overhead %d", len(enc), overhead)
 	}
 	if _, err := DecodeEnvelope(enc); err != nil {
@@ -474,17 +476,17 @@ func TestForwardEnvelopeRejects(t *testing.T) {
 	}{
 		{"empty", nil, ErrMalformed},
 		{"too large", make([]byte, MaxEnvelopeSize+1), ErrTooLarge},
-		{"announce", append([]byte{0x89, 0x02}, enc[2:]...), ErrUnknownType},
-		{"version 1", append([]byte{0x89, 0x11}, enc[2:]...), ErrUnsupportedVersion},
-		{"two elements", []byte{0x82, 0x01, 0x00}, ErrMalformed},
-		{"no hop limit", []byte{0x89, 0x01, 0x00}, ErrMalformed},
-		{"hop limit not a uint", append([]byte{0x89, 0x01, 0x00, 0x40}, enc[4:]...), ErrMalformed},
-		{"non-shortest hop count", append([]byte{0x89, 0x01, 0x18, 0x00}, enc[3:]...), ErrMalformed},
-		{"non-shortest hop limit", append([]byte{0x89, 0x01, 0x00, 0x18, 0x08}, enc[4:]...), ErrMalformed},
-		{"hop limit over 255", append([]byte{0x89, 0x01, 0x00, 0x19, 0x01, 0x00}, enc[4:]...), ErrMalformed},
-		{"hop count over 255", append([]byte{0x89, 0x01, 0x19, 0x01, 0x00}, enc[3:]...), ErrMalformed},
-		{"hop limit reached", append([]byte{0x89, 0x01, 0x08}, enc[3:]...), ErrHopLimit},
-		{"hops over the limit", append([]byte{0x89, 0x01, 0x09}, enc[3:]...), ErrHopLimit},
+		{"announce", append([]byte{0x8a, 0x02}, enc[2:]...), ErrUnknownType},
+		{"version 0", append([]byte{0x8a, 0x01}, enc[2:]...), ErrUnsupportedVersion},
+		{"two elements", []byte{0x82, 0x11, 0x00}, ErrMalformed},
+		{"no hop limit", []byte{0x8a, 0x11, 0x00}, ErrMalformed},
+		{"hop limit not a uint", append([]byte{0x8a, 0x11, 0x00, 0x40}, enc[4:]...), ErrMalformed},
+		{"non-shortest hop count", append([]byte{0x8a, 0x11, 0x18, 0x00}, enc[3:]...), ErrMalformed},
+		{"non-shortest hop limit", append([]byte{0x8a, 0x11, 0x00, 0x18, 0x08}, enc[4:]...), ErrMalformed},
+		{"hop limit over 255", append([]byte{0x8a, 0x11, 0x00, 0x19, 0x01, 0x00}, enc[4:]...), ErrMalformed},
+		{"hop count over 255", append([]byte{0x8a, 0x11, 0x19, 0x01, 0x00}, enc[3:]...), ErrMalformed},
+		{"hop limit reached", append([]byte{0x8a, 0x11, 0x08}, enc[3:]...), ErrHopLimit},
+		{"hops over the limit", append([]byte{0x8a, 0x11, 0x09}, enc[3:]...), ErrHopLimit},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -565,12 +567,12 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add(enc[:len(enc)/2])
 	f.Add([]byte{})
 	f.Add([]byte{0x80})
-	f.Add([]byte{0x89, 0x01})
-	f.Add([]byte{0x89, 0x01, 0x00, 0x18, 0xff})
+	f.Add([]byte{0x8a, 0x11})
+	f.Add([]byte{0x8a, 0x11, 0x00, 0x18, 0xff})
 	f.Add([]byte{0x9f, 0x01, 0xff})
-	f.Add(append([]byte{0x89, 0x11}, enc[2:]...))
-	f.Add(append([]byte{0x89, 0x01, 0x08}, enc[3:]...))
-	f.Add(append([]byte{0x89, 0x01, 0x09}, enc[3:]...))
+	f.Add(append([]byte{0x8a, 0x11}, enc[2:]...))
+	f.Add(append([]byte{0x8a, 0x11, 0x08}, enc[3:]...))
+	f.Add(append([]byte{0x8a, 0x11, 0x09}, enc[3:]...))
 	for _, c := range []struct {
 		hops, limit uint8
 		dst         [16]byte
