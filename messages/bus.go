@@ -100,14 +100,6 @@ type InboundFrame struct {
 	Data []byte
 }
 
-// Delivered is a frame the router handed to this node's own inbox.
-type Delivered struct {
-	Link string
-	From [16]byte
-	Data []byte
-	At   time.Time
-}
-
 // Priority of an inbound frame, for the admission mailbox's shedding:
 // announces and other control frames beat data envelopes.
 func (f *InboundFrame) Priority() Priority {

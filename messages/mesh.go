@@ -15,19 +15,17 @@ type AnnounceHeard struct {
 }
 
 // SendText asks the router to seal text to To and send it; the router
-// answers with *SendResult.
+// keeps it in its outbox until To's receipt comes back or it expires, and
+// answers with *SendResult once that record is durable.
 type SendText struct {
 	To   [16]byte
 	Text []byte
 }
 
-// Send outcomes.
-const (
-	SendForwarded = "forwarded" // handed to the next hop
-	SendStored    = "stored"    // no route now: held until one appears
-)
-
-// SendResult answers SendText.
+// SendResult answers SendText once the message is durable in the
+// outbox: Status is its state then (queued or sent). Err is set when it
+// was not accepted (unknown destination, outbox full: the caller may
+// retry later).
 type SendResult struct {
 	ID     [16]byte
 	Status string
@@ -101,6 +99,38 @@ type InboxMessage struct {
 	Text []byte
 	At   time.Time
 	Hops int
+}
+
+// Delivered tells the inbox actor that the router committed these
+// messages to the inbox (and their replay records) in one transaction.
+type Delivered struct{ Msgs []*InboxMessage }
+
+// MessageRequest asks the router for the outbox record of one of this
+// node's messages; it answers *MessageStatus (Found false when unknown).
+type MessageRequest struct{ ID [16]byte }
+
+// MessageStatus is an own message as the outbox keeps it.
+type MessageStatus struct {
+	Found     bool
+	ID, To    [16]byte
+	Seq       uint64
+	State     string // queued, sent, delivered, failed
+	Attempts  int
+	Created   time.Time
+	Expiry    time.Time
+	NextRetry time.Time
+	Done      time.Time
+	Reason    string
+}
+
+// OutboxRequest asks the router for the pending messages; it answers
+// *OutboxReply.
+type OutboxRequest struct{}
+
+// OutboxReply lists pending own messages, oldest first.
+type OutboxReply struct {
+	Messages []MessageStatus
+	Pending  int
 }
 
 // SetCapabilities changes what this node announces; the announcer sends a

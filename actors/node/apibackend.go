@@ -9,6 +9,7 @@ import (
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/api"
+	"github.com/quicprochat/qpc/messages"
 )
 
 // This file is the node's side of the admin API (api.Backend).
@@ -23,13 +24,66 @@ func (n *Node) SendMessage(ctx context.Context, req api.SendRequest) (api.SendRe
 		return api.SendResponse{}, &api.BadRequest{Err: errors.New("text is empty")}
 	}
 	res, err := n.SendText(ctx, to, []byte(req.Text))
-	if errors.Is(err, router.ErrUnknownDestination) {
+	switch {
+	case errors.Is(err, router.ErrUnknownDestination):
 		return api.SendResponse{}, &api.BadRequest{Err: err}
-	}
-	if err != nil {
+	case errors.Is(err, router.ErrOutboxFull):
+		// Receipts free the outbox as fast as the mesh delivers; a second
+		// is a fair first wait.
+		return api.SendResponse{}, &api.Busy{Code: "outbox_full", Err: err, RetryAfter: time.Second}
+	case err != nil:
 		return api.SendResponse{}, err
 	}
 	return api.SendResponse{ID: crypto.Address(res.ID).String(), Status: res.Status}, nil
+}
+
+// MessageState is GET /v1/messages/{id}.
+func (n *Node) MessageState(ctx context.Context, id string) (api.Message, error) {
+	a, err := crypto.ParseAddress(id)
+	if err != nil {
+		return api.Message{}, &api.BadRequest{Err: fmt.Errorf("message id: %w", err)}
+	}
+	st, err := n.Message(ctx, a)
+	if err != nil {
+		return api.Message{}, err
+	}
+	if !st.Found {
+		return api.Message{}, &api.NotFound{Err: fmt.Errorf("no message %s in the outbox (never sent from this node, or finished long ago)", id)}
+	}
+	return apiMessage(*st), nil
+}
+
+// Outbox is GET /v1/outbox.
+func (n *Node) Outbox(ctx context.Context) (api.OutboxResponse, error) {
+	res, err := n.ask(ctx, router.Name, &messages.OutboxRequest{}, 5*time.Second)
+	if err != nil {
+		return api.OutboxResponse{}, fmt.Errorf("node: outbox: %w", err)
+	}
+	r, ok := res.(*messages.OutboxReply)
+	if !ok {
+		return api.OutboxResponse{}, fmt.Errorf("node: unexpected outbox reply %T", res)
+	}
+	out := api.OutboxResponse{Pending: r.Pending, Messages: make([]api.Message, 0, len(r.Messages))}
+	for _, m := range r.Messages {
+		out.Messages = append(out.Messages, apiMessage(m))
+	}
+	return out, nil
+}
+
+func apiMessage(m messages.MessageStatus) api.Message {
+	out := api.Message{
+		ID: crypto.Address(m.ID).String(), To: crypto.Address(m.To).String(), State: m.State,
+		Attempts: m.Attempts, Seq: m.Seq, Created: m.Created.UTC(), Expiry: m.Expiry.UTC(), Reason: m.Reason,
+	}
+	if !m.NextRetry.IsZero() {
+		t := m.NextRetry.UTC()
+		out.NextRetry = &t
+	}
+	if !m.Done.IsZero() {
+		t := m.Done.UTC()
+		out.Done = &t
+	}
+	return out
 }
 
 // InboxSince is GET /v1/inbox: messages after the given number, waiting up to
@@ -38,7 +92,7 @@ func (n *Node) InboxSince(ctx context.Context, after uint64, wait time.Duration)
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
-		msgs, changed, err := n.box.list(after, 1000)
+		msgs, changed, err := n.box.List(after, 1000)
 		if err != nil {
 			return api.InboxResponse{}, err
 		}

@@ -34,9 +34,11 @@ func (n *Node) ask(ctx context.Context, child string, msg any, timeout time.Dura
 	return n.system.Root.RequestFuture(n.childPID(child), msg, timeout).Result()
 }
 
-// SendText seals text to the node to and sends it through the mesh; it is
-// stored and forwarded later if there is no route now. It returns the
-// message id and whether it was forwarded or stored.
+// SendText seals text to the node to and sends it through the mesh. It
+// returns once the message is durable in the outbox, which retransmits it
+// until to's receipt arrives or it expires (follow it with Message). The
+// result's Status is its state then: queued or sent. An outbox that is full
+// refuses with router.ErrOutboxFull: try again later.
 func (n *Node) SendText(ctx context.Context, to crypto.Address, text []byte) (*messages.SendResult, error) {
 	res, err := n.ask(ctx, router.Name, &messages.SendText{To: to, Text: text}, 5*time.Second)
 	if err != nil {
@@ -47,6 +49,20 @@ func (n *Node) SendText(ctx context.Context, to crypto.Address, text []byte) (*m
 		return nil, fmt.Errorf("node: unexpected send reply %T", res)
 	}
 	return r, r.Err
+}
+
+// Message is the outbox record of a message this node sent (Found false
+// when the id is unknown).
+func (n *Node) Message(ctx context.Context, id crypto.Address) (*messages.MessageStatus, error) {
+	res, err := n.ask(ctx, router.Name, &messages.MessageRequest{ID: id}, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("node: message: %w", err)
+	}
+	r, ok := res.(*messages.MessageStatus)
+	if !ok {
+		return nil, fmt.Errorf("node: unexpected message reply %T", res)
+	}
+	return r, nil
 }
 
 // Routes is the routing table, best path per destination.

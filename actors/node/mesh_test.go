@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/messages"
 )
@@ -61,7 +62,7 @@ func TestMessageCrossesRelaySealed(t *testing.T) {
 	}
 	secret := "hello C, this is A"
 	res, err := a.SendText(context.Background(), c.Address(), []byte(secret))
-	if err != nil || res.Status != messages.SendForwarded {
+	if err != nil || res.Status != router.StateSent {
 		t.Fatalf("send: %+v %v", res, err)
 	}
 	select {

@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/quicprochat/qpc/actors/inbox"
 	"github.com/quicprochat/qpc/actors/links"
 	"github.com/quicprochat/qpc/actors/ratelimit"
 	"github.com/quicprochat/qpc/crypto"
@@ -55,7 +56,7 @@ type Node struct {
 	radios     []*link.Transport
 
 	inbox     chan *messages.InboxMessage
-	box       *inbox
+	box       *inbox.Store
 	readyOnce sync.Once
 	readyCh   chan struct{}
 	phase     atomic.Int32
@@ -123,7 +124,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.db, err = persist.Open(n.cfg.DBPath(), n.opts.lockTimeout); err != nil {
 		return err
 	}
-	if n.box, err = openInbox(n.db); err != nil {
+	if n.box, err = inbox.Open(n.db.DB); err != nil {
 		return err
 	}
 	if err := n.openTransports(ctx); err != nil {
@@ -276,19 +277,6 @@ func (n *Node) Inject(link string, from crypto.Address, frame []byte) error {
 // beyond its buffer are dropped from the channel (not from the inbox) and
 // counted.
 func (n *Node) Deliveries() <-chan *messages.InboxMessage { return n.inbox }
-
-// deliver is the router's Deliver: runs on the router's goroutine.
-func (n *Node) deliver(m *messages.InboxMessage) {
-	if err := n.box.add(m); err != nil {
-		n.log.Error("inbox write failed", "err", err)
-	}
-	select {
-	case n.inbox <- m:
-		n.metrics.FramesDelivered.Inc()
-	default:
-		n.metrics.InboxDropped.Inc()
-	}
-}
 
 // Address is the node's mesh address (valid after Start, or when an
 // identity was given).

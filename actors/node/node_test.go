@@ -91,8 +91,8 @@ func TestNodeStartServesAPIAndDelivers(t *testing.T) {
 	if st.Address != n.Address().String() || len(st.Address) != 32 {
 		t.Fatalf("status address = %q, want %s", st.Address, n.Address())
 	}
-	if !st.Ready || len(st.Actors) != 8 {
-		t.Fatalf("status = %+v, want ready with 8 actors", st)
+	if !st.Ready || len(st.Actors) != 9 {
+		t.Fatalf("status = %+v, want ready with 9 actors", st)
 	}
 	for _, a := range st.Actors {
 		if a.State != "running" {

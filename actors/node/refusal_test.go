@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,9 @@ func announceAt(t testing.TB, id *crypto.Identity, at time.Time) []byte {
 	return b
 }
 
+// testSeq numbers the envelopes tests seal: increasing for every sender.
+var testSeq atomic.Uint64
+
 // sealedTo is a signed envelope from id to n carrying text sealed to n.
 func sealedTo(t testing.TB, id *crypto.Identity, n *Node, text string) []byte {
 	t.Helper()
@@ -35,6 +39,7 @@ func sealedTo(t testing.TB, id *crypto.Identity, n *Node, text string) []byte {
 		t.Fatal(err)
 	}
 	env := messages.NewEnvelope(id.Address(), n.Address(), 8, time.Now().Add(time.Hour), messages.PayloadSealed, sealed)
+	env.Seq = testSeq.Add(1)
 	if err := env.Sign(id.Sign); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +119,7 @@ func TestRefusalsSurviveRestart(t *testing.T) {
 	n2.Inject("test", peer.Address(), older)
 	waitCount(t, mesh2.AnnouncesRefused.WithLabelValues("stale"), 1, "replayed announce refusals after restart")
 	n2.Inject("test", peer.Address(), good)
-	waitCount(t, mesh2.EnvelopesDropped.WithLabelValues("replay"), 1, "replayed envelope refusals after restart")
+	waitCount(t, mesh2.EnvelopesDropped.WithLabelValues("duplicate"), 1, "replayed envelope refusals after restart")
 	select {
 	case m := <-n2.Deliveries():
 		t.Fatalf("replayed envelope delivered after restart: %+v", m)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/quicprochat/qpc/actors/announcer"
 	"github.com/quicprochat/qpc/actors/fapp"
+	"github.com/quicprochat/qpc/actors/inbox"
 	"github.com/quicprochat/qpc/actors/internal/lifecycle"
 	"github.com/quicprochat/qpc/actors/keys"
 	"github.com/quicprochat/qpc/actors/links"
@@ -132,13 +133,19 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		DB: n.db, Limits: store.Limits{PerDest: cfg.Store.MaxPerDest, Total: cfg.Store.MaxTotal, MaxFrame: cfg.Transports.MaxFrameSize},
 		GCInterval: cfg.Store.GCInterval.D(), Router: routerPID, Clock: n.clock, Metrics: n.metrics.Mesh, Log: meshLog("store"),
 	}))
+	inboxPID := r.spawn(ctx, inbox.Name, inbox.New(inbox.Config{
+		Store: n.box, Out: n.inbox,
+		OnHanded: n.metrics.FramesDelivered.Inc, OnDropped: n.metrics.InboxDropped.Inc,
+	}))
 	keysPID := r.spawn(ctx, keys.Name, keys.New())
 	fappPID := r.spawn(ctx, fapp.Name, fapp.New())
 	r.spawn(ctx, router.Name, router.New(router.Config{
 		Identity: n.id, Seal: n.seal, Clock: n.clock, DB: n.db,
 		Table: router.TableConfig{MaxRoutes: cfg.Routing.MaxRoutes, TTL: cfg.Routing.RouteTTL.D()},
 		Dedup: cfg.Routing.DedupCache, MaxHops: cfg.Announce.MaxHops, TTL: cfg.Store.TTL.D(), StoreOn: cfg.Store.Enabled,
-		Links: linksPID, Store: storePID, Metrics: n.metrics.Mesh, Log: meshLog("router"), Deliver: n.deliver,
+		Outbox: router.OutboxLimits{MaxPending: cfg.Outbox.MaxPending, RetryBase: cfg.Outbox.RetryBase.D(), RetryMax: cfg.Outbox.RetryMax.D()},
+		Links:  linksPID, Store: storePID, Inbox: n.box, InboxActor: inboxPID,
+		Metrics: n.metrics.Mesh, Log: meshLog("router"),
 	}))
 	r.spawn(ctx, ratelimit.Name, ratelimit.New(ratelimit.Config{
 		Router: routerPID, Announcer: announcerPID, Limits: n.rateLimits(), Clock: n.clock, Metrics: n.metrics.Mesh,
@@ -164,6 +171,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		{Name: announcer.Name, PID: announcerPID},
 		{Name: router.Name, PID: routerPID},
 		{Name: store.Name, PID: storePID},
+		{Name: inbox.Name, PID: inboxPID},
 		{Name: keys.Name, PID: keysPID},
 		{Name: fapp.Name, PID: fappPID},
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/actors/router"
 )
 
 // TestStoreAndForwardAcrossRelayRestart is acceptance 2 of the mesh issue:
@@ -58,7 +58,7 @@ func TestStoreAndForwardAcrossRelayRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Status != messages.SendForwarded { // A still has a route via B
+		if res.Status != router.StateSent { // A still has a route via B
 			t.Fatalf("message %d: %s", i, res.Status)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/quicprochat/qpc/actors/inbox"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/internal/metrics"
@@ -32,12 +33,15 @@ type Config struct {
 	MaxHops  int
 	TTL      time.Duration
 	StoreOn  bool
+	Outbox   OutboxLimits
 	Links    *actor.PID
 	Store    *actor.PID
-	Metrics  *metrics.Mesh
-	Log      *slog.Logger
-	// Deliver hands an opened message to the node's inbox. It must not block.
-	Deliver func(*messages.InboxMessage)
+	// Inbox is where delivered messages are written, in the router's
+	// transactions; InboxActor is told about them after each commit.
+	Inbox      *inbox.Store
+	InboxActor *actor.PID
+	Metrics    *metrics.Mesh
+	Log        *slog.Logger
 }
 
 // Timers and replies the actor sends itself.
@@ -48,7 +52,30 @@ type (
 		except [16]byte
 	}
 	traceTimeout struct{ probe [16]byte }
+	// flush commits the current batch; sent to itself when a batch
+	// begins, so it comes after everything already in the mailbox.
+	flush struct{}
+	// retryTick: the outbox has messages due.
+	retryTick struct{ gen uint64 }
 )
+
+// maxBatch bounds the envelopes and sends in one group commit.
+const maxBatch = 512
+
+// batch is the work since the last commit: what must wait until the
+// transaction is durable.
+type batch struct {
+	n         int      // envelopes and sends in it
+	acts      []Action // frames to send, store, acknowledge
+	delivered []*messages.InboxMessage
+	replies   []sendReply
+	queued    bool // a flush is in the mailbox
+}
+
+type sendReply struct {
+	to  *actor.PID
+	res *messages.SendResult
+}
 
 type pendingTrace struct {
 	req    *messages.TraceRequest
@@ -83,6 +110,12 @@ type routerActor struct {
 	traces map[[16]byte]*pendingTrace
 	links  map[[16]byte]int // open links per neighbour
 	last   TableStats       // what was last added to the lookup counters
+
+	outbox   *Outbox
+	batch    batch
+	retry    clock.Timer
+	retryAt  time.Time
+	retryGen uint64
 }
 
 // syncStats moves the table's lookup counts into the metrics.
@@ -132,6 +165,8 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		if change == ChangeAdded || change == ChangeBest {
 			r.cfg.Metrics.AnnouncesAccepted.Inc()
 			ctx.Send(r.cfg.Store, &messages.RouteUp{Dest: m.Announce.Address()})
+			r.outbox.RouteUp(m.Announce.Address(), now)
+			r.armRetry(ctx, now)
 		}
 		r.release(ctx, m.Announce.Address(), now)
 		if fwd != nil {
@@ -150,7 +185,15 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			r.hold(acts[0].Dest, m, now)
 			return
 		}
-		r.do(ctx, acts)
+		r.stage(ctx, acts, now)
+	case *flush:
+		r.batch.queued = false
+		r.commit(ctx)
+	case *retryTick:
+		if m.gen == r.retryGen {
+			r.retry, r.retryAt = nil, time.Time{}
+			r.retransmit(ctx, now)
+		}
 	case *messages.StoredFrames:
 		for _, f := range m.Frames {
 			// Held frames go out again like any other; the store keeps its
@@ -158,18 +201,15 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			r.do(ctx, r.core.HandleStored(f, m.Dest))
 		}
 	case *messages.SendText:
-		id, acts, err := r.core.SendText(m.To, m.Text, now)
-		res := &messages.SendResult{ID: id, Err: err}
-		if err == nil {
-			res.Status = messages.SendForwarded
-			for _, a := range acts {
-				if a.Kind == Store {
-					res.Status = messages.SendStored
-				}
-			}
-			r.do(ctx, acts)
+		r.send(ctx, m, now)
+	case *messages.MessageRequest:
+		ctx.Respond(statusOf(r.outbox.Get(m.ID)))
+	case *messages.OutboxRequest:
+		out := &messages.OutboxReply{Pending: r.outbox.Pending()}
+		for _, om := range r.outbox.List() {
+			out.Messages = append(out.Messages, *statusOf(om, true))
 		}
-		ctx.Respond(res)
+		ctx.Respond(out)
 	case *messages.RoutesRequest:
 		ctx.Respond(r.routes())
 	case *messages.TraceRequest:
@@ -190,6 +230,8 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			}
 		}
 		ctx.Send(r.cfg.Store, &messages.RouteUp{Dest: m.Link.Peer})
+		r.outbox.RouteUp(m.Link.Peer, now)
+		r.armRetry(ctx, now)
 	case *messages.PeerDown:
 		if r.links[m.Link.Peer]--; r.links[m.Link.Peer] <= 0 {
 			delete(r.links, m.Link.Peer)
@@ -198,16 +240,21 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		}
 	case *gcTick:
 		r.core.Table.Expire(now)
-		if _, err := r.core.Replay.GC(now); err != nil {
-			r.cfg.Log.Warn("replay window GC failed", "err", err)
+		if r.core.Replay.GC(now) > 0 {
+			r.ensureFlush(ctx)
 		}
 		r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
 		r.scheduleGC(ctx)
 	case *messages.Drain:
+		r.commit(ctx)
 		ctx.Respond(&messages.Drained{Actor: Name})
 	case *messages.Persist:
+		r.commit(ctx)
 		ctx.Respond(&messages.Persisted{Actor: Name, Err: r.persist()})
 	case *actor.Stopping:
+		if r.retry != nil {
+			r.retry.Stop()
+		}
 		if r.sub != nil {
 			ctx.ActorSystem().EventStream.Unsubscribe(r.sub)
 		}
@@ -219,20 +266,20 @@ func (r *routerActor) Receive(ctx actor.Context) {
 
 func (r *routerActor) start(ctx actor.Context) {
 	c := r.cfg
-	store, err := crypto.NewBoltReplayStore(c.DB.DB, "router/replay")
+	// Refuse expiries further ahead than an envelope may live, with an
+	// hour of slack for senders whose clocks run ahead.
+	replay, err := crypto.NewReplayWindow(c.DB.DB, "router/replay", crypto.ReplayLimits{MaxTTL: c.TTL + time.Hour})
 	if err != nil {
 		panic(err) // the database is ours and open: a bug or a broken disk
 	}
-	// Remember ids as long as an envelope may live, with an hour of slack
-	// for senders whose clocks run ahead.
-	replay, err := crypto.NewReplayWindow(store, crypto.ReplayLimits{MaxTTL: c.TTL + time.Hour})
-	if err != nil {
+	if r.outbox, err = OpenOutbox(c.DB.DB, c.Outbox); err != nil {
 		panic(err)
 	}
 	r.core = &Core{
-		ID: c.Identity, Seal: c.Seal, Table: NewTable(c.Table), Dedup: NewDedup(c.Dedup, 0),
+		ID: c.Identity, Seal: c.Seal, Table: NewTable(c.Table), Dedup: NewDedup(c.Dedup, 0), Loops: NewDedup(c.Dedup, LoopWindow),
 		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn, MaxKeys: 4 * max(c.Table.MaxRoutes, 1024),
 	}
+	c.Metrics.OutboxPending.Set(float64(r.outbox.Pending()))
 	r.traces = make(map[[16]byte]*pendingTrace)
 	r.links = make(map[[16]byte]int)
 	if err := r.restore(); err != nil {
@@ -253,6 +300,7 @@ func (r *routerActor) start(ctx actor.Context) {
 		}
 	})
 	r.scheduleGC(ctx)
+	r.armRetry(ctx, c.Clock.Now()) // what was pending before a restart
 }
 
 func (r *routerActor) scheduleGC(ctx actor.Context) {
@@ -299,7 +347,7 @@ func (r *routerActor) release(ctx actor.Context, src [16]byte, now time.Time) {
 	delete(r.held, src)
 	r.nHeld -= len(fs)
 	for _, f := range fs {
-		r.do(ctx, r.core.HandleEnvelope(f.frame, f.from, now))
+		r.stage(ctx, r.core.HandleEnvelope(f.frame, f.from, now), now)
 	}
 }
 
@@ -311,9 +359,6 @@ func (r *routerActor) do(ctx actor.Context, acts []Action) {
 		case Drop:
 			m.EnvelopesDropped.WithLabelValues(a.Reason).Inc()
 			r.cfg.Log.Debug("envelope dropped", "reason", a.Reason)
-		case Deliver:
-			m.Envelopes.WithLabelValues("delivered").Inc()
-			r.cfg.Deliver(a.Inbox)
 		case Forward:
 			m.Envelopes.WithLabelValues("forwarded").Inc()
 			ctx.Send(r.cfg.Links, &messages.SendFrame{Peer: a.NextHop, Data: a.Frame, Priority: messages.Data})
@@ -323,9 +368,6 @@ func (r *routerActor) do(ctx actor.Context, acts []Action) {
 		case Broadcast:
 			m.Envelopes.WithLabelValues("broadcast").Inc()
 			ctx.Send(r.cfg.Links, &messages.BroadcastFrame{Data: a.Frame, Priority: messages.Data, Except: a.Except})
-		case Receipt:
-			m.Receipts.Inc()
-			ctx.Send(r.cfg.Store, &messages.StoreAck{ID: a.ID})
 		case Ack:
 			ctx.Send(r.cfg.Store, &messages.StoreAck{ID: a.ID})
 		case TraceHop:

@@ -82,7 +82,7 @@ func BenchmarkRelayForward(b *testing.B) {
 }
 
 func mustReplay(b *testing.B) *crypto.ReplayWindow {
-	w, err := crypto.NewReplayWindow(crypto.NewMemReplayStore(), crypto.ReplayLimits{})
+	w, err := crypto.NewReplayWindow(nil, "", crypto.ReplayLimits{})
 	if err != nil {
 		b.Fatal(err)
 	}

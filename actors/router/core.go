@@ -23,6 +23,10 @@ const (
 	DropNoRoute       = "no_route"
 	DropExpiryTooFar  = "expiry_too_far"
 	DropReplayStore   = "replay_store"
+	// DropReplayForgotten: a seq at or below the floor of a sender window
+	// that was evicted; whether it was delivered is not known, so it is
+	// refused without a receipt and its sender's outbox reports it failed.
+	DropReplayForgotten = "replay_forgotten"
 )
 
 // Kind is what the router does with an envelope.
@@ -62,7 +66,11 @@ type Core struct {
 	ID       *crypto.Identity
 	Seal     *crypto.SealingKey
 	Table    *Table
-	Dedup    *Dedup
+	Dedup    *Dedup // broadcast copies
+	// Loops catches copies of a unicast envelope from a routing loop: it
+	// remembers ids for a short time only (LoopWindow), so the sender's
+	// retransmissions, seconds later, are forwarded again.
+	Loops    *Dedup
 	Replay   *crypto.ReplayWindow
 	MaxHops  int
 	TTL      time.Duration // lifetime of envelopes we originate
@@ -183,24 +191,40 @@ func (c *Core) HandleEnvelope(frame []byte, from [16]byte, now time.Time) []Acti
 	if err := env.Verify(pub); err != nil {
 		return drop(DropBadSignature)
 	}
+	return c.HandleVerified(env, frame, from, now)
+}
+
+// HandleVerified decides what to do with an envelope whose signature was
+// checked against its source's key (by HandleEnvelope or a verifier).
+func (c *Core) HandleVerified(env messages.Envelope, frame []byte, from [16]byte, now time.Time) []Action {
+	drop := func(reason string) []Action { return []Action{{Kind: Drop, Reason: reason}} }
 	if env.Expired(now) {
 		return drop(DropExpired)
 	}
 	id := env.ID()
-	// Recorded only after the signature checked out: a forged copy carries
-	// the real id and must not block the real one.
-	if c.Dedup.Seen(id, now) {
-		return drop(DropDuplicate)
-	}
-	switch {
-	case env.Destination == c.self():
+	if env.Destination == c.self() {
+		// No dedup here: the replay window tells a retransmission from a
+		// new message and answers it with its receipt again.
 		return c.local(env, id, now)
-	case env.IsBroadcast():
+	}
+	// Recorded only after the signature checked out: a forged copy carries
+	// the real id and must not block the real one. Broadcasts are flooded,
+	// so every copy after the first is dropped for as long as the cache
+	// remembers; a unicast envelope seen again within the loop window is a
+	// copy from a routing loop, but later it is the sender's
+	// retransmission, which must get through.
+	if env.IsBroadcast() {
+		if c.Dedup.Seen(id, now) {
+			return drop(DropDuplicate)
+		}
 		acts := c.local(env, id, now)
 		if fwd, err := messages.ForwardEnvelope(frame); err == nil {
 			acts = append(acts, Action{Kind: Broadcast, Frame: fwd, Except: from})
 		}
 		return acts
+	}
+	if c.Loops != nil && c.Loops.Seen(id, now) {
+		return drop(DropDuplicate)
 	}
 	var acts []Action
 	if env.PayloadType == messages.PayloadReceipt && len(env.Payload) == 16 {
@@ -238,29 +262,35 @@ func (c *Core) route(dest, id [16]byte, frame []byte, expiry time.Time) []Action
 func (c *Core) local(env messages.Envelope, id [16]byte, now time.Time) []Action {
 	switch env.PayloadType {
 	case messages.PayloadSealed:
-		if err := c.Replay.Accept(now, crypto.Address(env.Source), id, env.ExpiresAt()); err != nil {
-			reason := DropReplay
-			switch {
-			case errors.Is(err, crypto.ErrExpired):
-				reason = DropExpired
-			case errors.Is(err, crypto.ErrExpiryTooFar):
-				reason = DropExpiryTooFar
-			case !errors.Is(err, crypto.ErrReplay):
-				reason = DropReplayStore // the database failed: not the sender's fault
-			}
-			return []Action{{Kind: Drop, Reason: reason}}
+		if env.IsBroadcast() {
+			// Sealed to one key, so no broadcast can be opened by everyone.
+			return []Action{{Kind: Drop, Reason: DropMalformed}}
+		}
+		src := crypto.Address(env.Source)
+		// Order: look the sequence number up, open, and only then record
+		// it, so nothing that fails to authenticate or open changes state.
+		switch err := c.Replay.Check(now, src, env.Seq, env.ExpiresAt()); {
+		case err == nil:
+		case errors.Is(err, crypto.ErrReplay), errors.Is(err, crypto.ErrTooOld):
+			// Delivered before (or given up by its sender): the receipt
+			// may have been lost, so answer again; never deliver twice.
+			return append([]Action{{Kind: Drop, Reason: DropDuplicate}}, c.reply(env, messages.PayloadReceipt, id[:], now)...)
+		default:
+			return []Action{{Kind: Drop, Reason: replayReason(err)}}
 		}
 		text, err := c.Seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination))
 		if err != nil {
 			return []Action{{Kind: Drop, Reason: DropOpenFailed}}
 		}
-		msg := &messages.InboxMessage{ID: id, From: env.Source, Text: text, At: now, Hops: int(env.Hops) + 1}
-		acts := []Action{{Kind: Deliver, Inbox: msg, From: env.Source}}
-		if env.IsBroadcast() {
-			return acts
+		if err := c.Replay.Accept(now, src, env.Seq, env.ExpiresAt()); err != nil {
+			return []Action{{Kind: Drop, Reason: replayReason(err)}}
 		}
-		return append(acts, c.reply(env, messages.PayloadReceipt, id[:], now)...)
+		msg := &messages.InboxMessage{ID: id, From: env.Source, Text: text, At: now, Hops: int(env.Hops) + 1}
+		return append([]Action{{Kind: Deliver, Inbox: msg, From: env.Source}}, c.reply(env, messages.PayloadReceipt, id[:], now)...)
 	case messages.PayloadReceipt:
+		if len(env.Payload) != 16 {
+			return []Action{{Kind: Drop, Reason: DropMalformed}}
+		}
 		var ack [16]byte
 		copy(ack[:], env.Payload)
 		return []Action{{Kind: Receipt, ID: ack, From: env.Source}}
@@ -272,6 +302,23 @@ func (c *Core) local(env messages.Envelope, id [16]byte, now time.Time) []Action
 		return []Action{{Kind: TraceHop, ID: probe, From: env.Source, Hops: int(env.Hops) + 1}}
 	}
 	return []Action{{Kind: Drop, Reason: DropMalformed}}
+}
+
+// replayReason maps a replay window refusal to its drop reason.
+func replayReason(err error) string {
+	switch {
+	case errors.Is(err, crypto.ErrExpired):
+		return DropExpired
+	case errors.Is(err, crypto.ErrExpiryTooFar):
+		return DropExpiryTooFar
+	case errors.Is(err, crypto.ErrForgotten):
+		return DropReplayForgotten
+	case errors.Is(err, crypto.ErrNoSequence):
+		return DropMalformed
+	case errors.Is(err, crypto.ErrReplay), errors.Is(err, crypto.ErrTooOld):
+		return DropDuplicate
+	}
+	return DropReplayStore // the database failed: not the sender's fault
 }
 
 // reply sends a small signed envelope back to env's source.
@@ -303,27 +350,50 @@ var ErrHopsExceeded = errors.New("router: announce hop count over the limit")
 // sealing key is not known.
 var ErrUnknownDestination = errors.New("router: unknown destination (no announce heard from it)")
 
-// SendText seals text to the destination and returns the envelope's id and
-// what to do with it (forward or store).
-func (c *Core) SendText(to [16]byte, text []byte, now time.Time) ([16]byte, []Action, error) {
-	var sealTo [crypto.SealingKeySize]byte
-	if k, ok := c.Keys[to]; ok {
-		sealTo = k.Sealing
-	} else if r, ok := c.Table.Lookup(to); ok {
-		sealTo = r.SealingKey
-	} else {
-		return [16]byte{}, nil, fmt.Errorf("%w: %s", ErrUnknownDestination, crypto.Address(to))
+// LoopWindow is how long a relay drops further copies of a unicast
+// envelope it forwarded: longer than a routing loop takes to bring one
+// back, shorter than the outbox's first retransmission.
+const LoopWindow = 2 * time.Second
+
+// SealText seals text to the destination and signs it as the envelope
+// with sequence number seq (from Outbox.NextSeq). It returns the frame, its
+// id and its expiry.
+func (c *Core) SealText(to [16]byte, seq uint64, text []byte, now time.Time) ([]byte, [16]byte, time.Time, error) {
+	sealTo, ok := c.SealingKeyOf(to)
+	if !ok {
+		return nil, [16]byte{}, time.Time{}, fmt.Errorf("%w: %s", ErrUnknownDestination, crypto.Address(to))
 	}
 	sealed, err := crypto.Seal(sealTo[:], text, crypto.SealAAD(c.self(), to))
 	if err != nil {
-		return [16]byte{}, nil, err
+		return nil, [16]byte{}, time.Time{}, err
 	}
-	frame, id, err := c.originate(to, uint8(c.MaxHops), messages.PayloadSealed, sealed, now)
+	env := messages.NewEnvelope(c.self(), to, uint8(c.MaxHops), now.Add(c.TTL), messages.PayloadSealed, sealed)
+	env.Seq = seq
+	if err := env.Sign(c.ID.Sign); err != nil {
+		return nil, [16]byte{}, time.Time{}, err
+	}
+	frame, err := messages.EncodeEnvelope(env)
 	if err != nil {
-		return [16]byte{}, nil, err
+		return nil, [16]byte{}, time.Time{}, err
 	}
-	c.Dedup.Seen(id, now) // our own copy coming back is a duplicate
-	return id, c.route(to, id, frame, now.Add(c.TTL)), nil
+	return frame, env.ID(), env.ExpiresAt(), nil
+}
+
+// SealingKeyOf is the announced sealing key of a node, if one was heard.
+func (c *Core) SealingKeyOf(to [16]byte) ([crypto.SealingKeySize]byte, bool) {
+	if k, ok := c.Keys[to]; ok {
+		return k.Sealing, true
+	}
+	if r, ok := c.Table.Lookup(to); ok {
+		return r.SealingKey, true
+	}
+	return [crypto.SealingKeySize]byte{}, false
+}
+
+// NextHop is the neighbour a frame for dest goes to, if there is a route.
+func (c *Core) NextHop(dest [16]byte) ([16]byte, bool) {
+	r, ok := c.Table.Lookup(dest)
+	return r.NextHop, ok
 }
 
 // TraceProbe builds a probe that the node hop hops away answers.

@@ -1,8 +1,11 @@
 package router
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/messages"
@@ -15,11 +18,17 @@ type coreWorld struct {
 	src, dst *crypto.Identity
 	via      *crypto.Identity // the neighbour dst is reached through
 	core     *Core
-	store    *crypto.MemReplayStore
+	db       *bolt.DB // the replay window's, kept across newCore (a restart)
+	seq      uint64   // the last seq src used towards self
 }
 
 func newCoreWorld(t *testing.T) *coreWorld {
-	w := &coreWorld{t: t, now: time.Unix(1_800_000_000, 0), store: crypto.NewMemReplayStore()}
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "replay.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	w := &coreWorld{t: t, now: time.Unix(1_800_000_000, 0), db: db}
 	w.self, _ = crypto.NewIdentity(nil)
 	w.src, _ = crypto.NewIdentity(nil)
 	w.dst, _ = crypto.NewIdentity(nil)
@@ -33,12 +42,12 @@ func newCoreWorld(t *testing.T) *coreWorld {
 
 func (w *coreWorld) newCore() *Core {
 	seal, _ := crypto.SealingKeyFor(w.self)
-	rw, err := crypto.NewReplayWindow(w.store, crypto.ReplayLimits{})
+	rw, err := crypto.NewReplayWindow(w.db, "replay", crypto.ReplayLimits{})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	return &Core{ID: w.self, Seal: seal, Table: NewTable(TableConfig{}), Dedup: NewDedup(0, 0), Replay: rw,
-		MaxHops: 8, TTL: time.Hour, StoreOn: true}
+	return &Core{ID: w.self, Seal: seal, Table: NewTable(TableConfig{}), Dedup: NewDedup(0, 0), Loops: NewDedup(0, LoopWindow),
+		Replay: rw, MaxHops: 8, TTL: time.Hour, StoreOn: true}
 }
 
 // learn feeds the core an announce of id heard through next.
@@ -56,7 +65,12 @@ func (w *coreWorld) learn(id *crypto.Identity, next [16]byte, hops uint8) {
 }
 
 func (w *coreWorld) envelope(from *crypto.Identity, to [16]byte, limit uint8, pt messages.PayloadType, payload []byte) []byte {
+	return w.envelopeSeq(from, to, limit, pt, payload, 0)
+}
+
+func (w *coreWorld) envelopeSeq(from *crypto.Identity, to [16]byte, limit uint8, pt messages.PayloadType, payload []byte, seq uint64) []byte {
 	e := messages.NewEnvelope(from.Address(), to, limit, w.now.Add(time.Minute), pt, payload)
+	e.Seq = seq
 	if err := e.Sign(from.Sign); err != nil {
 		w.t.Fatal(err)
 	}
@@ -73,7 +87,8 @@ func (w *coreWorld) sealed(text string) []byte {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	return w.envelope(w.src, w.self.Address(), 8, messages.PayloadSealed, s)
+	w.seq++
+	return w.envelopeSeq(w.src, w.self.Address(), 8, messages.PayloadSealed, s, w.seq)
 }
 
 func kinds(acts []Action) []Kind {
@@ -94,8 +109,25 @@ func TestCoreDecisions(t *testing.T) {
 	if len(acts) != 2 || acts[0].Kind != Deliver || string(acts[0].Inbox.Text) != "hi" || acts[1].Kind != Forward || acts[1].NextHop != w.src.Address() {
 		t.Fatalf("sealed message for us: %v", kinds(acts))
 	}
-	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); acts[0].Reason != DropDuplicate {
-		t.Fatalf("second copy: %+v", acts[0])
+	// A second copy (the sender's retransmission: its receipt was lost)
+	// is not delivered again but answered with the receipt again.
+	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); len(acts) != 2 || acts[0].Reason != DropDuplicate || acts[1].Kind != Forward {
+		t.Fatalf("second copy: %v %+v", kinds(acts), acts[0])
+	}
+	// Nothing is recorded for what fails to open: an envelope whose
+	// payload is not sealed to us does not use up its seq.
+	junkSeq := w.seq + 1
+	junk := w.envelopeSeq(w.src, w.self.Address(), 8, messages.PayloadSealed, make([]byte, 80), junkSeq)
+	if acts := w.core.HandleEnvelope(junk, w.src.Address(), w.now); acts[0].Reason != DropOpenFailed {
+		t.Fatalf("junk: %+v", acts[0])
+	}
+	w.seq = junkSeq - 1
+	if acts := w.core.HandleEnvelope(w.sealed("after junk"), w.src.Address(), w.now); acts[0].Kind != Deliver {
+		t.Fatalf("a good message with the junk's seq: %+v", acts[0])
+	}
+	// Receipts, probes and broadcasts carry no seq; a sealed one must.
+	if acts := w.core.HandleEnvelope(w.envelope(w.src, w.self.Address(), 8, messages.PayloadSealed, make([]byte, 80)), w.src.Address(), w.now); acts[0].Reason != DropMalformed {
+		t.Fatalf("sealed without seq: %+v", acts[0])
 	}
 	tampered := append([]byte(nil), msg...)
 	tampered[len(tampered)-70] ^= 1
@@ -126,12 +158,24 @@ func TestCoreDecisions(t *testing.T) {
 		t.Fatalf("expired: %+v", acts)
 	}
 
+	// A unicast envelope seen again within the loop window is a loop's
+	// copy; after it, the sender's retransmission, forwarded again.
+	if acts := w.core.HandleEnvelope(fwd, w.src.Address(), w.now); acts[0].Reason != DropDuplicate {
+		t.Fatalf("loop copy: %+v", acts)
+	}
+	if acts := w.core.HandleEnvelope(fwd, w.src.Address(), w.now.Add(LoopWindow)); acts[0].Kind != Forward {
+		t.Fatalf("retransmission after the loop window: %+v", acts)
+	}
+
 	// After a restart (fresh core over the same replay store) the first
-	// message is refused as a replay, not delivered again.
+	// message is answered with its receipt, not delivered again.
+	if err := w.core.Replay.CommitNow(); err != nil {
+		t.Fatal(err)
+	}
 	w.core = w.newCore()
 	w.learn(w.src, w.src.Address(), 1)
-	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); acts[0].Reason != DropReplay {
-		t.Fatalf("replay after restart: %+v", acts[0])
+	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); len(acts) != 2 || acts[0].Reason != DropDuplicate || acts[1].Kind != Forward {
+		t.Fatalf("replay after restart: %+v", acts)
 	}
 }
 
@@ -167,15 +211,18 @@ func TestCoreAnnounceFreshness(t *testing.T) {
 	}
 }
 
-func TestCoreSendTextSealsToAnnouncedKey(t *testing.T) {
+func TestCoreSealTextSealsToAnnouncedKey(t *testing.T) {
 	w := newCoreWorld(t)
-	id, acts, err := w.core.SendText(w.dst.Address(), []byte("secret"), w.now)
-	if err != nil || len(acts) != 1 || acts[0].Kind != Forward || acts[0].ID != id {
-		t.Fatalf("send: %v %+v", err, acts)
-	}
-	env, err := messages.DecodeEnvelope(acts[0].Frame)
+	frame, id, expiry, err := w.core.SealText(w.dst.Address(), 7, []byte("secret"), w.now)
 	if err != nil {
 		t.Fatal(err)
+	}
+	env, err := messages.DecodeEnvelope(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.ID() != id || env.Seq != 7 || !env.ExpiresAt().Equal(expiry) || env.Verify(w.self.PublicKey()) != nil {
+		t.Fatalf("envelope %+v, id %x", env, id)
 	}
 	seal, _ := crypto.SealingKeyFor(w.dst)
 	text, err := seal.Open(env.Payload, crypto.SealAAD(w.self.Address(), w.dst.Address()))
@@ -183,12 +230,16 @@ func TestCoreSendTextSealsToAnnouncedKey(t *testing.T) {
 		t.Fatalf("the destination cannot open it: %v", err)
 	}
 	stranger, _ := crypto.NewIdentity(nil)
-	if _, _, err := w.core.SendText(stranger.Address(), []byte("x"), w.now); err == nil {
-		t.Fatal("sent to a node never heard of")
+	if _, _, _, err := w.core.SealText(stranger.Address(), 1, []byte("x"), w.now); err == nil {
+		t.Fatal("sealed to a node never heard of")
 	}
-	// A destination whose route went still gets sealed messages: stored.
+	// A destination whose route went still gets sealed messages (the
+	// outbox keeps them until a route is back).
 	w.core.Table.RemoveVia(w.via.Address())
-	if _, acts, err := w.core.SendText(w.dst.Address(), []byte("later"), w.now); err != nil || acts[0].Kind != Store {
-		t.Fatalf("send without a route: %v %+v", err, acts)
+	if _, _, _, err := w.core.SealText(w.dst.Address(), 8, []byte("later"), w.now); err != nil {
+		t.Fatalf("seal without a route: %v", err)
+	}
+	if _, ok := w.core.NextHop(w.dst.Address()); ok {
+		t.Fatal("a next hop without a route")
 	}
 }

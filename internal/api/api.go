@@ -71,10 +71,35 @@ type SendRequest struct {
 	Text string `json:"text"`
 }
 
-// SendResponse answers POST /v1/send.
+// SendResponse answers POST /v1/send once the message is durable in the
+// node's outbox. Status is its state then: queued (no route yet, or the
+// window to the destination is full) or sent; follow it with
+// GET /v1/messages/{id}.
 type SendResponse struct {
 	ID     string `json:"id"`
-	Status string `json:"status"` // forwarded or stored
+	Status string `json:"status"`
+}
+
+// Message is one of this node's messages in GET /v1/messages/{id} and
+// GET /v1/outbox. State is queued → sent → delivered (the destination's
+// signed receipt arrived) or failed (Reason says why).
+type Message struct {
+	ID        string     `json:"id"`
+	To        string     `json:"to"`
+	State     string     `json:"state"`
+	Attempts  int        `json:"attempts"`
+	Seq       uint64     `json:"seq"`
+	Created   time.Time  `json:"created_at"`
+	Expiry    time.Time  `json:"expires_at"`
+	NextRetry *time.Time `json:"next_retry,omitempty"`
+	Done      *time.Time `json:"done_at,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+}
+
+// OutboxResponse answers GET /v1/outbox: the messages still waiting.
+type OutboxResponse struct {
+	Pending  int       `json:"pending"`
+	Messages []Message `json:"messages"`
 }
 
 // InboxEntry is one delivered message in GET /v1/inbox.
@@ -123,6 +148,8 @@ type Backend interface {
 	Ready(ctx context.Context) bool
 	Gatherer() prometheus.Gatherer
 	SendMessage(ctx context.Context, req SendRequest) (SendResponse, error)
+	MessageState(ctx context.Context, id string) (Message, error)
+	Outbox(ctx context.Context) (OutboxResponse, error)
 	InboxSince(ctx context.Context, after uint64, wait time.Duration) (InboxResponse, error)
 	RouteTable(ctx context.Context) ([]Route, error)
 	TraceTo(ctx context.Context, to string, timeout time.Duration) (TraceResponse, error)
@@ -134,11 +161,30 @@ type BadRequest struct{ Err error }
 func (e *BadRequest) Error() string { return e.Err.Error() }
 func (e *BadRequest) Unwrap() error { return e.Err }
 
+// NotFound is an error for something the node does not know (404).
+type NotFound struct{ Err error }
+
+func (e *NotFound) Error() string { return e.Err.Error() }
+func (e *NotFound) Unwrap() error { return e.Err }
+
+// Busy is a refusal for now (429 with Retry-After): the caller should try
+// again later.
+type Busy struct {
+	Code       string
+	Err        error
+	RetryAfter time.Duration
+}
+
+func (e *Busy) Error() string { return e.Err.Error() }
+func (e *Busy) Unwrap() error { return e.Err }
+
 // Error is the coded JSON error body: {"error":{"code":..,"message":..}}.
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Status  int    `json:"-"`
+	// RetryAfter is the server's Retry-After on a 429 (client side).
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("api: %s (%s)", e.Message, e.Code) }
@@ -248,6 +294,22 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+	mux.HandleFunc("GET /v1/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.backend.MessageState(r.Context(), r.PathValue("id"))
+		if err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("GET /v1/outbox", func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.backend.Outbox(r.Context())
+		if err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
 	mux.HandleFunc("GET /v1/inbox", func(w http.ResponseWriter, r *http.Request) {
 		after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 		if err != nil && r.URL.Query().Get("after") != "" {
@@ -330,12 +392,14 @@ func (s *Server) count(next http.Handler) http.Handler {
 		return next
 	}
 	known := map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/v1/status": true, "/v1/stats": true,
-		"/v1/send": true, "/v1/inbox": true, "/v1/routes": true, "/v1/trace": true}
+		"/v1/send": true, "/v1/inbox": true, "/v1/routes": true, "/v1/trace": true, "/v1/outbox": true}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		path := r.URL.Path
-		if !known[path] {
+		if strings.HasPrefix(path, "/v1/messages/") {
+			path = "/v1/messages/{id}"
+		} else if !known[path] {
 			path = "other" // bound the label's cardinality
 		}
 		s.reqs.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
@@ -346,6 +410,18 @@ func writeBackendError(w http.ResponseWriter, err error) {
 	var br *BadRequest
 	if errors.As(err, &br) {
 		writeError(w, &Error{Code: "bad_request", Message: err.Error(), Status: http.StatusBadRequest})
+		return
+	}
+	var nf *NotFound
+	if errors.As(err, &nf) {
+		writeError(w, &Error{Code: "not_found", Message: err.Error(), Status: http.StatusNotFound})
+		return
+	}
+	var busy *Busy
+	if errors.As(err, &busy) {
+		secs := max(int((busy.RetryAfter+time.Second-1)/time.Second), 1)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, &Error{Code: busy.Code, Message: err.Error(), Status: http.StatusTooManyRequests})
 		return
 	}
 	writeError(w, &Error{Code: "failed", Message: err.Error(), Status: http.StatusInternalServerError})
@@ -419,6 +495,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, v any) error
 		}
 		if json.NewDecoder(resp.Body).Decode(&body) == nil && body.Error != nil {
 			body.Error.Status = resp.StatusCode
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+				body.Error.RetryAfter = time.Duration(s) * time.Second
+			}
 			return body.Error
 		}
 		return &Error{Code: "http_" + strconv.Itoa(resp.StatusCode), Message: resp.Status, Status: resp.StatusCode}

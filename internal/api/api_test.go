@@ -16,6 +16,7 @@ import (
 
 type fakeBackend struct {
 	ready bool
+	full  bool // the outbox is full: sends are refused for now
 	reg   *metrics.Node
 }
 
@@ -28,7 +29,19 @@ func (f *fakeBackend) SendMessage(_ context.Context, r SendRequest) (SendRespons
 	if r.To == "" {
 		return SendResponse{}, &BadRequest{Err: errors.New("to is required")}
 	}
-	return SendResponse{ID: "id", Status: "forwarded"}, nil
+	if f.full {
+		return SendResponse{}, &Busy{Code: "outbox_full", Err: errors.New("outbox full"), RetryAfter: 1500 * time.Millisecond}
+	}
+	return SendResponse{ID: "id", Status: "sent"}, nil
+}
+func (f *fakeBackend) MessageState(_ context.Context, id string) (Message, error) {
+	if id != "id" {
+		return Message{}, &NotFound{Err: errors.New("no such message")}
+	}
+	return Message{ID: "id", State: "delivered", Attempts: 1}, nil
+}
+func (f *fakeBackend) Outbox(context.Context) (OutboxResponse, error) {
+	return OutboxResponse{Messages: []Message{}}, nil
 }
 func (f *fakeBackend) InboxSince(context.Context, uint64, time.Duration) (InboxResponse, error) {
 	return InboxResponse{}, nil
@@ -126,7 +139,7 @@ func TestSendValidation(t *testing.T) {
 	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, &fakeBackend{reg: m})
 	c := &Client{Addr: s.Addr()}
 	var res SendResponse
-	if err := c.Post(context.Background(), "/v1/send", SendRequest{To: "x", Text: "hi"}, &res); err != nil || res.Status != "forwarded" {
+	if err := c.Post(context.Background(), "/v1/send", SendRequest{To: "x", Text: "hi"}, &res); err != nil || res.Status != "sent" {
 		t.Fatalf("send: %v %+v", err, res)
 	}
 	var apiErr *Error
@@ -136,5 +149,36 @@ func TestSendValidation(t *testing.T) {
 	}
 	if code, _ := do(t, "http://"+s.Addr()+"/v1/inbox?wait=forever", ""); code != 400 {
 		t.Fatalf("bad wait: %d", code)
+	}
+}
+
+// A full outbox is 429 with Retry-After (whole seconds, rounded up), so a
+// client backs off instead of losing the message.
+func TestSendOutboxFullIs429(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, &fakeBackend{reg: m, full: true})
+	c := &Client{Addr: s.Addr()}
+	var apiErr *Error
+	err := c.Post(context.Background(), "/v1/send", SendRequest{To: "x", Text: "hi"}, &SendResponse{})
+	if !errors.As(err, &apiErr) || apiErr.Status != 429 || apiErr.Code != "outbox_full" || apiErr.RetryAfter != 2*time.Second {
+		t.Fatalf("full outbox: %v (%+v)", err, apiErr)
+	}
+}
+
+func TestMessageState(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, &fakeBackend{reg: m})
+	c := &Client{Addr: s.Addr()}
+	var msg Message
+	if err := c.Get(context.Background(), "/v1/messages/id", &msg); err != nil || msg.State != "delivered" {
+		t.Fatalf("message: %v %+v", err, msg)
+	}
+	var apiErr *Error
+	if err := c.Get(context.Background(), "/v1/messages/other", &msg); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+		t.Fatalf("unknown message: %v", err)
+	}
+	var ob OutboxResponse
+	if err := c.Get(context.Background(), "/v1/outbox", &ob); err != nil || ob.Messages == nil {
+		t.Fatalf("outbox: %v %+v", err, ob)
 	}
 }

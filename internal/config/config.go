@@ -48,6 +48,7 @@ type Config struct {
 	Announce   AnnounceConfig  `toml:"announce" comment:"Signed announces that tell the mesh where this node is." mapstructure:"announce"`
 	Routing    RoutingConfig   `toml:"routing" comment:"Routing table." mapstructure:"routing"`
 	Store      StoreConfig     `toml:"store" comment:"Store-and-forward queue for peers that are offline." mapstructure:"store"`
+	Outbox     OutboxConfig    `toml:"outbox" comment:"This node's own messages, kept until the destination's receipt arrives and retransmitted meanwhile." mapstructure:"outbox"`
 	Transports TransportConfig `toml:"transports" comment:"Links to other nodes. URIs: tcp://host:port, quic://host:port, mem://name, lora+mock://channel, lora+serial:///dev/ttyUSB0?freq=869525000&sf=9." mapstructure:"transports"`
 	Crypto     CryptoConfig    `toml:"crypto" comment:"Encryption modes." mapstructure:"crypto"`
 	RateLimit  RateLimitConfig `toml:"ratelimit" comment:"Per-peer limits on what a peer can make this node do." mapstructure:"ratelimit"`
@@ -84,6 +85,13 @@ type StoreConfig struct {
 	TTL            Duration `toml:"ttl" comment:"Held messages expire after this." mapstructure:"ttl"`
 	GCInterval     Duration `toml:"gc_interval" comment:"How often expired entries are collected." mapstructure:"gc_interval"`
 	RelayForOthers bool     `toml:"relay" comment:"Also hold messages for other nodes (act as a store relay)." mapstructure:"relay"`
+}
+
+// OutboxConfig governs end-to-end delivery of this node's own messages.
+type OutboxConfig struct {
+	MaxPending int      `toml:"max_pending" comment:"Messages waiting for receipts at most; past it sends are refused (API 429) until receipts come back." mapstructure:"max_pending"`
+	RetryBase  Duration `toml:"retry_base" comment:"Wait before the first retransmission; doubled for each further one." mapstructure:"retry_base"`
+	RetryMax   Duration `toml:"retry_max" comment:"Longest wait between retransmissions." mapstructure:"retry_max"`
 }
 
 // TransportConfig lists listeners and peers as URIs.
@@ -160,6 +168,7 @@ func Default() Config {
 			Enabled: true, MaxPerDest: 1000, MaxTotal: 100000,
 			TTL: Duration(7 * 24 * time.Hour), GCInterval: Duration(time.Minute), RelayForOthers: true,
 		},
+		Outbox: OutboxConfig{MaxPending: 16384, RetryBase: Duration(5 * time.Second), RetryMax: Duration(5 * time.Minute)},
 		Transports: TransportConfig{
 			Listen:       []string{"tcp://127.0.0.1:7701", "quic://127.0.0.1:7702"},
 			Peers:        []string{},
@@ -310,6 +319,14 @@ func (c *Config) Validate() error {
 		bad("transports.lora.mtu", m, "bytes from 51 to 255")
 	}
 	positiveDur("transports.dial_backoff_max", c.Transports.DialBackoff, 100*time.Millisecond)
+	if c.Outbox.MaxPending < 1 {
+		bad("outbox.max_pending", c.Outbox.MaxPending, "a positive integer")
+	}
+	positiveDur("outbox.retry_base", c.Outbox.RetryBase, 10*time.Millisecond)
+	positiveDur("outbox.retry_max", c.Outbox.RetryMax, 10*time.Millisecond)
+	if c.Outbox.RetryMax < c.Outbox.RetryBase {
+		bad("outbox.retry_max", c.Outbox.RetryMax, "a duration of at least outbox.retry_base ("+c.Outbox.RetryBase.D().String()+")")
+	}
 	switch c.Crypto.Mode {
 	case "auto", "mls", "mls-lite", "hybrid-pq":
 	default:

@@ -17,6 +17,13 @@ type Mesh struct {
 	StoreEvents       *prometheus.CounterVec // event: put, delivered, expired, refused
 	RateLimited       *prometheus.CounterVec // class: envelope, announce, keypackage
 	Receipts          prometheus.Counter
+	// The outbox of this node's own messages.
+	OutboxPending prometheus.Gauge
+	Messages      *prometheus.CounterVec // state: accepted, delivered, failed
+	Retransmits   prometheus.Counter
+	OutboxFull    prometheus.Counter
+	Commits       prometheus.Counter // group-commit transactions of the router
+	CommitOps     prometheus.Counter // envelopes and sends those transactions covered
 }
 
 func newMesh(r *prometheus.Registry) *Mesh {
@@ -43,8 +50,15 @@ func newMesh(r *prometheus.Registry) *Mesh {
 		StoreEvents:       cv("store_events_total", "Store-and-forward events: put, delivered, expired, refused.", "event"),
 		RateLimited:       cv("ratelimited_total", "Inbound frames over a peer's rate, dropped, by class.", "class"),
 		Receipts:          c("receipts_total", "Delivery receipts received for our own messages."),
+		OutboxPending:     g("outbox_pending", "Own messages accepted and waiting for a receipt or their expiry."),
+		Messages:          cv("messages_total", "Own messages by outcome: accepted, delivered (receipt verified), failed (expired).", "state"),
+		Retransmits:       c("retransmits_total", "Retransmissions of own messages that had no receipt yet."),
+		OutboxFull:        c("outbox_full_total", "Sends refused because the outbox was full (the API answered 429)."),
+		Commits:           c("commits_total", "Router group-commit transactions (one fsync each)."),
+		CommitOps:         c("commit_ops_total", "Envelopes and sends covered by the router's group commits; divided by commits_total, the mean batch."),
 	}
 	r.MustRegister(m.AnnouncesSent, m.AnnouncesAccepted, m.AnnouncesRefused, m.Rebroadcasts, m.Envelopes,
-		m.EnvelopesDropped, m.Routes, m.Lookups, m.LookupMisses, m.Stored, m.StoreEvents, m.RateLimited, m.Receipts)
+		m.EnvelopesDropped, m.Routes, m.Lookups, m.LookupMisses, m.Stored, m.StoreEvents, m.RateLimited, m.Receipts,
+		m.OutboxPending, m.Messages, m.Retransmits, m.OutboxFull, m.Commits, m.CommitOps)
 	return m
 }

@@ -1,0 +1,106 @@
+package inbox
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/api"
+	"github.com/quicprochat/qpc/messages"
+)
+
+// Entry is one stored message (the admin API's JSON type).
+type Entry = api.InboxEntry
+
+var bucket = []byte("inbox")
+
+// Store keeps delivered messages in the database, numbered in arrival
+// order. It is safe for concurrent use: AddTx and Notify from the router
+// and the actor, List from API handlers.
+type Store struct {
+	db *bolt.DB
+
+	mu      sync.Mutex
+	last    uint64        // the highest number handed out
+	changed chan struct{} // closed and replaced by Notify
+}
+
+// Open opens (creating its bucket) the inbox in db.
+func Open(db *bolt.DB) (*Store, error) {
+	s := &Store{db: db, changed: make(chan struct{})}
+	err := db.Update(func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil {
+			return err
+		}
+		if k, _ := bk.Cursor().Last(); len(k) == 8 {
+			s.last = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: open: %w", err)
+	}
+	return s, nil
+}
+
+// AddTx writes m as the next entry inside tx. A number handed out in a
+// transaction that then fails is not reused: readers see a gap, never a
+// number that changes meaning.
+func (s *Store) AddTx(tx *bolt.Tx, m *messages.InboxMessage) error {
+	s.mu.Lock()
+	s.last++
+	seq := s.last
+	s.mu.Unlock()
+	e := Entry{
+		Seq: seq, ID: crypto.Address(m.ID).String(), From: crypto.Address(m.From).String(),
+		Text: string(m.Text), At: m.At.UTC(), Hops: m.Hops,
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	bk := tx.Bucket(bucket)
+	if bk == nil {
+		return fmt.Errorf("inbox: bucket %s missing", bucket)
+	}
+	return bk.Put(k[:], v)
+}
+
+// Notify wakes the readers waiting in List's channel; call it after the
+// transaction that added entries committed.
+func (s *Store) Notify() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// List returns up to max entries after seq, and a channel closed when a
+// newer one arrives.
+func (s *Store) List(after uint64, max int) ([]Entry, <-chan struct{}, error) {
+	s.mu.Lock()
+	wait := s.changed
+	s.mu.Unlock()
+	var out []Entry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], after+1)
+		c := tx.Bucket(bucket).Cursor()
+		for key, v := c.Seek(k[:]); key != nil && len(out) < max; key, v = c.Next() {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("inbox: entry %x: %w", key, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, wait, err
+}
