@@ -63,10 +63,10 @@ type Action struct {
 // replay window and the node's keys. It is plain code; the actor calls it
 // and carries out the actions it returns.
 type Core struct {
-	ID       *crypto.Identity
-	Seal     *crypto.SealingKey
-	Table    *Table
-	Dedup    *Dedup // broadcast copies
+	ID    *crypto.Identity
+	Seal  *crypto.SealingKey
+	Table *Table
+	Dedup *Dedup // broadcast copies
 	// Loops catches copies of a unicast envelope from a routing loop: it
 	// remembers ids for a short time only (LoopWindow), so the sender's
 	// retransmissions, seconds later, are forwarded again.
