@@ -1,23 +1,34 @@
 package store
 
-import bolt "go.etcd.io/bbolt"
+import (
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // AckID removes the frame with this id, whatever its destination (a
-// receipt names only the message), and reports how many it removed.
+// receipt names only the message), and reports how many it removed (0 or
+// 1). The lookup and the delete are one transaction, rolled back (no
+// fsync) when the id is not held.
 func (q *Queue) AckID(id [16]byte) (int, error) {
-	var dest [16]byte
-	found := false
-	err := q.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(idsBucket); b != nil {
-			if fk := b.Get(id[:]); len(fk) >= 16 {
-				copy(dest[:], fk[:16])
-				found = true
-			}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var d delta
+	n := 0
+	err := q.update(func(tx *bolt.Tx) error {
+		d, n = delta{}, 0
+		ok, err := ackIn(tx, id, nil, &d)
+		if err != nil {
+			return err
 		}
-		return nil
+		if ok {
+			n = 1
+		}
+		return unchangedIf(!ok)
 	})
-	if err != nil || !found {
-		return 0, err
+	if err != nil {
+		return 0, fmt.Errorf("store: ack %x: %w", id[:4], err)
 	}
-	return q.Ack(dest, id)
+	q.apply(d)
+	return n, nil
 }

@@ -26,14 +26,33 @@ type Config struct {
 	Clock      clock.Clock
 	Metrics    *metrics.Mesh
 	Log        *slog.Logger
+	// OnCommit, when set, is called after each write transaction of the
+	// queue commits (Queue.OnCommit); tests count fsyncs with it.
+	OnCommit func()
 }
 
-type gcTick struct{}
+// The actor's messages to itself.
+type (
+	gcTick struct{}
+	// flush writes what is pending. One is in the mailbox whenever
+	// something is pending; the mailbox is FIFO, so it comes after
+	// everything that was queued when it was posted.
+	flush struct{}
+	// drainNext hands back the next batch of dest's pass, the frames
+	// after the key after (from the oldest when nil).
+	drainNext struct {
+		dest  [16]byte
+		after []byte
+	}
+)
 
 type storeActor struct {
-	cfg   Config
-	q     *Queue
-	timer clock.Timer
+	cfg     Config
+	q       *Queue
+	timer   clock.Timer
+	pending pending
+	posted  bool // a *flush is in the mailbox
+	drains  drains
 }
 
 // New returns the store's Props.
@@ -41,7 +60,9 @@ func New(cfg Config) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return &storeActor{cfg: cfg} })
 }
 
-// drainBatch bounds the frames handed back per RouteUp.
+// drainBatch bounds the frames handed back in one *messages.StoredFrames;
+// a RouteUp hands back everything held, one batch per message the actor
+// sends itself, so other work interleaves.
 const drainBatch = 256
 
 func (s *storeActor) Receive(ctx actor.Context) {
@@ -52,42 +73,26 @@ func (s *storeActor) Receive(ctx actor.Context) {
 		if err != nil {
 			panic(err) // our own open database: a bug or a broken disk
 		}
+		q.OnCommit = s.cfg.OnCommit
 		s.q = q
 		s.gauge()
 		s.schedule(ctx)
 	case *messages.StoreFrame:
-		err := s.q.Put(Item{Dest: m.Dest, ID: m.ID, Frame: m.Frame, Expiry: m.Expiry}, now)
-		switch {
-		case err == nil:
-			s.cfg.Metrics.StoreEvents.WithLabelValues("put").Inc()
-		case errors.Is(err, ErrDuplicate):
-		default:
-			s.cfg.Metrics.StoreEvents.WithLabelValues("refused").Inc()
-			s.cfg.Log.Warn("envelope not stored", "dest", crypto.Address(m.Dest).Short(), "err", err)
-		}
-		s.gauge()
-	case *messages.RouteUp:
-		items, err := s.q.Peek(m.Dest, drainBatch, now)
-		if err != nil {
-			s.cfg.Log.Error("store peek failed", "err", err)
-			return
-		}
-		if len(items) == 0 {
-			return
-		}
-		frames := make([][]byte, len(items))
-		for i, it := range items {
-			frames[i] = it.Frame
-		}
-		s.cfg.Log.Debug("handing back held envelopes", "dest", crypto.Address(m.Dest).Short(), "n", len(frames))
-		ctx.Send(s.cfg.Router, &messages.StoredFrames{Dest: m.Dest, Frames: frames})
+		s.pending.put(Item{Dest: m.Dest, ID: m.ID, Frame: m.Frame, Expiry: m.Expiry})
+		s.accepted(ctx, now)
 	case *messages.StoreAck:
-		if n, err := s.q.AckID(m.ID); err != nil {
-			s.cfg.Log.Error("store ack failed", "err", err)
-		} else if n > 0 {
-			s.cfg.Metrics.StoreEvents.WithLabelValues("delivered").Inc()
-			s.gauge()
+		s.pending.ack(m.ID)
+		s.accepted(ctx, now)
+	case *flush:
+		s.posted = false
+		s.flush(now)
+	case *messages.RouteUp:
+		if s.drains.start(m.Dest) {
+			s.drainStep(ctx, m.Dest, nil, now)
 		}
+	case *drainNext:
+		s.drains.resume(m.dest)
+		s.drainStep(ctx, m.dest, m.after, now)
 	case *gcTick:
 		if n, err := s.q.Expire(now); err != nil {
 			s.cfg.Log.Error("store expiry failed", "err", err)
@@ -97,14 +102,84 @@ func (s *storeActor) Receive(ctx actor.Context) {
 		}
 		s.schedule(ctx)
 	case *messages.Drain:
+		// What was accepted is written before the node goes on to stop.
+		s.flush(now)
 		ctx.Respond(&messages.Drained{Actor: Name})
 	case *messages.Persist:
-		// Every operation was its own bbolt transaction: nothing to write.
-		ctx.Respond(&messages.Persisted{Actor: Name})
-	case *actor.Stopping:
+		ctx.Respond(&messages.Persisted{Actor: Name, Err: s.flush(now)})
+	case *actor.Stopping, *actor.Restarting:
+		// Stopped without Drain, or failed: keep what was accepted.
+		s.flush(now)
 		if s.timer != nil {
 			s.timer.Stop()
 		}
+	}
+}
+
+// accepted follows a put or ack added to pending: it writes at once when
+// enough wait, else makes sure a flush is in the mailbox.
+func (s *storeActor) accepted(ctx actor.Context, now time.Time) {
+	switch {
+	case s.pending.full():
+		s.flush(now)
+	case !s.posted:
+		s.posted = true
+		ctx.Send(ctx.Self(), &flush{})
+	}
+}
+
+// flush writes what is pending in one transaction and counts the result.
+func (s *storeActor) flush(now time.Time) error {
+	if s.q == nil || s.pending.len() == 0 {
+		return nil
+	}
+	puts, acks := s.pending.take()
+	res, err := applyBatch(s.q, puts, acks, now)
+	ev := s.cfg.Metrics.StoreEvents
+	if res.Stored > 0 {
+		ev.WithLabelValues("put").Add(float64(res.Stored))
+	}
+	for i, e := range res.Errs {
+		if e == nil || errors.Is(e, ErrDuplicate) {
+			continue
+		}
+		ev.WithLabelValues("refused").Inc()
+		s.cfg.Log.Warn("envelope not stored", "dest", crypto.Address(puts[i].Dest).Short(), "err", e)
+	}
+	if res.Acked > 0 {
+		ev.WithLabelValues("delivered").Add(float64(res.Acked))
+	}
+	if err != nil {
+		s.cfg.Log.Error("store write failed", "puts", len(puts), "acks", len(acks), "err", err)
+	}
+	s.gauge()
+	return err
+}
+
+// drainStep hands back one batch of dest's pass, the frames after the key
+// after, and sends itself the next step while the pass goes on.
+func (s *storeActor) drainStep(ctx actor.Context, dest [16]byte, after []byte, now time.Time) {
+	s.flush(now) // hand back what was accepted, and not what was acked
+	if s.q.LenFor(dest) == 0 {
+		s.drains.stop(dest)
+		return
+	}
+	items, cursor, err := s.q.PeekAfter(dest, after, drainBatch, now)
+	if err != nil {
+		s.cfg.Log.Error("store peek failed", "dest", crypto.Address(dest).Short(), "err", err)
+		s.drains.stop(dest)
+		return
+	}
+	if len(items) > 0 {
+		frames := make([][]byte, len(items))
+		for i, it := range items {
+			frames[i] = it.Frame
+		}
+		s.cfg.Log.Debug("handing back held envelopes", "dest", crypto.Address(dest).Short(), "n", len(frames))
+		ctx.Send(s.cfg.Router, &messages.StoredFrames{Dest: dest, Frames: frames})
+	}
+	if next, more := s.drains.next(dest, cursor); more {
+		ctx.Send(ctx.Self(), &drainNext{dest: dest, after: next})
 	}
 }
 

@@ -9,4 +9,20 @@
 // its receipt comes back or it expires, so a relay that restarts, or a
 // link that fails mid-way, loses nothing; the destination's replay window
 // makes a second delivery harmless.
+//
+// Group commit (batch.go): StoreFrame and StoreAck are added to a pending
+// list, and the actor posts itself a flush message when the list starts
+// filling. The mailbox is FIFO, so the flush comes after everything queued
+// meanwhile, and writes it all in one transaction (Queue.Apply): one
+// fsync per burst rather than per frame. It writes earlier when 256 wait,
+// before it reads the queue for a RouteUp, and on Drain, Persist and
+// Stopping, so nothing accepted is lost at shutdown.
+//
+// Draining (drain.go): a RouteUp hands back everything held for the
+// destination, 256 frames per StoredFrames, each batch continuing after
+// the last frame key of the one before (Queue.PeekAfter) in a message the
+// actor sends itself, so other messages interleave and the actor never
+// blocks. One pass runs per destination; a RouteUp during a pass makes one
+// more pass from the start after it. Frames are not deleted when handed
+// back, only by their receipt (StoreAck) or expiry.
 package store

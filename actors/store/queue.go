@@ -88,13 +88,21 @@ type Item struct {
 //
 // Delivery is Peek, send, then Ack of the ids that went out; Take is Peek
 // and Ack in one step for callers that accept losing a frame if the send
-// fails. Time comes in as a parameter. The counts that Len, LenFor and
-// Bytes report are kept in memory, rebuilt from the database at
-// NewQueue. A Queue is safe for concurrent use; nothing else may write its
+// fails. PeekAfter walks a long queue in batches. Apply writes many puts
+// and acks in one transaction, so a busy store pays one fsync per batch
+// rather than one per frame; a write transaction that changes nothing is
+// rolled back and costs none. Time comes in as a parameter. The counts
+// that Len, LenFor and Bytes report are kept in memory, rebuilt from the
+// database at NewQueue. A Queue is safe for concurrent use; nothing else may write its
 // buckets.
 type Queue struct {
 	db  *bolt.DB
 	lim Limits
+
+	// OnCommit, when set (before the Queue is used), is called after each
+	// write transaction of the queue commits: one fsync each. Tests and
+	// benchmarks count them with it.
+	OnCommit func()
 
 	mu     sync.Mutex
 	counts map[[16]byte]int
@@ -157,60 +165,179 @@ func decodeTime(b []byte) time.Time { return time.Unix(0, int64(binary.BigEndian
 
 // Put stores it at the end of its destination's queue. It fails with
 // ErrExpired, ErrTooLarge, ErrDuplicate (the id is held already, for any
-// destination) or ErrFull, and stores nothing then.
+// destination) or ErrFull, and stores nothing then. It is Apply with one
+// put.
 func (q *Queue) Put(it Item, now time.Time) error {
-	if !it.Expiry.After(now) {
-		return fmt.Errorf("%w: %x for %x", ErrExpired, it.ID[:4], it.Dest[:4])
+	res, err := q.Apply([]Item{it}, nil, now)
+	if err != nil {
+		return err
 	}
-	if len(it.Frame) > q.lim.MaxFrame {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(it.Frame), q.lim.MaxFrame)
-	}
+	return res.Errs[0]
+}
+
+// Applied is what Apply did.
+type Applied struct {
+	Stored int // puts stored
+	Acked  int // acks that removed a frame
+	// Errs has one entry per put: nil when it was stored, else why it
+	// was refused (ErrExpired, ErrTooLarge, ErrDuplicate or ErrFull).
+	Errs []error
+}
+
+// Apply stores puts and removes the frames that acks name (whatever
+// their destination) in one bbolt transaction: one fsync for the lot.
+// Each put is checked as Put checks it, and a refused put, reported in
+// Errs, does not stop the others. The acks are applied before the puts,
+// so the room they free is open to them, and again after, so an id acked
+// in the same batch as its put is not held afterwards, in whichever order
+// the two came. err is non-nil only when the transaction failed (a disk
+// error, a corrupt record); then nothing was applied and Applied is zero.
+func (q *Queue) Apply(puts []Item, acks [][16]byte, now time.Time) (Applied, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		ids := tx.Bucket(idsBucket)
-		// A duplicate is reported as such even when full: it is held.
-		if ids.Get(it.ID[:]) != nil {
-			return fmt.Errorf("%w: %x", ErrDuplicate, it.ID[:4])
+	var res Applied
+	var d delta
+	err := q.update(func(tx *bolt.Tx) error {
+		res, d = Applied{Errs: make([]error, len(puts))}, delta{}
+		removed := make([]bool, len(acks)) // Acked counts an id once
+		ack := func() error {
+			for i, id := range acks {
+				ok, err := ackIn(tx, id, nil, &d)
+				if err != nil {
+					return err
+				}
+				if ok && !removed[i] {
+					removed[i] = true
+					res.Acked++
+				}
+			}
+			return nil
 		}
-		switch {
-		case q.counts[it.Dest] >= q.lim.PerDest:
-			return fmt.Errorf("%w: %d frames held for %x (limit %d)", ErrFull, q.counts[it.Dest], it.Dest[:4], q.lim.PerDest)
-		case q.total >= q.lim.Total:
-			return fmt.Errorf("%w: %d frames held (limit %d)", ErrFull, q.total, q.lim.Total)
-		case q.bytes+int64(len(it.Frame)) > q.lim.TotalBytes:
-			return fmt.Errorf("%w: %d bytes held, %d more would pass the limit %d", ErrFull, q.bytes, len(it.Frame), q.lim.TotalBytes)
-		}
-		frames := tx.Bucket(framesBucket)
-		seq, err := frames.NextSequence()
-		if err != nil {
+		if err := ack(); err != nil {
 			return err
 		}
-		fk := make([]byte, frameKeySize)
-		copy(fk, it.Dest[:])
-		binary.BigEndian.PutUint64(fk[16:], seq)
-		v := make([]byte, frameHeader+len(it.Frame))
-		v[0] = recordVersion
-		copy(v[1:], it.ID[:])
-		encodeTime(v[17:], it.Expiry)
-		copy(v[frameHeader:], it.Frame)
-		if err := frames.Put(fk, v); err != nil {
-			return err
+		for i, it := range puts {
+			refused, err := q.putIn(tx, it, now, &d)
+			if err != nil {
+				return fmt.Errorf("put %x: %w", it.ID[:4], err)
+			}
+			if res.Errs[i] = refused; refused == nil {
+				res.Stored++
+			}
 		}
-		if err := ids.Put(it.ID[:], fk); err != nil {
-			return err
+		if res.Stored > 0 {
+			if err := ack(); err != nil {
+				return err
+			}
 		}
-		return tx.Bucket(expiryBucket).Put(expiryKey(v[17:25], fk), nil)
+		return unchangedIf(res.Stored == 0 && res.Acked == 0)
 	})
 	if err != nil {
-		if errors.Is(err, ErrDuplicate) || errors.Is(err, ErrFull) {
-			return err
-		}
-		return fmt.Errorf("store: put %x: %w", it.ID[:4], err)
+		return Applied{}, fmt.Errorf("store: apply %d puts and %d acks: %w", len(puts), len(acks), err)
 	}
-	q.counts[it.Dest]++
-	q.total++
-	q.bytes += int64(len(it.Frame))
+	q.apply(d)
+	return res, nil
+}
+
+// putIn stores it inside tx, checked against what is held (the counts
+// plus d, what tx has changed so far). refused says why it was not
+// stored; err is a failure of the transaction.
+func (q *Queue) putIn(tx *bolt.Tx, it Item, now time.Time, d *delta) (refused, err error) {
+	if !it.Expiry.After(now) {
+		return fmt.Errorf("%w: %x for %x", ErrExpired, it.ID[:4], it.Dest[:4]), nil
+	}
+	if len(it.Frame) > q.lim.MaxFrame {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(it.Frame), q.lim.MaxFrame), nil
+	}
+	ids := tx.Bucket(idsBucket)
+	// A duplicate is reported as such even when full: it is held.
+	if ids.Get(it.ID[:]) != nil {
+		return fmt.Errorf("%w: %x", ErrDuplicate, it.ID[:4]), nil
+	}
+	held, total, size := q.counts[it.Dest]+d.counts[it.Dest], q.total+d.total, q.bytes+d.bytes
+	switch {
+	case held >= q.lim.PerDest:
+		return fmt.Errorf("%w: %d frames held for %x (limit %d)", ErrFull, held, it.Dest[:4], q.lim.PerDest), nil
+	case total >= q.lim.Total:
+		return fmt.Errorf("%w: %d frames held (limit %d)", ErrFull, total, q.lim.Total), nil
+	case size+int64(len(it.Frame)) > q.lim.TotalBytes:
+		return fmt.Errorf("%w: %d bytes held, %d more would pass the limit %d", ErrFull, size, len(it.Frame), q.lim.TotalBytes), nil
+	}
+	frames := tx.Bucket(framesBucket)
+	seq, err := frames.NextSequence()
+	if err != nil {
+		return nil, err
+	}
+	fk := make([]byte, frameKeySize)
+	copy(fk, it.Dest[:])
+	binary.BigEndian.PutUint64(fk[16:], seq)
+	v := make([]byte, frameHeader+len(it.Frame))
+	v[0] = recordVersion
+	copy(v[1:], it.ID[:])
+	encodeTime(v[17:], it.Expiry)
+	copy(v[frameHeader:], it.Frame)
+	if err := frames.Put(fk, v); err != nil {
+		return nil, err
+	}
+	if err := ids.Put(it.ID[:], fk); err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(expiryBucket).Put(expiryKey(v[17:25], fk), nil); err != nil {
+		return nil, err
+	}
+	d.add(it.Dest, len(it.Frame))
+	return nil, nil
+}
+
+// ackIn removes the frame held under id inside tx, if it is held (and,
+// when dest is not nil, held for *dest), and reports whether it did.
+func ackIn(tx *bolt.Tx, id [16]byte, dest *[16]byte, d *delta) (bool, error) {
+	fk := tx.Bucket(idsBucket).Get(id[:])
+	if fk == nil || (dest != nil && !bytes.HasPrefix(fk, dest[:])) {
+		return false, nil
+	}
+	if len(fk) != frameKeySize {
+		return false, fmt.Errorf("%w: id %x has the frame key %x", ErrCorrupt, id[:4], fk)
+	}
+	fk = bytes.Clone(fk)
+	v := tx.Bucket(framesBucket).Get(fk)
+	if len(v) < frameHeader {
+		return false, fmt.Errorf("%w: id %x points at a missing frame", ErrCorrupt, id[:4])
+	}
+	v = bytes.Clone(v)
+	if err := deleteFrame(tx, fk, v); err != nil {
+		return false, err
+	}
+	var to [16]byte
+	copy(to[:], fk)
+	d.remove(to, len(v)-frameHeader)
+	return true, nil
+}
+
+// errUnchanged is what a write transaction's function returns when it
+// wrote nothing: update rolls it back, which costs no fsync (an ack for an
+// id not held is the common case on a relay).
+var errUnchanged = errors.New("store: nothing to write")
+
+// update runs fn in one write transaction and calls OnCommit once it has
+// committed. fn returns errUnchanged when it wrote nothing; the
+// transaction is rolled back then and update returns nil.
+func (q *Queue) update(fn func(*bolt.Tx) error) error {
+	err := q.db.Update(fn)
+	switch {
+	case errors.Is(err, errUnchanged):
+		return nil
+	case err == nil && q.OnCommit != nil:
+		q.OnCommit()
+	}
+	return err
+}
+
+// unchangedIf is errUnchanged when nothing was written, else nil.
+func unchangedIf(nothing bool) error {
+	if nothing {
+		return errUnchanged
+	}
 	return nil
 }
 
@@ -219,11 +346,37 @@ func expiryKey(expiry, fk []byte) []byte {
 	return append(append(k, expiry...), fk...)
 }
 
-// removed is what a transaction deleted, applied to the counts after it
-// commits.
-type removed struct {
-	dest  [16]byte
-	bytes int
+// delta is what a transaction changed in the counts, applied to them
+// after it commits.
+type delta struct {
+	counts map[[16]byte]int
+	total  int
+	bytes  int64
+}
+
+func (d *delta) add(dest [16]byte, size int) { d.change(dest, 1, size) }
+
+func (d *delta) remove(dest [16]byte, size int) { d.change(dest, -1, -size) }
+
+func (d *delta) change(dest [16]byte, n, size int) {
+	if d.counts == nil {
+		d.counts = make(map[[16]byte]int)
+	}
+	d.counts[dest] += n
+	d.total += n
+	d.bytes += int64(size)
+}
+
+// apply adds what a committed transaction changed to the counts; q.mu is
+// held.
+func (q *Queue) apply(d delta) {
+	for dest, n := range d.counts {
+		if q.counts[dest] += n; q.counts[dest] <= 0 {
+			delete(q.counts, dest)
+		}
+	}
+	q.total += d.total
+	q.bytes += d.bytes
 }
 
 // deleteFrame removes the record at fk (with value v) and its index
@@ -238,61 +391,74 @@ func deleteFrame(tx *bolt.Tx, fk, v []byte) error {
 	return tx.Bucket(framesBucket).Delete(fk)
 }
 
-func (q *Queue) applyRemoved(rs []removed) {
-	for _, r := range rs {
-		if q.counts[r.dest]--; q.counts[r.dest] <= 0 {
-			delete(q.counts, r.dest)
-		}
-		q.total--
-		q.bytes -= int64(r.bytes)
-	}
-}
-
 // Peek returns up to max (all when max <= 0) unexpired frames for dest,
 // oldest first, without removing them.
 func (q *Queue) Peek(dest [16]byte, max int, now time.Time) ([]Item, error) {
-	var out []Item
-	err := q.db.View(func(tx *bolt.Tx) error {
+	out, _, err := q.PeekAfter(dest, nil, max, now)
+	return out, err
+}
+
+// PeekAfter is Peek that starts after the frame key after (from the
+// oldest when after is nil), so a caller can walk a long queue in
+// batches without reading it from the start each time. next is the key
+// to pass as after for the following batch; it is nil when the batch
+// reached the end of what dest holds now. Frames stored later queue
+// behind every key handed out, so a walk that goes on until next is nil
+// sees them too.
+func (q *Queue) PeekAfter(dest [16]byte, after []byte, max int, now time.Time) (items []Item, next []byte, err error) {
+	if after != nil && (len(after) != frameKeySize || !bytes.HasPrefix(after, dest[:])) {
+		return nil, nil, fmt.Errorf("store: peek %x: %x is not one of its frame keys", dest[:4], after)
+	}
+	err = q.db.View(func(tx *bolt.Tx) error {
 		var err error
-		out, _, err = scan(tx, dest, max, now, false)
+		items, next, err = scan(tx, dest, after, max, now, nil)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: peek %x: %w", dest[:4], err)
+		return nil, nil, fmt.Errorf("store: peek %x: %w", dest[:4], err)
 	}
-	return out, nil
+	return items, next, nil
 }
 
-// scan walks dest's frames in order, collecting up to max unexpired ones;
-// with del it also deletes what it collected and the expired ones it met.
-func scan(tx *bolt.Tx, dest [16]byte, max int, now time.Time, del bool) ([]Item, []removed, error) {
-	var out []Item
-	var gone []removed
+// scan walks dest's frames in order from after (exclusive; from the
+// start when nil), collecting up to max unexpired ones; next is the key
+// of the last one collected when more frames follow it. With d it also
+// deletes what it collected and the expired ones it met, and records
+// that in d.
+func scan(tx *bolt.Tx, dest [16]byte, after []byte, max int, now time.Time, d *delta) (out []Item, next []byte, err error) {
 	var doomed [][2][]byte
 	c := tx.Bucket(framesBucket).Cursor()
-	for k, v := c.Seek(dest[:]); k != nil && bytes.HasPrefix(k, dest[:]); k, v = c.Next() {
+	var k, v []byte
+	if after == nil {
+		k, v = c.Seek(dest[:])
+	} else if k, v = c.Seek(after); bytes.Equal(k, after) {
+		k, v = c.Next()
+	}
+	var last []byte
+	for ; k != nil && bytes.HasPrefix(k, dest[:]); k, v = c.Next() {
 		if max > 0 && len(out) >= max {
+			next = bytes.Clone(last)
 			break
 		}
 		it, err := decodeFrame(k, v)
 		if err != nil {
 			return nil, nil, err
 		}
-		expired := !it.Expiry.After(now)
-		if !expired {
+		if it.Expiry.After(now) {
 			out = append(out, it)
 		}
-		if del {
+		last = k
+		if d != nil {
 			doomed = append(doomed, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
-			gone = append(gone, removed{dest, len(it.Frame)})
 		}
 	}
-	for _, d := range doomed {
-		if err := deleteFrame(tx, d[0], d[1]); err != nil {
+	for _, x := range doomed {
+		if err := deleteFrame(tx, x[0], x[1]); err != nil {
 			return nil, nil, err
 		}
+		d.remove(dest, len(x[1])-frameHeader)
 	}
-	return out, gone, nil
+	return out, next, nil
 }
 
 // Take returns up to max (all when max <= 0) unexpired frames for dest,
@@ -302,16 +468,19 @@ func (q *Queue) Take(dest [16]byte, max int, now time.Time) ([]Item, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []Item
-	var gone []removed
-	err := q.db.Update(func(tx *bolt.Tx) error {
+	var d delta
+	err := q.update(func(tx *bolt.Tx) error {
 		var err error
-		out, gone, err = scan(tx, dest, max, now, true)
-		return err
+		d = delta{}
+		if out, _, err = scan(tx, dest, nil, max, now, &d); err != nil {
+			return err
+		}
+		return unchangedIf(d.counts == nil)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: take %x: %w", dest[:4], err)
 	}
-	q.applyRemoved(gone)
+	q.apply(d)
 	return out, nil
 }
 
@@ -321,32 +490,26 @@ func (q *Queue) Take(dest [16]byte, max int, now time.Time) ([]Item, error) {
 func (q *Queue) Ack(dest [16]byte, ids ...[16]byte) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var gone []removed
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		idx, frames := tx.Bucket(idsBucket), tx.Bucket(framesBucket)
+	var d delta
+	n := 0
+	err := q.update(func(tx *bolt.Tx) error {
+		d, n = delta{}, 0
 		for _, id := range ids {
-			fk := idx.Get(id[:])
-			if fk == nil || !bytes.HasPrefix(fk, dest[:]) {
-				continue
-			}
-			fk = bytes.Clone(fk)
-			v := frames.Get(fk)
-			if len(v) < frameHeader {
-				return fmt.Errorf("%w: id %x points at a missing frame", ErrCorrupt, id[:4])
-			}
-			v = bytes.Clone(v)
-			if err := deleteFrame(tx, fk, v); err != nil {
+			ok, err := ackIn(tx, id, &dest, &d)
+			if err != nil {
 				return err
 			}
-			gone = append(gone, removed{dest, len(v) - frameHeader})
+			if ok {
+				n++
+			}
 		}
-		return nil
+		return unchangedIf(n == 0)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: ack for %x: %w", dest[:4], err)
 	}
-	q.applyRemoved(gone)
-	return len(gone), nil
+	q.apply(d)
+	return n, nil
 }
 
 // Expire removes every frame whose expiry is not after now and reports
@@ -354,10 +517,12 @@ func (q *Queue) Ack(dest [16]byte, ids ...[16]byte) (int, error) {
 func (q *Queue) Expire(now time.Time) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var gone []removed
+	var d delta
+	n := 0
 	var limit [8]byte
 	encodeTime(limit[:], now)
-	err := q.db.Update(func(tx *bolt.Tx) error {
+	err := q.update(func(tx *bolt.Tx) error {
+		d, n = delta{}, 0
 		frames := tx.Bucket(framesBucket)
 		var doomed [][]byte
 		c := tx.Bucket(expiryBucket).Cursor()
@@ -378,15 +543,16 @@ func (q *Queue) Expire(now time.Time) (int, error) {
 			}
 			var dest [16]byte
 			copy(dest[:], fk)
-			gone = append(gone, removed{dest, len(v) - frameHeader})
+			d.remove(dest, len(v)-frameHeader)
+			n++
 		}
-		return nil
+		return unchangedIf(n == 0)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: expire: %w", err)
 	}
-	q.applyRemoved(gone)
-	return len(gone), nil
+	q.apply(d)
+	return n, nil
 }
 
 // Len is the number of frames held.
