@@ -98,6 +98,19 @@ type InboundFrame struct {
 	// From is the authenticated peer address, zero when not known.
 	From [16]byte
 	Data []byte
+	// Release gives back the link's credit for this frame; nil for links
+	// without flow control (and frames handed in by the Go API). Whoever
+	// finishes with the frame calls Done: the router when it has decided,
+	// the announcer when it has checked, ratelimit when it drops.
+	Release func()
+}
+
+// Done releases the frame's link credit, once.
+func (f *InboundFrame) Done() {
+	if f.Release != nil {
+		f.Release()
+		f.Release = nil
+	}
 }
 
 // Priority of an inbound frame, for the admission mailbox's shedding:

@@ -21,6 +21,11 @@ type Info struct {
 	Bitrate int64
 	// Class is ClassOf(this Info), filled in by the transport.
 	Class Class
+	// FlowControl: a peer that sends faster than this node reads is
+	// slowed by the link itself (TCP's window, QUIC's stream credit), so
+	// the node holds a frame back by not reading instead of dropping it.
+	// A radio has no such thing: what it cannot take is dropped.
+	FlowControl bool
 }
 
 // Limit is the largest frame the link accepts: MaxFrame, or MTU when the

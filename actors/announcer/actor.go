@@ -81,6 +81,7 @@ func (a *announcer) Receive(ctx actor.Context) {
 		}
 	case *messages.InboundFrame:
 		a.heard(ctx, m)
+		m.Done()
 	case *messages.SetCapabilities:
 		if m.Caps != a.cfg.Caps && !a.draining {
 			a.cfg.Caps = m.Caps

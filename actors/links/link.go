@@ -115,12 +115,46 @@ func (l *linkActor) fail(ctx actor.Context, kind string, err error) {
 	ctx.Stop(ctx.Self())
 }
 
+// InboundCredit is how many frames of one flow-controlled link may be on
+// their way through the node (admission, router) at once. A link that
+// has used them up is not read until the router finished one: the peer's
+// sender is slowed by TCP's or QUIC's flow control instead of its frames
+// being dropped, and a flooding peer fills only its own share of the
+// router's queue, so the others are served in turn.
+const InboundCredit = 256
+
 // read is the link's reader goroutine: it reads frames, checks the outer
 // frame's tag, and hands them to ratelimit. It reports its end to the
 // link actor and never touches the actor's state.
 func (l *linkActor) read(ctx context.Context, sys *actor.ActorSystem, self *actor.PID) {
 	name := l.info.Transport + ":" + l.info.Remote
+	var credit chan struct{}
+	var release func()
+	if l.conn.Info().FlowControl {
+		credit = make(chan struct{}, InboundCredit)
+		release = func() {
+			select {
+			case <-credit:
+			default:
+			}
+		}
+	}
+	waits := l.metrics.Backpressure.WithLabelValues(l.info.Transport)
 	for {
+		if credit != nil {
+			// Take credit before reading the next frame, so a busy node
+			// leaves the peer's frames in the socket.
+			select {
+			case credit <- struct{}{}:
+			default:
+				waits.Inc()
+				select {
+				case credit <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
 		f, err := l.conn.ReadFrame()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -133,9 +167,12 @@ func (l *linkActor) read(ctx context.Context, sys *actor.ActorSystem, self *acto
 		if err := checkOuter(f); err != nil {
 			l.metrics.Errors.WithLabelValues(l.info.Transport, "bad_tag").Inc()
 			l.log.Debug("frame with a bad outer tag dropped", "err", err, "len", len(f))
+			if release != nil {
+				release()
+			}
 			continue
 		}
-		sys.Root.Send(l.ratelimit, &messages.InboundFrame{Link: name, From: l.info.Peer, Data: f})
+		sys.Root.Send(l.ratelimit, &messages.InboundFrame{Link: name, From: l.info.Peer, Data: f, Release: release})
 	}
 }
 

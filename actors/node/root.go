@@ -153,8 +153,11 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		Tap:       n.opts.tap,
 	}).Configure(actor.WithMailbox(mailbox.PriorityShedding(mailbox.Options{
 		MaxMessages: 8 * cfg.Transports.QueueFrames,
-		OnShed: func(_ any, p messages.Priority) {
+		OnShed: func(m any, p messages.Priority) {
 			n.metrics.FramesRefused.WithLabelValues("overload_" + p.String()).Inc()
+			if f, ok := m.(*messages.InboundFrame); ok {
+				f.Done()
+			}
 		},
 	}))))
 	r.spawn(ctx, announcer.Name, announcer.New(announcer.Config{

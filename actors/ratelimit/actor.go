@@ -56,23 +56,35 @@ func (l *limiter) Receive(ctx actor.Context) {
 			if l.cfg.OnRefused != nil {
 				l.cfg.OnRefused("draining")
 			}
+			m.Done()
 			return
 		}
 		tag, err := messages.FrameTag(m.Data)
 		if err != nil {
 			l.cfg.Metrics.EnvelopesDropped.WithLabelValues("malformed").Inc()
+			m.Done()
 			return
 		}
 		class, ok := classOf(tag.Type())
 		if !ok {
 			l.cfg.Metrics.EnvelopesDropped.WithLabelValues("unknown_type").Inc()
+			m.Done()
 			return
 		}
-		if !l.peers.Allow(m.From, class, l.cfg.Clock.Now()) {
+		// Envelopes from a link with flow control are paced by its credit
+		// (the link is not read while the node is busy with its frames), so
+		// they need no bucket: dropping them would only make their senders
+		// retransmit. Announces and KeyPackage requests are bucketed on
+		// every link, and so is everything from links that cannot be
+		// slowed (radios) or handed in by the Go API.
+		paced := class == ClassEnvelope && m.Release != nil
+		if !paced && !l.peers.Allow(m.From, class, l.cfg.Clock.Now()) {
 			l.cfg.Metrics.RateLimited.WithLabelValues(class.String()).Inc()
+			m.Done()
 			return
 		}
 		if l.cfg.Tap != nil && l.cfg.Tap(m) {
+			m.Done()
 			return
 		}
 		switch class {

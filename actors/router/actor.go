@@ -180,6 +180,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.cfg.Metrics.Rebroadcasts.Inc()
 		ctx.Send(r.cfg.Links, &messages.BroadcastFrame{Data: m.frame, Priority: messages.Control, Except: m.except})
 	case *messages.InboundFrame:
+		defer m.Done() // the link may be read again
 		acts := r.core.HandleEnvelope(m.Data, m.From, now)
 		if len(acts) == 1 && acts[0].Kind == Drop && acts[0].Reason == DropUnknownSender {
 			r.hold(acts[0].Dest, m, now)
@@ -268,7 +269,17 @@ func (r *routerActor) start(ctx actor.Context) {
 	c := r.cfg
 	// Refuse expiries further ahead than an envelope may live, with an
 	// hour of slack for senders whose clocks run ahead.
-	replay, err := crypto.NewReplayWindow(c.DB.DB, "router/replay", crypto.ReplayLimits{MaxTTL: c.TTL + time.Hour})
+	// The window of envelope version 0 (message ids, bucket router/replay)
+	// means nothing for version 1: every version 0 envelope is refused.
+	if err := c.DB.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte("router/replay")) == nil {
+			return nil
+		}
+		return tx.DeleteBucket([]byte("router/replay"))
+	}); err != nil {
+		panic(err)
+	}
+	replay, err := crypto.NewReplayWindow(c.DB.DB, "router/seqwindow", crypto.ReplayLimits{MaxTTL: c.TTL + time.Hour})
 	if err != nil {
 		panic(err) // the database is ours and open: a bug or a broken disk
 	}

@@ -10,6 +10,7 @@ type Links struct {
 	BytesReceived  *prometheus.CounterVec // transport
 	Errors         *prometheus.CounterVec // transport, reason
 	Shed           *prometheus.CounterVec // transport, priority
+	Backpressure   *prometheus.CounterVec // transport: reads held back for lack of credit
 	Peers          *prometheus.GaugeVec   // transport
 	Dials          *prometheus.CounterVec // transport, result
 	NoLink         prometheus.Counter
@@ -26,6 +27,7 @@ func newLinks(r *prometheus.Registry) *Links {
 		BytesReceived:  cv("bytes_received_total", "Frame bytes read from links.", "transport"),
 		Errors:         cv("errors_total", "Links closed on an error, by reason (frame_too_large, bad_frame, read, write, handshake).", "transport", "reason"),
 		Shed:           cv("frames_shed_total", "Outbound frames shed by a full link queue, by priority.", "transport", "priority"),
+		Backpressure:   cv("backpressure_total", "Times a link's reader waited for credit (the node was busy with that peer's frames): the peer is slowed, nothing is dropped.", "transport"),
 		Dials:          cv("dials_total", "Outbound dial attempts by result (ok, error, self).", "transport", "result"),
 		Peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Subsystem: "link", Name: "peers_connected", Help: "Connected links by transport.",
@@ -34,7 +36,7 @@ func newLinks(r *prometheus.Registry) *Links {
 			Namespace: Namespace, Subsystem: "link", Name: "no_route_total", Help: "Frames for a peer with no connected link, dropped.",
 		}),
 	}
-	r.MustRegister(l.FramesSent, l.BytesSent, l.FramesReceived, l.BytesReceived, l.Errors, l.Shed, l.Dials, l.Peers, l.NoLink)
+	r.MustRegister(l.FramesSent, l.BytesSent, l.FramesReceived, l.BytesReceived, l.Errors, l.Shed, l.Backpressure, l.Dials, l.Peers, l.NoLink)
 	return l
 }
 

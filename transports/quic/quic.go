@@ -154,7 +154,7 @@ func New(opts Options) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: identity certificate: %w", prefix, err)
 	}
-	info := transports.Info{Name: transports.SchemeQUIC, MTU: limit, MaxFrame: limit, Bitrate: opts.Bitrate}
+	info := transports.Info{Name: transports.SchemeQUIC, MTU: limit, MaxFrame: limit, Bitrate: opts.Bitrate, FlowControl: true}
 	return &Transport{
 		resetKey: resetKey,
 		opts:     opts,

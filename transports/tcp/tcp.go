@@ -88,7 +88,7 @@ func New(opts Options) (*Transport, error) {
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = transports.DefaultMaxPending
 	}
-	info := transports.Info{Name: transports.SchemeTCP, MTU: limit, MaxFrame: limit, Bitrate: opts.Bitrate}
+	info := transports.Info{Name: transports.SchemeTCP, MTU: limit, MaxFrame: limit, Bitrate: opts.Bitrate, FlowControl: true}
 	return &Transport{opts: opts, info: info.WithClass()}, nil
 }
 

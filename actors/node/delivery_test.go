@@ -1,0 +1,208 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/quicprochat/qpc/actors/router"
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/messages"
+)
+
+// sendAll sends n texts from a to dest with k concurrent senders, retrying
+// each on a full outbox as an API client does on 429, and returns the ids.
+func sendAll(t *testing.T, a *Node, dest crypto.Address, n, k int, prefix string) map[[16]byte]string {
+	t.Helper()
+	var mu sync.Mutex
+	ids := make(map[[16]byte]string, n)
+	work := make(chan int)
+	errs := make(chan error, k)
+	var wg sync.WaitGroup
+	for range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				text := fmt.Sprintf("%s-%05d", prefix, i)
+				for {
+					res, err := a.SendText(context.Background(), dest, []byte(text))
+					if errors.Is(err, router.ErrOutboxFull) {
+						time.Sleep(10 * time.Millisecond) // the client's back-off on 429
+						continue
+					}
+					if err != nil {
+						errs <- fmt.Errorf("send %s: %w", text, err)
+						return
+					}
+					mu.Lock()
+					ids[res.ID] = text
+					mu.Unlock()
+					break
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// collect reads the receiver's inbox (the durable record; the Deliveries
+// channel drops what nobody reads) until every text in want is there, and
+// fails on a duplicate or a stranger.
+func collect(t *testing.T, c *Node, want map[[16]byte]string, timeout time.Duration) {
+	t.Helper()
+	byText := make(map[string]bool, len(want))
+	for _, text := range want {
+		byText[text] = true
+	}
+	got := make(map[string]bool, len(want))
+	deadline := time.Now().Add(timeout)
+	var after uint64
+	for len(got) < len(want) {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			t.Fatalf("%d of %d messages delivered in %s; at the receiver: %s", len(got), len(want), timeout, dropSummary(c))
+		}
+		res, err := c.InboxSince(context.Background(), after, min(wait, time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range res.Messages {
+			if !byText[m.Text] {
+				t.Fatalf("delivered a message nobody sent: %q", m.Text)
+			}
+			if got[m.Text] {
+				t.Fatalf("%q delivered twice", m.Text)
+			}
+			got[m.Text] = true
+		}
+		after = res.Last
+	}
+}
+
+// waitStates polls until every message is in state want at a.
+func waitStates(t *testing.T, a *Node, ids map[[16]byte]string, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for id := range ids {
+		for {
+			st, err := a.Message(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Found && st.State == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("message %x is %q (%s), want %q", id[:4], st.State, st.Reason, want)
+			}
+			time.Sleep(5 * time.Millisecond) // polling the outbox
+		}
+	}
+}
+
+// TestBurstAtDefaultsLosesNothing: a burst far over the relay's old token
+// bucket (200/s) from 8 concurrent senders, at default settings, is
+// delivered exactly once, and every message ends delivered at the sender.
+func TestBurstAtDefaultsLosesNothing(t *testing.T) {
+	a, b, c := line(t)
+	const n = 2000
+	ids := sendAll(t, a, c.Address(), n, 8, "burst")
+	collect(t, c, ids, 60*time.Second)
+	t.Logf("A: %s\nB: %s", dropSummary(a), dropSummary(b))
+	waitStates(t, a, ids, router.StateDelivered, 30*time.Second)
+	if got := testutil.ToFloat64(a.Metrics().Mesh.OutboxPending); got != 0 {
+		t.Fatalf("outbox still holds %v", got)
+	}
+	mesh := c.Metrics().Mesh
+	t.Logf("delivered %d; C commits %v for %v envelopes; A retransmits %v; B rate-limited %v, C duplicates %v",
+		n, testutil.ToFloat64(mesh.Commits), testutil.ToFloat64(mesh.CommitOps), testutil.ToFloat64(a.Metrics().Mesh.Retransmits),
+		testutil.ToFloat64(b.Metrics().Mesh.RateLimited.WithLabelValues("envelope")),
+		testutil.ToFloat64(mesh.EnvelopesDropped.WithLabelValues(router.DropDuplicate)))
+}
+
+// TestFailedOnlyAtExpiry: with the destination gone for good, a message is
+// reported failed once it expired — not before — with the reason.
+func TestFailedOnlyAtExpiry(t *testing.T) {
+	ca := testConfig(t)
+	ca.Transports.Listen = []string{"tcp://127.0.0.1:0"}
+	ca.Store.TTL = config.Duration(3 * time.Second) // envelopes live 3 s
+	ca.Outbox.RetryBase = config.Duration(200 * time.Millisecond)
+	a, _ := startNode(t, ca)
+	cc := testConfig(t)
+	cc.Transports.Listen = nil
+	cc.Transports.Peers = a.ListenAddrs()
+	c, _ := startNode(t, cc)
+	waitRoute(t, a, c.Address())
+	if err := c.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := a.SendText(context.Background(), c.Address(), []byte("into the void"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st *messages.MessageStatus
+	for {
+		if st, err = a.Message(context.Background(), res.ID); err != nil {
+			t.Fatal(err)
+		}
+		if st.State == router.StateFailed {
+			break
+		}
+		if st.State == router.StateDelivered {
+			t.Fatal("delivered to a node that is gone")
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("still %s after 15 s", st.State)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the outbox
+	}
+	// The expiry has one-second resolution: at least 2 s of a 3 s life.
+	if !st.Done.After(start.Add(2*time.Second)) || st.Done.Before(st.Expiry) {
+		t.Fatalf("failed at %s, %s after sending, expiry %s", st.Done, st.Done.Sub(start), st.Expiry)
+	}
+	// Sent once, or never when A noticed C's link go down first (A and C
+	// are neighbours): either way the reason says which.
+	if st.Reason == "" {
+		t.Fatalf("failed without a reason: %+v", st)
+	}
+	if got := testutil.ToFloat64(a.Metrics().Mesh.Messages.WithLabelValues(router.StateFailed)); got != 1 {
+		t.Fatalf("failed counter %v", got)
+	}
+	t.Logf("failed after %s and %d attempts: %s", st.Done.Sub(start).Round(time.Millisecond), st.Attempts, st.Reason)
+}
+
+// dropSummary lists a node's non-zero drop counters, for failure messages.
+func dropSummary(n *Node) string {
+	var b strings.Builder
+	fams, _ := n.Gatherer().Gather()
+	for _, f := range fams {
+		name := f.GetName()
+		if !strings.Contains(name, "dropped") && !strings.Contains(name, "refused") && !strings.Contains(name, "limited") && !strings.Contains(name, "shed") && !strings.Contains(name, "messages_total") && !strings.Contains(name, "retransmits") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if v := m.GetCounter().GetValue(); v > 0 {
+				fmt.Fprintf(&b, "%s%v=%v ", name, m.GetLabel(), v)
+			}
+		}
+	}
+	return b.String()
+}
