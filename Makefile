@@ -6,7 +6,7 @@ BIN     := bin/qpc
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: build run test bench fuzz lint e2e image clean
+.PHONY: build run test bench bench-chain fuzz lint e2e image clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/qpc
@@ -22,6 +22,15 @@ test:
 # Benchmarks; numbers go to docs/benchmarks.md with the command used.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# The chain A — B — C as three qpc processes on loopback, over TCP and then
+# QUIC, CHAIN_N texts each from 8 clients, no chaos: delivered msgs/s and
+# CPU per message of each node against the crypto bound (test/chain).
+CHAIN_N ?= 10000
+bench-chain:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(GO) build -o "$$tmp/qpc" ./cmd/qpc && \
+	$(GO) run ./test/chain -bin "$$tmp/qpc" -transport both -n $(CHAIN_N) -clients 8
 
 # A short run of every fuzz target (FUZZTIME each).
 fuzz:
