@@ -101,6 +101,18 @@ type InboxMessage struct {
 	Hops int
 }
 
+// VerifiedEnvelope is an envelope the edge checked: decoded, its
+// signature verified with the source's announced key, its id derived and,
+// when it is sealed to this node, opened (Opened, or OpenFailed). The
+// router only decides what to do with it.
+type VerifiedEnvelope struct {
+	In         *InboundFrame // the frame as it arrived: link, neighbour, credit
+	Env        Envelope
+	ID         [16]byte
+	Opened     []byte
+	OpenFailed bool
+}
+
 // Delivered tells the inbox actor that the router committed these
 // messages to the inbox (and their replay records) in one transaction.
 type Delivered struct{ Msgs []*InboxMessage }

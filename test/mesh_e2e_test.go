@@ -47,9 +47,13 @@ func TestThreeProcessLine(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling another process
 	}
-	out, errOut, code := qpc(t, "send", addrC, "hello", "--api", apiA)
-	if code != 0 || !strings.HasPrefix(out, "forwarded ") {
-		t.Fatalf("send: %d %q %q", code, out, errOut)
+	// --wait returns once C's receipt is back: delivered, exit 0.
+	out, errOut, code := qpc(t, "send", addrC, "hello", "--wait", "--api", apiA)
+	if code != 0 || !strings.HasPrefix(out, "delivered ") {
+		t.Fatalf("send --wait: %d %q %q", code, out, errOut)
+	}
+	if out, _, code := qpc(t, "outbox", "--api", apiA); code != 0 || !strings.Contains(out, "outbox empty") {
+		t.Fatalf("outbox after delivery: %d %q", code, out)
 	}
 	// C's inbox: wait for the message with a long poll.
 	out, errOut, code = qpc(t, "inbox", "--json", "--api", apiC)

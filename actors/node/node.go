@@ -16,6 +16,8 @@ import (
 	"github.com/quicprochat/qpc/actors/inbox"
 	"github.com/quicprochat/qpc/actors/links"
 	"github.com/quicprochat/qpc/actors/ratelimit"
+	"github.com/quicprochat/qpc/actors/router"
+	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/clock"
@@ -57,6 +59,8 @@ type Node struct {
 
 	inbox     chan *messages.InboxMessage
 	box       *inbox.Store
+	keys      *verify.Directory
+	verifier  *verify.Pool
 	readyOnce sync.Once
 	readyCh   chan struct{}
 	phase     atomic.Int32
@@ -149,11 +153,21 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}))
 		n.ownSystem = true
 	}
+	// The edge verifies envelopes on every core against the keys the
+	// router publishes, and hands them to the router.
+	rootID := "node-" + n.id.Address().String()
+	routerPID := actor.NewPID(n.system.Address(), rootID+"/"+router.Name)
+	n.keys = verify.NewDirectory(n.id.PublicKey())
+	n.verifier = verify.NewPool(verify.PoolConfig{
+		Dir: n.keys, Self: n.id.Address(), Seal: n.seal,
+		Out:  func(m any) { n.system.Root.Send(routerPID, m) },
+		Drop: func(reason string) { n.metrics.Mesh.EnvelopesDropped.WithLabelValues(reason).Inc() },
+	})
 	props := actor.PropsFromProducer(func() actor.Actor {
 		// A restarted root gets fresh state (and respawns its children).
 		return &root{n: n, history: newRestartHistory(n.opts.restart)}
 	})
-	n.rootPID, err = n.system.Root.SpawnNamed(props, "node-"+n.id.Address().String())
+	n.rootPID, err = n.system.Root.SpawnNamed(props, rootID)
 	if err != nil {
 		return fmt.Errorf("node: spawn root: %w", err)
 	}
@@ -226,6 +240,9 @@ func (n *Node) cleanup(ctx context.Context) error {
 		if err := n.system.Root.StopFuture(n.rootPID).Wait(); err != nil {
 			errs = append(errs, fmt.Errorf("node: stop actors: %w", err))
 		}
+	}
+	if n.verifier != nil {
+		n.verifier.Close()
 	}
 	if n.ownSystem && n.system != nil {
 		n.system.Shutdown()

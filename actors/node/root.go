@@ -144,13 +144,13 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		Table: router.TableConfig{MaxRoutes: cfg.Routing.MaxRoutes, TTL: cfg.Routing.RouteTTL.D()},
 		Dedup: cfg.Routing.DedupCache, MaxHops: cfg.Announce.MaxHops, TTL: cfg.Store.TTL.D(), StoreOn: cfg.Store.Enabled,
 		Outbox: router.OutboxLimits{MaxPending: cfg.Outbox.MaxPending, RetryBase: cfg.Outbox.RetryBase.D(), RetryMax: cfg.Outbox.RetryMax.D()},
-		Links:  linksPID, Store: storePID, Inbox: n.box, InboxActor: inboxPID,
+		Links:  linksPID, Store: storePID, Inbox: n.box, InboxActor: inboxPID, Keys: n.keys,
 		Metrics: n.metrics.Mesh, Log: meshLog("router"),
 	}))
 	r.spawn(ctx, ratelimit.Name, ratelimit.New(ratelimit.Config{
 		Router: routerPID, Announcer: announcerPID, Limits: n.rateLimits(), Clock: n.clock, Metrics: n.metrics.Mesh,
 		OnRefused: func(reason string) { n.metrics.FramesRefused.WithLabelValues(reason).Inc() },
-		Tap:       n.opts.tap,
+		Tap:       n.opts.tap, Verify: n.verifier,
 	}).Configure(actor.WithMailbox(mailbox.PriorityShedding(mailbox.Options{
 		MaxMessages: 8 * cfg.Transports.QueueFrames,
 		OnShed: func(m any, p messages.Priority) {

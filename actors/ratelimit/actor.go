@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/messages"
@@ -23,6 +24,10 @@ type Config struct {
 	// Tap, when set, sees every admitted frame first and may take it
 	// (returns true): a hook for link-level tests and benchmarks.
 	Tap func(*messages.InboundFrame) bool
+	// Verify, when set, takes admitted envelopes to be checked on its
+	// workers, which hand them on to the router; without it the router
+	// verifies them itself.
+	Verify *verify.Pool
 }
 
 type limiter struct {
@@ -87,9 +92,11 @@ func (l *limiter) Receive(ctx actor.Context) {
 			m.Done()
 			return
 		}
-		switch class {
-		case ClassAnnounce:
+		switch {
+		case class == ClassAnnounce:
 			ctx.Send(l.cfg.Announcer, m)
+		case class == ClassEnvelope && l.cfg.Verify != nil:
+			l.cfg.Verify.Submit(m)
 		default:
 			ctx.Send(l.cfg.Router, m)
 		}

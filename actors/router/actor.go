@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quicprochat/qpc/actors/inbox"
+	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/internal/metrics"
@@ -40,8 +41,11 @@ type Config struct {
 	// transactions; InboxActor is told about them after each commit.
 	Inbox      *inbox.Store
 	InboxActor *actor.PID
-	Metrics    *metrics.Mesh
-	Log        *slog.Logger
+	// Keys is the directory the edge verifies against; the router
+	// publishes the keys it learns there (nil: no edge verification).
+	Keys    *verify.Directory
+	Metrics *metrics.Mesh
+	Log     *slog.Logger
 }
 
 // Timers and replies the actor sends itself.
@@ -57,6 +61,8 @@ type (
 	flush struct{}
 	// retryTick: the outbox has messages due.
 	retryTick struct{ gen uint64 }
+	// publishKeys: the known keys changed; one snapshot for a burst.
+	publishKeys struct{}
 )
 
 // maxBatch bounds the envelopes and sends in one group commit.
@@ -111,11 +117,12 @@ type routerActor struct {
 	links  map[[16]byte]int // open links per neighbour
 	last   TableStats       // what was last added to the lookup counters
 
-	outbox   *Outbox
-	batch    batch
-	retry    clock.Timer
-	retryAt  time.Time
-	retryGen uint64
+	outbox     *Outbox
+	batch      batch
+	retry      clock.Timer
+	retryAt    time.Time
+	retryGen   uint64
+	keysQueued bool
 }
 
 // syncStats moves the table's lookup counts into the metrics.
@@ -169,6 +176,10 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			r.armRetry(ctx, now)
 		}
 		r.release(ctx, m.Announce.Address(), now)
+		if r.core.KeysChanged && !r.keysQueued && r.cfg.Keys != nil {
+			r.keysQueued = true
+			ctx.Send(ctx.Self(), &publishKeys{})
+		}
 		if fwd != nil {
 			// A short random delay, so neighbours that heard the same
 			// announce do not all re-broadcast in the same instant.
@@ -187,9 +198,15 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			return
 		}
 		r.stage(ctx, acts, now)
+	case *messages.VerifiedEnvelope:
+		defer m.In.Done() // the link may be read again
+		r.stage(ctx, r.core.HandleVerified(m, now), now)
 	case *flush:
 		r.batch.queued = false
 		r.commit(ctx)
+	case *publishKeys:
+		r.keysQueued = false
+		r.publishKeys()
 	case *retryTick:
 		if m.gen == r.retryGen {
 			r.retry, r.retryAt = nil, time.Time{}
@@ -297,6 +314,7 @@ func (r *routerActor) start(ctx actor.Context) {
 		c.Log.Warn("routing table not restored", "err", err)
 	}
 	c.Metrics.Routes.Set(float64(r.core.Table.Len()))
+	r.publishKeys()
 	self, sys, me := ctx.Self(), ctx.ActorSystem(), c.Identity.Address()
 	r.sub = sys.EventStream.Subscribe(func(ev any) {
 		switch e := ev.(type) {
@@ -312,6 +330,14 @@ func (r *routerActor) start(ctx actor.Context) {
 	})
 	r.scheduleGC(ctx)
 	r.armRetry(ctx, c.Clock.Now()) // what was pending before a restart
+}
+
+// publishKeys gives the edge a fresh snapshot of the known keys.
+func (r *routerActor) publishKeys() {
+	if r.cfg.Keys != nil {
+		r.cfg.Keys.Publish(r.core.SigningKeys())
+	}
+	r.core.KeysChanged = false
 }
 
 func (r *routerActor) scheduleGC(ctx actor.Context) {

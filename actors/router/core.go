@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -82,6 +83,19 @@ type Core struct {
 	// sealed and stored. Bounded by MaxKeys.
 	Keys    map[[16]byte]KnownKeys
 	MaxKeys int
+	// KeysChanged is set when Keys changed; whoever publishes a snapshot
+	// of them for the edge (Directory) clears it.
+	KeysChanged bool
+}
+
+// SigningKeys is a new snapshot of the known signing keys and this node's.
+func (c *Core) SigningKeys() map[[16]byte]ed25519.PublicKey {
+	out := make(map[[16]byte]ed25519.PublicKey, len(c.Keys)+1)
+	for a, k := range c.Keys {
+		out[a] = ed25519.PublicKey(bytes.Clone(k.Signing[:]))
+	}
+	out[c.self()] = c.ID.PublicKey()
+	return out
 }
 
 // KnownKeys are a node's announced keys.
@@ -97,10 +111,15 @@ func (c *Core) remember(r Route) {
 	if _, ok := c.Keys[r.Address]; !ok && c.MaxKeys > 0 && len(c.Keys) >= c.MaxKeys {
 		for a := range c.Keys { // drop one at random: map order
 			delete(c.Keys, a)
+			c.KeysChanged = true
 			break
 		}
 	}
-	c.Keys[r.Address] = KnownKeys{Signing: r.SigningKey, Sealing: r.SealingKey}
+	k := KnownKeys{Signing: r.SigningKey, Sealing: r.SealingKey}
+	if old, ok := c.Keys[r.Address]; !ok || old != k {
+		c.Keys[r.Address] = k
+		c.KeysChanged = true
+	}
 }
 
 // Announces returns the last accepted announce frame of every known
@@ -188,24 +207,30 @@ func (c *Core) HandleEnvelope(frame []byte, from [16]byte, now time.Time) []Acti
 			return []Action{{Kind: Drop, Reason: DropUnknownSender, Dest: env.Source, Frame: frame}}
 		}
 	}
-	if err := env.Verify(pub); err != nil {
+	id, err := env.VerifyID(pub)
+	if err != nil {
 		return drop(DropBadSignature)
 	}
-	return c.HandleVerified(env, frame, from, now)
+	return c.handle(env, id, frame, from, nil, false, now)
 }
 
-// HandleVerified decides what to do with an envelope whose signature was
-// checked against its source's key (by HandleEnvelope or a verifier).
-func (c *Core) HandleVerified(env messages.Envelope, frame []byte, from [16]byte, now time.Time) []Action {
+// HandleVerified decides what to do with an envelope the edge verified
+// (and opened, when it is sealed to this node).
+func (c *Core) HandleVerified(v *messages.VerifiedEnvelope, now time.Time) []Action {
+	return c.handle(v.Env, v.ID, v.In.Data, v.In.From, v.Opened, v.OpenFailed, now)
+}
+
+// handle is the decision for a verified envelope; opened is its
+// plaintext when the edge opened it already.
+func (c *Core) handle(env messages.Envelope, id [16]byte, frame []byte, from [16]byte, opened []byte, openFailed bool, now time.Time) []Action {
 	drop := func(reason string) []Action { return []Action{{Kind: Drop, Reason: reason}} }
 	if env.Expired(now) {
 		return drop(DropExpired)
 	}
-	id := env.ID()
 	if env.Destination == c.self() {
 		// No dedup here: the replay window tells a retransmission from a
 		// new message and answers it with its receipt again.
-		return c.local(env, id, now)
+		return c.local(env, id, opened, openFailed, now)
 	}
 	// Recorded only after the signature checked out: a forged copy carries
 	// the real id and must not block the real one. Broadcasts are flooded,
@@ -217,7 +242,7 @@ func (c *Core) HandleVerified(env messages.Envelope, frame []byte, from [16]byte
 		if c.Dedup.Seen(id, now) {
 			return drop(DropDuplicate)
 		}
-		acts := c.local(env, id, now)
+		acts := c.local(env, id, nil, false, now)
 		if fwd, err := messages.ForwardEnvelope(frame); err == nil {
 			acts = append(acts, Action{Kind: Broadcast, Frame: fwd, Except: from})
 		}
@@ -259,7 +284,7 @@ func (c *Core) route(dest, id [16]byte, frame []byte, expiry time.Time) []Action
 }
 
 // local handles an envelope for this node.
-func (c *Core) local(env messages.Envelope, id [16]byte, now time.Time) []Action {
+func (c *Core) local(env messages.Envelope, id [16]byte, opened []byte, openFailed bool, now time.Time) []Action {
 	switch env.PayloadType {
 	case messages.PayloadSealed:
 		if env.IsBroadcast() {
@@ -278,9 +303,15 @@ func (c *Core) local(env messages.Envelope, id [16]byte, now time.Time) []Action
 		default:
 			return []Action{{Kind: Drop, Reason: replayReason(err)}}
 		}
-		text, err := c.Seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination))
-		if err != nil {
-			return []Action{{Kind: Drop, Reason: DropOpenFailed}}
+		text := opened
+		if text == nil {
+			if openFailed {
+				return []Action{{Kind: Drop, Reason: DropOpenFailed}}
+			}
+			var err error
+			if text, err = c.Seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination)); err != nil {
+				return []Action{{Kind: Drop, Reason: DropOpenFailed}}
+			}
 		}
 		if err := c.Replay.Accept(now, src, env.Seq, env.ExpiresAt()); err != nil {
 			return []Action{{Kind: Drop, Reason: replayReason(err)}}

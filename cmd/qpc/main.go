@@ -80,6 +80,7 @@ func newRootCmd(environ []string) *cobra.Command {
 		newStatusCmd(environ),
 		newStatsCmd(environ),
 		newSendCmd(environ),
+		newOutboxCmd(environ),
 		newInboxCmd(environ),
 		newRoutesCmd(environ),
 		newTraceCmd(environ),

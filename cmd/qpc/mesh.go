@@ -19,9 +19,20 @@ import (
 )
 
 func newSendCmd(environ []string) *cobra.Command {
+	var wait bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "send ADDR TEXT",
-		Short: "Send TEXT sealed end to end to the node ADDR (stored and forwarded if it is offline)",
+		Short: "Send TEXT sealed end to end to the node ADDR (kept and retransmitted until ADDR's receipt arrives)",
+		Long: `Send TEXT sealed end to end to the node ADDR. The node keeps the message in
+its outbox, durable, and retransmits it until ADDR's signed receipt comes
+back or the message expires. Without --wait, send prints the message's
+state once the node accepted it (queued or sent) and its id; follow it with
+'qpc outbox' or GET /v1/messages/ID. With --wait, send waits until the
+message is delivered (exit 0) or failed (exit 1, with the reason).
+
+A node whose outbox is full refuses for now; send says so and exits 1
+(the API answers 429 with Retry-After).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return usagef("send takes ADDR and TEXT, got %d arguments", len(args))
@@ -33,17 +44,110 @@ func newSendCmd(environ []string) *cobra.Command {
 		},
 	}
 	cf := addClientFlags(cmd, environ)
+	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "wait until the message is delivered (exit 0) or failed (exit 1)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --wait, give up waiting after this long (0: until the message is delivered or failed)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var res api.SendResponse
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		if err := cf.client().Post(ctx, "/v1/send", api.SendRequest{To: args[0], Text: args[1]}, &res); err != nil {
+			var ae *api.Error
+			if errors.As(err, &ae) && ae.Code == "outbox_full" {
+				return fmt.Errorf("the node's outbox is full (%s); nothing was sent: try again in %s", ae.Message, max(ae.RetryAfter, time.Second))
+			}
+			return err
+		}
+		if !wait {
+			if cf.json {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", res.Status, res.ID)
+			return nil
+		}
+		m, err := waitMessage(cmd, cf, res.ID, timeout)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			if err := printJSON(cmd.OutOrStdout(), m); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s after %s\n", m.State, m.ID, plural(m.Attempts, "attempt"))
+		}
+		if m.State != "delivered" {
+			return fmt.Errorf("message %s failed: %s", m.ID, m.Reason)
+		}
+		return nil
+	}
+	return cmd
+}
+
+// waitMessage polls the message's state until it is delivered or failed,
+// printing each change on standard error.
+func waitMessage(cmd *cobra.Command, cf *clientFlags, id string, timeout time.Duration) (api.Message, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	last := ""
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		var m api.Message
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := cf.client().Get(ctx, "/v1/messages/"+id, &m)
+		cancel()
+		if err != nil {
+			return m, err
+		}
+		if m.State == "delivered" || m.State == "failed" {
+			return m, nil
+		}
+		if m.State != last {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s %s (%s)\n", m.State, id, plural(m.Attempts, "attempt"))
+			last = m.State
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return m, fmt.Errorf("message %s still %s after %s (it stays in the outbox: see qpc outbox)", id, m.State, timeout)
+		}
+		time.Sleep(delay) // polling the node's API between checks
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func newOutboxCmd(environ []string) *cobra.Command {
+	cmd := &cobra.Command{Use: "outbox", Short: "Show this node's messages still waiting for a receipt, with attempts and next retry"}
+	cf := addClientFlags(cmd, environ)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var res api.OutboxResponse
+		if err := cf.get("/v1/outbox", &res); err != nil {
 			return err
 		}
 		if cf.json {
 			return printJSON(cmd.OutOrStdout(), res)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", res.Status, res.ID)
+		if res.Pending == 0 {
+			fmt.Fprintln(cmd.OutOrStdout(), "outbox empty: every message sent was delivered or failed")
+			return nil
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "ID\tTO\tSTATE\tATTEMPTS\tNEXT RETRY\tEXPIRES")
+		for _, m := range res.Messages {
+			next := "-"
+			if m.NextRetry != nil {
+				next = "in " + time.Until(*m.NextRetry).Round(time.Second).String()
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\tin %s\n", m.ID, m.To, m.State, m.Attempts, next, time.Until(m.Expiry).Round(time.Second))
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%d pending\n", res.Pending)
 		return nil
 	}
 	return cmd

@@ -56,7 +56,7 @@ func TestOptions(t *testing.T) {
 	tr := newTransport(t, newID(t), 0)
 	info := tr.Info()
 	want := transports.Info{Name: "tcp", MTU: transports.DefaultMaxFrameSize, MaxFrame: transports.DefaultMaxFrameSize,
-		Bitrate: transports.DefaultBitrate, Class: transports.Unconstrained}
+		Bitrate: transports.DefaultBitrate, Class: transports.Unconstrained, FlowControl: true}
 	if info != want {
 		t.Errorf("Info = %v, want %v", info, want)
 	}

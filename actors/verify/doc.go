@@ -1,0 +1,20 @@
+// Package verify checks envelopes at the edge, in parallel, before the
+// router sees them: decode, look the source's key up, verify the
+// signature, derive the id and, for a sealed message to this node, open
+// it. The router then only decides (replay window, routes, outbox) on its
+// one goroutine; the signature checks and decryptions, which are most of a
+// message's cost, run on every core.
+//
+// Directory is the key directory: an immutable snapshot of the announced
+// signing keys that the router publishes (atomically replaced, never
+// changed) and the workers read without locks. A key not in the snapshot
+// yet (an announce the router has just accepted) sends the frame to the
+// router unverified, which checks it itself: a stale snapshot costs speed,
+// never correctness.
+//
+// Pool is a fixed set of worker goroutines, one per core, fed by ratelimit
+// after admission (rate limit before work, signature before state
+// change). Its queue is bounded; a frame it cannot take is dropped and
+// counted (overload) — links with flow control never get there, their
+// credit bounds what is in flight.
+package verify

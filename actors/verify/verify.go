@@ -1,0 +1,76 @@
+package verify
+
+import (
+	"crypto/ed25519"
+	"sync/atomic"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/messages"
+)
+
+// Keys maps addresses to announced Ed25519 keys. A published Keys is never
+// changed: build a new one.
+type Keys map[[16]byte]ed25519.PublicKey
+
+// Directory holds the current Keys snapshot. It is safe for concurrent
+// use: one writer (the router) and any number of readers.
+type Directory struct{ p atomic.Pointer[Keys] }
+
+// NewDirectory returns a directory that knows self's key.
+func NewDirectory(self ed25519.PublicKey) *Directory {
+	d := &Directory{}
+	k := Keys{messages.AddressOf(self): self}
+	d.p.Store(&k)
+	return d
+}
+
+// Publish replaces the snapshot. k must not be changed afterwards.
+func (d *Directory) Publish(k Keys) { d.p.Store(&k) }
+
+// Lookup finds an address's key in the current snapshot.
+func (d *Directory) Lookup(a [16]byte) (ed25519.PublicKey, bool) {
+	k, ok := (*d.p.Load())[a]
+	return k, ok
+}
+
+// Len is the number of keys in the snapshot.
+func (d *Directory) Len() int { return len(*d.p.Load()) }
+
+// Drop reasons of the edge, as counted in qpc_mesh_envelopes_dropped_total
+// (the same names as the router's).
+const (
+	DropMalformed    = "malformed"
+	DropBadSignature = "bad_signature"
+	DropOverload     = "overload"
+)
+
+// Check verifies one envelope frame. It returns the verified envelope, or
+// nil and a drop reason, or nil and "" when the source's key is not in the
+// snapshot (the router decides: it may know the key by now, or hold the
+// frame until the announce arrives). A sealed envelope for self is opened
+// with seal; if that fails, Opened stays nil and OpenFailed is set (the
+// router counts it; nothing is recorded for it).
+func Check(f *messages.InboundFrame, dir *Directory, self [16]byte, seal *crypto.SealingKey) (*messages.VerifiedEnvelope, string) {
+	env, err := messages.DecodeEnvelope(f.Data)
+	if err != nil {
+		return nil, DropMalformed
+	}
+	pub, ok := dir.Lookup(env.Source)
+	if !ok {
+		return nil, ""
+	}
+	id, err := env.VerifyID(pub)
+	if err != nil {
+		return nil, DropBadSignature
+	}
+	v := &messages.VerifiedEnvelope{In: f, Env: env, ID: id}
+	if env.Destination == self && env.PayloadType == messages.PayloadSealed && seal != nil {
+		text, err := seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination))
+		if err != nil {
+			v.OpenFailed = true
+		} else {
+			v.Opened = text
+		}
+	}
+	return v, ""
+}
