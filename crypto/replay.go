@@ -315,6 +315,9 @@ func (w *ReplayWindow) GC(now time.Time) int {
 // Len is the number of sender windows held.
 func (w *ReplayWindow) Len() int { return len(w.wins) }
 
+// Dirty reports whether Commit has anything to write.
+func (w *ReplayWindow) Dirty() bool { return len(w.dirty) > 0 }
+
 // Floors is the number of floors of evicted windows held.
 func (w *ReplayWindow) Floors() int { return len(w.floors) }
 

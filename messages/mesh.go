@@ -20,6 +20,10 @@ type AnnounceHeard struct {
 type SendText struct {
 	To   [16]byte
 	Text []byte
+	// Sealed, when set, is Text sealed to To by the caller already (with
+	// the AAD of this node and To), so the sealing runs on the caller's
+	// goroutine rather than the router's; Text is then ignored.
+	Sealed []byte
 }
 
 // SendResult answers SendText once the message is durable in the

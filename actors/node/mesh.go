@@ -40,7 +40,17 @@ func (n *Node) ask(ctx context.Context, child string, msg any, timeout time.Dura
 // result's Status is its state then: queued or sent. An outbox that is full
 // refuses with router.ErrOutboxFull: try again later.
 func (n *Node) SendText(ctx context.Context, to crypto.Address, text []byte) (*messages.SendResult, error) {
-	res, err := n.ask(ctx, router.Name, &messages.SendText{To: to, Text: text}, 5*time.Second)
+	msg := &messages.SendText{To: to, Text: text}
+	// Seal here, on the caller's goroutine, when the destination's key is
+	// known already: the router then only numbers, signs and records it.
+	if key, ok := n.sealingKey(to); ok {
+		sealed, err := crypto.Seal(key, text, crypto.SealAAD(n.id.Address(), to))
+		if err != nil {
+			return nil, fmt.Errorf("node: send: %w", err)
+		}
+		msg.Sealed = sealed
+	}
+	res, err := n.ask(ctx, router.Name, msg, 5*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("node: send: %w", err)
 	}
@@ -89,4 +99,12 @@ func (n *Node) Trace(ctx context.Context, to crypto.Address, timeout time.Durati
 		return nil, fmt.Errorf("node: unexpected trace reply %T", res)
 	}
 	return r, r.Err
+}
+
+// sealingKey is to's announced sealing key from the edge's directory.
+func (n *Node) sealingKey(to crypto.Address) ([]byte, bool) {
+	if n.keys == nil {
+		return nil, false
+	}
+	return n.keys.SealingKey(to)
 }

@@ -17,7 +17,7 @@ import (
 
 // line starts A – B – C: A listens on TCP, B dials A and listens on QUIC,
 // C dials B. A and C are not connected.
-func line(t *testing.T, optsB ...Option) (a, b, c *Node) {
+func line(t testing.TB, optsB ...Option) (a, b, c *Node) {
 	t.Helper()
 	ca := testConfig(t)
 	ca.Transports.Listen = []string{"tcp://127.0.0.1:0"}

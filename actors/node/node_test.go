@@ -38,7 +38,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func testConfig(t *testing.T) config.Config {
+func testConfig(t testing.TB) config.Config {
 	t.Helper()
 	c := config.Default()
 	c.DataDir = t.TempDir()
@@ -47,7 +47,7 @@ func testConfig(t *testing.T) config.Config {
 	return c
 }
 
-func startNode(t *testing.T, c config.Config, opts ...Option) (*Node, *syncBuffer) {
+func startNode(t testing.TB, c config.Config, opts ...Option) (*Node, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	opts = append([]Option{WithConfig(c), WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)

@@ -335,7 +335,7 @@ func (r *routerActor) start(ctx actor.Context) {
 // publishKeys gives the edge a fresh snapshot of the known keys.
 func (r *routerActor) publishKeys() {
 	if r.cfg.Keys != nil {
-		r.cfg.Keys.Publish(r.core.SigningKeys())
+		r.cfg.Keys.Publish(r.core.KeySnapshot())
 	}
 	r.core.KeysChanged = false
 }

@@ -59,20 +59,14 @@ func (r *routerActor) ensureFlush(ctx actor.Context) {
 func (r *routerActor) commit(ctx actor.Context) {
 	b := &r.batch
 	m := r.cfg.Metrics
-	err := r.cfg.DB.Update(func(tx *bolt.Tx) error {
-		if err := r.core.Replay.Commit(tx); err != nil {
-			return fmt.Errorf("replay window: %w", err)
+	var err error
+	if len(b.delivered) > 0 || r.core.Replay.Dirty() || r.outbox.Dirty() {
+		err = r.cfg.DB.Update(r.write)
+		if err == nil {
+			m.Commits.Inc()
+			m.CommitOps.Add(float64(b.n))
 		}
-		for _, msg := range b.delivered {
-			if err := r.cfg.Inbox.AddTx(tx, msg); err != nil {
-				return fmt.Errorf("inbox: %w", err)
-			}
-		}
-		if err := r.outbox.Commit(tx); err != nil {
-			return fmt.Errorf("outbox: %w", err)
-		}
-		return nil
-	})
+	}
 	if err != nil {
 		for _, rp := range b.replies {
 			rp.res.Err = fmt.Errorf("router: message not stored: %w", err)
@@ -83,10 +77,6 @@ func (r *routerActor) commit(ctx actor.Context) {
 		panic(fmt.Errorf("router: group commit failed: %w", err))
 	}
 	r.core.Replay.Committed()
-	if b.n > 0 {
-		m.Commits.Inc()
-		m.CommitOps.Add(float64(b.n))
-	}
 	if len(b.delivered) > 0 {
 		m.Envelopes.WithLabelValues("delivered").Add(float64(len(b.delivered)))
 		ctx.Send(r.cfg.InboxActor, &messages.Delivered{Msgs: b.delivered})
@@ -98,6 +88,22 @@ func (r *routerActor) commit(ctx actor.Context) {
 	m.OutboxPending.Set(float64(r.outbox.Pending()))
 	r.batch = batch{queued: b.queued}
 	r.armRetry(ctx, r.cfg.Clock.Now())
+}
+
+// write is the batch's transaction: replay window, inbox, outbox.
+func (r *routerActor) write(tx *bolt.Tx) error {
+	if err := r.core.Replay.Commit(tx); err != nil {
+		return fmt.Errorf("replay window: %w", err)
+	}
+	for _, msg := range r.batch.delivered {
+		if err := r.cfg.Inbox.AddTx(tx, msg); err != nil {
+			return fmt.Errorf("inbox: %w", err)
+		}
+	}
+	if err := r.outbox.Commit(tx); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
 }
 
 // send seals a message, keeps it in the outbox and transmits it if it
@@ -116,7 +122,15 @@ func (r *routerActor) send(ctx actor.Context, m *messages.SendText, now time.Tim
 		return
 	}
 	seq := r.outbox.NextSeq(m.To)
-	frame, id, expiry, err := r.core.SealText(m.To, seq, m.Text, now)
+	var frame []byte
+	var id [16]byte
+	var expiry time.Time
+	var err error
+	if m.Sealed != nil {
+		frame, id, expiry, err = r.core.SignSealed(m.To, seq, m.Sealed, now)
+	} else {
+		frame, id, expiry, err = r.core.SealText(m.To, seq, m.Text, now)
+	}
 	if err != nil {
 		res.Err = err
 		ctx.Respond(res)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/messages"
 )
@@ -88,13 +89,14 @@ type Core struct {
 	KeysChanged bool
 }
 
-// SigningKeys is a new snapshot of the known signing keys and this node's.
-func (c *Core) SigningKeys() map[[16]byte]ed25519.PublicKey {
-	out := make(map[[16]byte]ed25519.PublicKey, len(c.Keys)+1)
+// KeySnapshot is a new snapshot of the known keys and this node's, for
+// the edge's directory.
+func (c *Core) KeySnapshot() verify.Keys {
+	out := make(verify.Keys, len(c.Keys)+1)
 	for a, k := range c.Keys {
-		out[a] = ed25519.PublicKey(bytes.Clone(k.Signing[:]))
+		out[a] = verify.Key{Signing: ed25519.PublicKey(bytes.Clone(k.Signing[:])), Sealing: bytes.Clone(k.Sealing[:])}
 	}
-	out[c.self()] = c.ID.PublicKey()
+	out[c.self()] = verify.Key{Signing: c.ID.PublicKey()}
 	return out
 }
 
@@ -398,6 +400,12 @@ func (c *Core) SealText(to [16]byte, seq uint64, text []byte, now time.Time) ([]
 	if err != nil {
 		return nil, [16]byte{}, time.Time{}, err
 	}
+	return c.SignSealed(to, seq, sealed, now)
+}
+
+// SignSealed builds and signs the envelope for a payload already sealed
+// to to (with crypto.SealAAD(self, to)).
+func (c *Core) SignSealed(to [16]byte, seq uint64, sealed []byte, now time.Time) ([]byte, [16]byte, time.Time, error) {
 	env := messages.NewEnvelope(c.self(), to, uint8(c.MaxHops), now.Add(c.TTL), messages.PayloadSealed, sealed)
 	env.Seq = seq
 	if err := env.Sign(c.ID.Sign); err != nil {

@@ -435,6 +435,9 @@ func (o *Outbox) finish(m *OutMsg, state, reason string, now time.Time) {
 	}
 }
 
+// Dirty reports whether Commit has anything to write.
+func (o *Outbox) Dirty() bool { return len(o.dirty) > 0 || len(o.seqDirty) > 0 }
+
 // Commit writes what changed since the last Commit into tx.
 func (o *Outbox) Commit(tx *bolt.Tx) error {
 	if o.db == nil {

@@ -8,9 +8,16 @@ import (
 	"github.com/quicprochat/qpc/messages"
 )
 
-// Keys maps addresses to announced Ed25519 keys. A published Keys is never
+// Keys maps addresses to announced keys. A published Keys is never
 // changed: build a new one.
-type Keys map[[16]byte]ed25519.PublicKey
+type Keys map[[16]byte]Key
+
+// Key is a node's announced keys: Ed25519 to verify what it signs, X25519
+// to seal messages to it.
+type Key struct {
+	Signing ed25519.PublicKey
+	Sealing []byte // nil for this node's own entry
+}
 
 // Directory holds the current Keys snapshot. It is safe for concurrent
 // use: one writer (the router) and any number of readers.
@@ -19,7 +26,7 @@ type Directory struct{ p atomic.Pointer[Keys] }
 // NewDirectory returns a directory that knows self's key.
 func NewDirectory(self ed25519.PublicKey) *Directory {
 	d := &Directory{}
-	k := Keys{messages.AddressOf(self): self}
+	k := Keys{messages.AddressOf(self): Key{Signing: self}}
 	d.p.Store(&k)
 	return d
 }
@@ -27,10 +34,16 @@ func NewDirectory(self ed25519.PublicKey) *Directory {
 // Publish replaces the snapshot. k must not be changed afterwards.
 func (d *Directory) Publish(k Keys) { d.p.Store(&k) }
 
-// Lookup finds an address's key in the current snapshot.
+// Lookup finds an address's signing key in the current snapshot.
 func (d *Directory) Lookup(a [16]byte) (ed25519.PublicKey, bool) {
 	k, ok := (*d.p.Load())[a]
-	return k, ok
+	return k.Signing, ok
+}
+
+// SealingKey finds an address's announced sealing key.
+func (d *Directory) SealingKey(a [16]byte) ([]byte, bool) {
+	k, ok := (*d.p.Load())[a]
+	return k.Sealing, ok && k.Sealing != nil
 }
 
 // Len is the number of keys in the snapshot.

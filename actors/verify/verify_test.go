@@ -56,7 +56,7 @@ func TestCheck(t *testing.T) {
 	if v, reason := Check(&messages.InboundFrame{Data: good}, w.dir, w.self.Address(), w.seal); v != nil || reason != "" {
 		t.Fatalf("unknown sender: %v %q", v, reason)
 	}
-	w.dir.Publish(Keys{w.src.Address(): w.src.PublicKey()})
+	w.dir.Publish(Keys{w.src.Address(): {Signing: w.src.PublicKey()}})
 	v, reason := Check(&messages.InboundFrame{Data: good}, w.dir, w.self.Address(), w.seal)
 	if v == nil || reason != "" || string(v.Opened) != "hi" || v.ID != v.Env.ID() {
 		t.Fatalf("good: %+v %q", v, reason)
@@ -87,7 +87,7 @@ func TestCheck(t *testing.T) {
 
 func TestPoolHandsOnAndReleasesCredit(t *testing.T) {
 	w := newWorld(t)
-	w.dir.Publish(Keys{w.src.Address(): w.src.PublicKey()})
+	w.dir.Publish(Keys{w.src.Address(): {Signing: w.src.PublicKey()}})
 	var mu sync.Mutex
 	var out []any
 	done := make(chan struct{}, 1000)
