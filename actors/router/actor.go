@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -43,9 +44,12 @@ type Config struct {
 	InboxActor *actor.PID
 	// Keys is the directory the edge verifies against; the router
 	// publishes the keys it learns there (nil: no edge verification).
-	Keys    *verify.Directory
-	Metrics *metrics.Mesh
-	Log     *slog.Logger
+	Keys *verify.Directory
+	// AnnounceMaxAge is how old an announce may be: freshness records
+	// older than that are pruned (default 30 minutes).
+	AnnounceMaxAge time.Duration
+	Metrics        *metrics.Mesh
+	Log            *slog.Logger
 }
 
 // Timers and replies the actor sends itself.
@@ -123,6 +127,7 @@ type routerActor struct {
 	retryAt    time.Time
 	retryGen   uint64
 	keysQueued bool
+	fresh      freshRecords // newest announce sequences, until the next commit
 }
 
 // syncStats moves the table's lookup counts into the metrics.
@@ -162,6 +167,10 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			}
 			r.cfg.Metrics.AnnouncesRefused.WithLabelValues(reason).Inc()
 			return
+		}
+		if !known || m.Announce.UnixMilli > prev {
+			r.fresh.note(m.Announce.Address(), m.Announce.UnixMilli, now)
+			r.ensureFlush(ctx)
 		}
 		if known && m.Announce.UnixMilli == prev && change == ChangeNone {
 			// The same announce again: a flood copy through another
@@ -258,6 +267,9 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		}
 	case *gcTick:
 		r.core.Table.Expire(now)
+		if _, err := pruneFresh(r.cfg.DB.DB, now, cmp.Or(r.cfg.AnnounceMaxAge, 30*time.Minute)); err != nil {
+			r.cfg.Log.Warn("pruning announce freshness records failed", "err", err)
+		}
 		if r.core.Replay.GC(now) > 0 {
 			r.ensureFlush(ctx)
 		}
@@ -312,6 +324,10 @@ func (r *routerActor) start(ctx actor.Context) {
 	r.links = make(map[[16]byte]int)
 	if err := r.restore(); err != nil {
 		c.Log.Warn("routing table not restored", "err", err)
+	}
+	r.fresh = make(freshRecords)
+	if _, err := loadFresh(c.DB.DB, r.core.Table); err != nil {
+		c.Log.Warn("announce freshness records not loaded", "err", err)
 	}
 	c.Metrics.Routes.Set(float64(r.core.Table.Len()))
 	r.publishKeys()

@@ -11,7 +11,8 @@ import (
 )
 
 // This file is the router's group commit and its outbox handling: what an
-// envelope or a send changes on disk (replay window, inbox, outbox) is
+// envelope, a send or an announce changes on disk (replay window, inbox,
+// outbox, announce freshness) is
 // collected into a batch and written in one bbolt transaction — one fsync
 // for everything that arrived meanwhile — before any receipt, forward or
 // API answer that depends on it goes out.
@@ -60,7 +61,7 @@ func (r *routerActor) commit(ctx actor.Context) {
 	b := &r.batch
 	m := r.cfg.Metrics
 	var err error
-	if len(b.delivered) > 0 || r.core.Replay.Dirty() || r.outbox.Dirty() {
+	if len(b.delivered) > 0 || len(r.fresh) > 0 || r.core.Replay.Dirty() || r.outbox.Dirty() {
 		err = r.cfg.DB.Update(r.write)
 		if err == nil {
 			m.Commits.Inc()
@@ -77,6 +78,7 @@ func (r *routerActor) commit(ctx actor.Context) {
 		panic(fmt.Errorf("router: group commit failed: %w", err))
 	}
 	r.core.Replay.Committed()
+	clear(r.fresh)
 	if len(b.delivered) > 0 {
 		m.Envelopes.WithLabelValues("delivered").Add(float64(len(b.delivered)))
 		ctx.Send(r.cfg.InboxActor, &messages.Delivered{Msgs: b.delivered})
@@ -102,6 +104,9 @@ func (r *routerActor) write(tx *bolt.Tx) error {
 	}
 	if err := r.outbox.Commit(tx); err != nil {
 		return fmt.Errorf("outbox: %w", err)
+	}
+	if err := writeFresh(tx, r.fresh); err != nil {
+		return fmt.Errorf("announce freshness: %w", err)
 	}
 	return nil
 }

@@ -338,6 +338,21 @@ func (t *Table) keepSeq(r SeqRecord) {
 	t.seqs[r.Address] = s
 }
 
+// NoteSeq raises the newest sequence seen for addr to seq: a record
+// written as announces arrived, applied over a restored snapshot that may
+// be older (the node was killed after accepting newer announces). A route
+// keeps its path and takes the newer sequence, so the announce it was
+// replaced by, and anything older, is refused.
+func (t *Table) NoteSeq(addr [16]byte, seq uint64, seen time.Time) {
+	if e := t.entries[addr]; e != nil {
+		if seq > e.seq {
+			e.seq = seq
+		}
+		return
+	}
+	t.keepSeq(SeqRecord{Address: addr, Seq: seq, Seen: seen})
+}
+
 func (t *Table) dropSeq(s *seqItem) {
 	heap.Remove(&t.seqHeap, s.hi)
 	delete(t.seqs, s.rec.Address)

@@ -1,0 +1,103 @@
+package router
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Announce freshness: the newest announce sequence accepted per origin is
+// written as it changes, in the router's group commit, not only with the
+// table snapshot at a graceful stop — so after a crash a recorded older
+// announce is still refused.
+//
+// Bucket router/fresh: origin(16) → seq(8) || seen(8, Unix nanoseconds).
+// A record is useful only while an announce with its sequence could still
+// be accepted: sequences are announce times in Unix milliseconds, and the
+// announcer refuses announces older than their maximum age, so records
+// older than that are pruned.
+
+var freshBucket = []byte("router/fresh")
+
+// freshRecords collects the changes until the next commit.
+type freshRecords map[[16]byte][2]uint64 // seq, seen
+
+func (f freshRecords) note(addr [16]byte, seq uint64, now time.Time) {
+	if old, ok := f[addr]; ok && old[0] >= seq {
+		return
+	}
+	f[addr] = [2]uint64{seq, uint64(now.UnixNano())}
+}
+
+// writeFresh puts the collected records into tx.
+func writeFresh(tx *bolt.Tx, f freshRecords) error {
+	if len(f) == 0 {
+		return nil
+	}
+	b, err := tx.CreateBucketIfNotExists(freshBucket)
+	if err != nil {
+		return err
+	}
+	for addr, v := range f {
+		var val [16]byte
+		binary.BigEndian.PutUint64(val[:], v[0])
+		binary.BigEndian.PutUint64(val[8:], v[1])
+		if err := b.Put(addr[:], val[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadFresh applies the stored records to t.
+func loadFresh(db *bolt.DB, t *Table) (int, error) {
+	n := 0
+	err := db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(freshBucket)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(k) != 16 || len(v) != 16 {
+				return fmt.Errorf("router: freshness record %x: %d-byte value, want 16", k, len(v))
+			}
+			var addr [16]byte
+			copy(addr[:], k)
+			t.NoteSeq(addr, binary.BigEndian.Uint64(v), time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))))
+			n++
+			return nil
+		})
+	})
+	return n, err
+}
+
+// pruneFresh deletes records of announces older than maxAge at now.
+func pruneFresh(db *bolt.DB, now time.Time, maxAge time.Duration) (int, error) {
+	limit := uint64(now.Add(-maxAge).UnixMilli())
+	n := 0
+	err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(freshBucket)
+		if b == nil {
+			return nil
+		}
+		var doomed [][]byte
+		if err := b.ForEach(func(k, v []byte) error {
+			if len(v) != 16 || binary.BigEndian.Uint64(v) < limit {
+				doomed = append(doomed, append([]byte(nil), k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range doomed {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(doomed)
+		return nil
+	})
+	return n, err
+}
