@@ -51,9 +51,11 @@ func writeFresh(tx *bolt.Tx, f freshRecords) error {
 	return nil
 }
 
-// loadFresh applies the stored records to t.
+// loadFresh applies the stored records to t. A damaged record is skipped
+// (and named in the error); the others still apply.
 func loadFresh(db *bolt.DB, t *Table) (int, error) {
 	n := 0
+	var bad error
 	err := db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(freshBucket)
 		if b == nil {
@@ -61,7 +63,10 @@ func loadFresh(db *bolt.DB, t *Table) (int, error) {
 		}
 		return b.ForEach(func(k, v []byte) error {
 			if len(k) != 16 || len(v) != 16 {
-				return fmt.Errorf("router: freshness record %x: %d-byte value, want 16", k, len(v))
+				if bad == nil {
+					bad = fmt.Errorf("router: freshness record %x: %d-byte value, want 16 (skipped)", k, len(v))
+				}
+				return nil
 			}
 			var addr [16]byte
 			copy(addr[:], k)
@@ -70,6 +75,9 @@ func loadFresh(db *bolt.DB, t *Table) (int, error) {
 			return nil
 		})
 	})
+	if err == nil {
+		err = bad
+	}
 	return n, err
 }
 
