@@ -100,10 +100,30 @@ type PayloadType uint8
 // MLS-Lite group messages, KeyPackages); 24–255 cost one byte more.
 const (
 	PayloadSealed     PayloadType = 1 // an HPKE-sealed (X25519, ChaCha20-Poly1305) 1:1 message
-	PayloadReceipt    PayloadType = 2 // a delivery receipt for an envelope ID
+	PayloadReceipt    PayloadType = 2 // delivery receipts: 1 to MaxReceiptIDs envelope IDs, 16 bytes each
 	PayloadTrace      PayloadType = 3 // a trace probe: relays on the way answer
 	PayloadTraceReply PayloadType = 4 // the answer to a trace probe
 )
+
+// MaxReceiptIDs is how many message ids one receipt envelope may carry. A
+// destination acknowledges what one batch delivered from a sender in one
+// signed receipt (one signature and one verification per hop for up to
+// 32 messages instead of one each); 32 ids are 512 bytes.
+const MaxReceiptIDs = 32
+
+// ReceiptIDs splits a receipt payload into its message ids; a payload that
+// is empty, longer than MaxReceiptIDs ids or not a whole number of ids is
+// ErrMalformed.
+func ReceiptIDs(payload []byte) ([][16]byte, error) {
+	if len(payload) == 0 || len(payload)%16 != 0 || len(payload) > 16*MaxReceiptIDs {
+		return nil, fmt.Errorf("%w: receipt payload of %d bytes, want 16 to %d in steps of 16", ErrMalformed, len(payload), 16*MaxReceiptIDs)
+	}
+	ids := make([][16]byte, len(payload)/16)
+	for i := range ids {
+		copy(ids[i][:], payload[16*i:])
+	}
+	return ids, nil
+}
 
 func (p PayloadType) String() string {
 	switch p {

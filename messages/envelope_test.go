@@ -717,3 +717,39 @@ func BenchmarkForwardEnvelope(b *testing.B) {
 		}
 	}
 }
+
+func TestReceiptIDs(t *testing.T) {
+	for _, n := range []int{0, 15, 17, 16 * (MaxReceiptIDs + 1)} {
+		if _, err := ReceiptIDs(make([]byte, n)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%d bytes: %v", n, err)
+		}
+	}
+	p := make([]byte, 16*MaxReceiptIDs)
+	p[16*3] = 7
+	ids, err := ReceiptIDs(p)
+	if err != nil || len(ids) != MaxReceiptIDs || ids[3][0] != 7 {
+		t.Fatalf("%d ids, %v", len(ids), err)
+	}
+}
+
+func FuzzReceiptIDs(f *testing.F) {
+	f.Add(make([]byte, 16))
+	f.Add(make([]byte, 33))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		ids, err := ReceiptIDs(p)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if len(ids)*16 != len(p) || len(ids) > MaxReceiptIDs {
+			t.Fatalf("%d ids from %d bytes", len(ids), len(p))
+		}
+		for i, id := range ids {
+			if !bytes.Equal(id[:], p[16*i:16*i+16]) {
+				t.Fatal("id differs from its bytes")
+			}
+		}
+	})
+}

@@ -78,6 +78,7 @@ type batch struct {
 	n         int      // envelopes and sends in it
 	acts      []Action // frames to send, store, acknowledge
 	delivered []*messages.InboxMessage
+	receipts  map[[16]byte][][16]byte // ids to acknowledge, by their sender
 	replies   []sendReply
 	queued    bool // a flush is in the mailbox
 }

@@ -25,6 +25,11 @@ func (r *routerActor) stage(ctx actor.Context, acts []Action, now time.Time) {
 		switch a.Kind {
 		case Deliver:
 			b.delivered = append(b.delivered, a.Inbox)
+		case ReceiptDue:
+			if b.receipts == nil {
+				b.receipts = make(map[[16]byte][][16]byte)
+			}
+			b.receipts[a.Dest] = append(b.receipts[a.Dest], a.ID)
 		case Receipt:
 			r.cfg.Metrics.Receipts.Inc()
 			if m, opened := r.outbox.Delivered(a.ID, a.From, now); m != nil {
@@ -84,6 +89,12 @@ func (r *routerActor) commit(ctx actor.Context) {
 		ctx.Send(r.cfg.InboxActor, &messages.Delivered{Msgs: b.delivered})
 	}
 	r.do(ctx, b.acts)
+	// One signed receipt per sender for what this batch delivered (and
+	// the duplicates it saw), sent only now that it is durable.
+	now := r.cfg.Clock.Now()
+	for src, ids := range b.receipts {
+		r.do(ctx, r.core.Receipts(src, ids, now))
+	}
 	for _, rp := range b.replies {
 		ctx.Send(rp.to, rp.res)
 	}

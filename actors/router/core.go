@@ -36,14 +36,15 @@ type Kind uint8
 
 // Action kinds.
 const (
-	Drop      Kind = iota
-	Deliver        // a message for us: Inbox is set
-	Forward        // send Frame to NextHop
-	Store          // hold Frame for Dest until a route appears
-	Broadcast      // send Frame to every neighbour but Except
-	Receipt        // a receipt for one of our messages: ID acknowledged
-	TraceHop       // a trace reply came back: Hop, From
-	Ack            // a receipt passed through: the store may drop ID
+	Drop       Kind = iota
+	Deliver         // a message for us: Inbox is set
+	Forward         // send Frame to NextHop
+	Store           // hold Frame for Dest until a route appears
+	Broadcast       // send Frame to every neighbour but Except
+	Receipt         // a receipt for one of our messages: ID acknowledged
+	TraceHop        // a trace reply came back: Hop, From
+	ReceiptDue      // a message from Dest to acknowledge (ID); the actor batches them into receipts
+	Ack             // a receipt passed through: the store may drop ID
 )
 
 // Action is one thing the actor must do; HandleEnvelope returns a list.
@@ -254,11 +255,13 @@ func (c *Core) handle(env messages.Envelope, id [16]byte, frame []byte, from [16
 		return drop(DropDuplicate)
 	}
 	var acts []Action
-	if env.PayloadType == messages.PayloadReceipt && len(env.Payload) == 16 {
-		// A receipt on its way back: a store holding that message may let go.
-		var ack [16]byte
-		copy(ack[:], env.Payload)
-		acts = append(acts, Action{Kind: Ack, ID: ack})
+	if env.PayloadType == messages.PayloadReceipt {
+		// Receipts on their way back: a store holding those messages may
+		// let go.
+		ids, _ := messages.ReceiptIDs(env.Payload)
+		for _, id := range ids {
+			acts = append(acts, Action{Kind: Ack, ID: id})
+		}
 	}
 	fwd, err := messages.ForwardEnvelope(frame)
 	if errors.Is(err, messages.ErrHopLimit) {
@@ -301,7 +304,7 @@ func (c *Core) local(env messages.Envelope, id [16]byte, opened []byte, openFail
 		case errors.Is(err, crypto.ErrReplay), errors.Is(err, crypto.ErrTooOld):
 			// Delivered before (or given up by its sender): the receipt
 			// may have been lost, so answer again; never deliver twice.
-			return append([]Action{{Kind: Drop, Reason: DropDuplicate}}, c.reply(env, messages.PayloadReceipt, id[:], now)...)
+			return []Action{{Kind: Drop, Reason: DropDuplicate}, {Kind: ReceiptDue, Dest: env.Source, ID: id}}
 		default:
 			return []Action{{Kind: Drop, Reason: replayReason(err)}}
 		}
@@ -319,14 +322,17 @@ func (c *Core) local(env messages.Envelope, id [16]byte, opened []byte, openFail
 			return []Action{{Kind: Drop, Reason: replayReason(err)}}
 		}
 		msg := &messages.InboxMessage{ID: id, From: env.Source, Text: text, At: now, Hops: int(env.Hops) + 1}
-		return append([]Action{{Kind: Deliver, Inbox: msg, From: env.Source}}, c.reply(env, messages.PayloadReceipt, id[:], now)...)
+		return []Action{{Kind: Deliver, Inbox: msg, From: env.Source}, {Kind: ReceiptDue, Dest: env.Source, ID: id}}
 	case messages.PayloadReceipt:
-		if len(env.Payload) != 16 {
+		ids, err := messages.ReceiptIDs(env.Payload)
+		if err != nil {
 			return []Action{{Kind: Drop, Reason: DropMalformed}}
 		}
-		var ack [16]byte
-		copy(ack[:], env.Payload)
-		return []Action{{Kind: Receipt, ID: ack, From: env.Source}}
+		acts := make([]Action, len(ids))
+		for i, id := range ids {
+			acts[i] = Action{Kind: Receipt, ID: id, From: env.Source}
+		}
+		return acts
 	case messages.PayloadTrace:
 		return c.reply(env, messages.PayloadTraceReply, env.Payload, now)
 	case messages.PayloadTraceReply:
@@ -352,6 +358,27 @@ func replayReason(err error) string {
 		return DropDuplicate
 	}
 	return DropReplayStore // the database failed: not the sender's fault
+}
+
+// Receipts builds the signed receipts for messages from dest (at most
+// MaxReceiptIDs ids each) and routes them back.
+func (c *Core) Receipts(dest [16]byte, ids [][16]byte, now time.Time) []Action {
+	var acts []Action
+	for len(ids) > 0 {
+		k := min(len(ids), messages.MaxReceiptIDs)
+		payload := make([]byte, 0, 16*k)
+		for _, id := range ids[:k] {
+			payload = append(payload, id[:]...)
+		}
+		ids = ids[k:]
+		frame, id, err := c.originate(dest, uint8(c.MaxHops), messages.PayloadReceipt, payload, now)
+		if err != nil {
+			acts = append(acts, Action{Kind: Drop, Reason: DropMalformed})
+			continue
+		}
+		acts = append(acts, c.route(dest, id, frame, now.Add(c.TTL))...)
+	}
+	return acts
 }
 
 // reply sends a small signed envelope back to env's source.

@@ -106,12 +106,12 @@ func TestCoreDecisions(t *testing.T) {
 
 	msg := w.sealed("hi")
 	acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now)
-	if len(acts) != 2 || acts[0].Kind != Deliver || string(acts[0].Inbox.Text) != "hi" || acts[1].Kind != Forward || acts[1].NextHop != w.src.Address() {
+	if len(acts) != 2 || acts[0].Kind != Deliver || string(acts[0].Inbox.Text) != "hi" || acts[1].Kind != ReceiptDue || acts[1].Dest != w.src.Address() {
 		t.Fatalf("sealed message for us: %v", kinds(acts))
 	}
 	// A second copy (the sender's retransmission: its receipt was lost)
 	// is not delivered again but answered with the receipt again.
-	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); len(acts) != 2 || acts[0].Reason != DropDuplicate || acts[1].Kind != Forward {
+	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); len(acts) != 2 || acts[0].Reason != DropDuplicate || acts[1].Kind != ReceiptDue {
 		t.Fatalf("second copy: %v %+v", kinds(acts), acts[0])
 	}
 	// Nothing is recorded for what fails to open: an envelope whose
@@ -174,7 +174,7 @@ func TestCoreDecisions(t *testing.T) {
 	}
 	w.core = w.newCore()
 	w.learn(w.src, w.src.Address(), 1)
-	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); len(acts) != 2 || acts[0].Reason != DropDuplicate || acts[1].Kind != Forward {
+	if acts := w.core.HandleEnvelope(msg, w.src.Address(), w.now); len(acts) != 2 || acts[0].Reason != DropDuplicate || acts[1].Kind != ReceiptDue {
 		t.Fatalf("replay after restart: %+v", acts)
 	}
 }
@@ -241,5 +241,58 @@ func TestCoreSealTextSealsToAnnouncedKey(t *testing.T) {
 	}
 	if _, ok := w.core.NextHop(w.dst.Address()); ok {
 		t.Fatal("a next hop without a route")
+	}
+}
+
+// One signed receipt acknowledges up to MaxReceiptIDs messages; the
+// sender gets a Receipt per id, a relay an Ack per id.
+func TestCoreBatchedReceipts(t *testing.T) {
+	w := newCoreWorld(t)
+	ids := make([][16]byte, messages.MaxReceiptIDs+8)
+	for i := range ids {
+		ids[i][0], ids[i][1] = byte(i), 0xAA
+	}
+	acts := w.core.Receipts(w.src.Address(), ids, w.now)
+	if len(acts) != 2 || acts[0].Kind != Forward || acts[1].Kind != Forward || acts[0].NextHop != w.src.Address() {
+		t.Fatalf("receipts: %v", kinds(acts))
+	}
+	var got [][16]byte
+	for _, a := range acts {
+		env, err := messages.DecodeEnvelope(a.Frame)
+		if err != nil || env.PayloadType != messages.PayloadReceipt || env.Destination != w.src.Address() {
+			t.Fatalf("receipt envelope %+v %v", env, err)
+		}
+		part, err := messages.ReceiptIDs(env.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, part...)
+	}
+	if len(got) != len(ids) || got[0] != ids[0] || got[len(got)-1] != ids[len(ids)-1] {
+		t.Fatalf("ids %d", len(got))
+	}
+
+	// At the sender: a Receipt per id.
+	payload := make([]byte, 0, 3*16)
+	for _, id := range ids[:3] {
+		payload = append(payload, id[:]...)
+	}
+	rcpt := w.envelope(w.src, w.self.Address(), 8, messages.PayloadReceipt, payload)
+	acts = w.core.HandleEnvelope(rcpt, w.src.Address(), w.now)
+	if len(acts) != 3 || acts[0].Kind != Receipt || acts[2].ID != ids[2] || acts[1].From != w.src.Address() {
+		t.Fatalf("receipt for us: %+v", acts)
+	}
+	// At a relay: an Ack per id, then the forward.
+	through := w.envelope(w.src, w.dst.Address(), 8, messages.PayloadReceipt, payload)
+	acts = w.core.HandleEnvelope(through, w.src.Address(), w.now)
+	if got := kinds(acts); len(got) != 4 || got[0] != Ack || got[2] != Ack || got[3] != Forward {
+		t.Fatalf("receipt through a relay: %v", got)
+	}
+	// Malformed receipt payloads are dropped.
+	for _, p := range [][]byte{nil, make([]byte, 15), make([]byte, 16*(messages.MaxReceiptIDs+1))} {
+		bad := w.envelope(w.src, w.self.Address(), 8, messages.PayloadReceipt, p)
+		if acts := w.core.HandleEnvelope(bad, w.src.Address(), w.now); acts[0].Reason != DropMalformed {
+			t.Fatalf("receipt of %d bytes: %+v", len(p), acts)
+		}
 	}
 }
