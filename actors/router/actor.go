@@ -88,37 +88,20 @@ type sendReply struct {
 	res *messages.SendResult
 }
 
-type pendingTrace struct {
-	req    *messages.TraceRequest
-	reply  *actor.PID
-	hop    int
-	sent   time.Time
-	result messages.TraceResult
-	timer  clock.Timer
+// traceOwner is what the router keeps for a trace: who asked, and the
+// trace's timeout.
+type traceOwner struct {
+	reply *actor.PID
+	timer clock.Timer
 }
-
-// heldFrame is an envelope from a sender whose announce has not arrived
-// yet (it can overtake the announce, which goes through the announcer).
-type heldFrame struct {
-	frame []byte
-	from  [16]byte
-	at    time.Time
-}
-
-// Bounds of the frames held for unknown senders.
-const (
-	maxHeld    = 256
-	maxHeldAge = 30 * time.Second
-)
 
 type routerActor struct {
-	held   map[[16]byte][]heldFrame
-	nHeld  int
+	held   Held // envelopes waiting for their sender's announce
 	cfg    Config
 	core   *Core
 	sub    *eventstream.Subscription
 	gc     clock.Timer
-	traces map[[16]byte]*pendingTrace
+	traces Tracer
 	links  map[[16]byte]int // open links per neighbour
 	last   TableStats       // what was last added to the lookup counters
 
@@ -243,11 +226,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 	case *messages.TraceRequest:
 		r.startTrace(ctx, m)
 	case *traceTimeout:
-		if t := r.traces[m.probe]; t != nil {
-			delete(r.traces, m.probe)
-			t.result.Err = errors.New("router: trace timed out")
-			ctx.Send(t.reply, &t.result)
-		}
+		r.endTrace(ctx, m.probe, ErrTraceTimeout)
 	case *messages.PeerUp:
 		r.links[m.Link.Peer]++
 		// Tell the new neighbour what we know, so it need not wait for
@@ -321,7 +300,7 @@ func (r *routerActor) start(ctx actor.Context) {
 		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn, MaxKeys: 4 * max(c.Table.MaxRoutes, 1024),
 	}
 	c.Metrics.OutboxPending.Set(float64(r.outbox.Pending()))
-	r.traces = make(map[[16]byte]*pendingTrace)
+	r.traces = Tracer{MaxHops: c.MaxHops}
 	r.links = make(map[[16]byte]int)
 	if err := r.restore(); err != nil {
 		c.Log.Warn("routing table not restored", "err", err)
@@ -362,46 +341,18 @@ func (r *routerActor) scheduleGC(ctx actor.Context) {
 	r.gc = r.cfg.Clock.AfterFunc(time.Minute, func() { sys.Root.Send(self, &gcTick{}) })
 }
 
-// hold keeps an envelope whose sender is not known yet, bounded in number
-// and age; what falls out is counted as dropped (unknown_sender).
+// hold keeps an envelope whose sender is not known yet; what falls out
+// is counted as dropped (unknown_sender): its sender retransmits it.
 func (r *routerActor) hold(src [16]byte, m *messages.InboundFrame, now time.Time) {
-	if r.held == nil {
-		r.held = make(map[[16]byte][]heldFrame)
+	if n := r.held.Add(src, m.Data, m.From, now); n > 0 {
+		r.cfg.Metrics.EnvelopesDropped.WithLabelValues(DropUnknownSender).Add(float64(n))
 	}
-	for a, fs := range r.held { // age out, then make room
-		kept := fs[:0]
-		for _, f := range fs {
-			if now.Sub(f.at) < maxHeldAge {
-				kept = append(kept, f)
-			} else {
-				r.nHeld--
-				r.cfg.Metrics.EnvelopesDropped.WithLabelValues(DropUnknownSender).Inc()
-			}
-		}
-		if len(kept) == 0 {
-			delete(r.held, a)
-		} else {
-			r.held[a] = kept
-		}
-	}
-	if r.nHeld >= maxHeld {
-		r.cfg.Metrics.EnvelopesDropped.WithLabelValues(DropUnknownSender).Inc()
-		return
-	}
-	r.held[src] = append(r.held[src], heldFrame{frame: m.Data, from: m.From, at: now})
-	r.nHeld++
 }
 
 // release routes the envelopes held for src, now that its keys are known.
 func (r *routerActor) release(ctx actor.Context, src [16]byte, now time.Time) {
-	fs := r.held[src]
-	if len(fs) == 0 {
-		return
-	}
-	delete(r.held, src)
-	r.nHeld -= len(fs)
-	for _, f := range fs {
-		r.stage(ctx, r.core.HandleEnvelope(f.frame, f.from, now), now)
+	for _, f := range r.held.Take(src) {
+		r.stage(ctx, r.core.HandleEnvelope(f.Frame, f.From, now), now)
 	}
 }
 
@@ -505,40 +456,41 @@ func (r *routerActor) startTrace(ctx actor.Context, m *messages.TraceRequest) {
 	for i := range probe {
 		probe[i] = byte(rand.UintN(256))
 	}
-	t := &pendingTrace{req: m, reply: ctx.Sender(), hop: 1}
-	r.traces[probe] = t
 	self, sys := ctx.Self(), ctx.ActorSystem()
-	t.timer = r.cfg.Clock.AfterFunc(m.Timeout, func() { sys.Root.Send(self, &traceTimeout{probe: probe}) })
-	r.sendProbe(ctx, probe, t)
+	own := &traceOwner{reply: ctx.Sender()}
+	own.timer = r.cfg.Clock.AfterFunc(m.Timeout, func() { sys.Root.Send(self, &traceTimeout{probe: probe}) })
+	r.sendProbe(ctx, probe, r.traces.Start(probe, m.To, own))
 }
 
-func (r *routerActor) sendProbe(ctx actor.Context, probe [16]byte, t *pendingTrace) {
+func (r *routerActor) sendProbe(ctx actor.Context, probe [16]byte, t *Trace) {
 	now := r.cfg.Clock.Now()
-	acts, err := r.core.TraceProbe(t.req.To, t.hop, probe, now)
+	acts, err := r.core.TraceProbe(t.To, t.Hop, probe, now)
 	if err != nil {
-		delete(r.traces, probe)
-		t.timer.Stop()
-		t.result.Err = err
-		ctx.Send(t.reply, &t.result)
+		r.endTrace(ctx, probe, err)
 		return
 	}
-	t.sent = now
+	r.traces.Sent(probe, now)
 	r.do(ctx, acts)
 }
 
 func (r *routerActor) traceHop(ctx actor.Context, a Action) {
-	t := r.traces[a.ID]
-	if t == nil {
-		return
+	t, done := r.traces.Answer(a.ID, a.From, r.cfg.Clock.Now())
+	switch {
+	case t == nil:
+	case done:
+		own := t.Owner.(*traceOwner)
+		own.timer.Stop()
+		ctx.Send(own.reply, &t.Result)
+	default:
+		r.sendProbe(ctx, a.ID, t)
 	}
-	t.result.Hops = append(t.result.Hops, messages.TraceHop{Hop: t.hop, Address: a.From, RTT: r.cfg.Clock.Now().Sub(t.sent)})
-	if a.From == t.req.To || t.hop >= r.cfg.MaxHops {
-		t.result.Reached = a.From == t.req.To
-		delete(r.traces, a.ID)
-		t.timer.Stop()
-		ctx.Send(t.reply, &t.result)
-		return
+}
+
+// endTrace answers a trace that ended early (timeout, no route).
+func (r *routerActor) endTrace(ctx actor.Context, probe [16]byte, err error) {
+	if t := r.traces.End(probe, err); t != nil {
+		own := t.Owner.(*traceOwner)
+		own.timer.Stop()
+		ctx.Send(own.reply, &t.Result)
 	}
-	t.hop++
-	r.sendProbe(ctx, a.ID, t)
 }
