@@ -121,7 +121,8 @@ func TestRelayStoreDrainsAcrossReceiverCrashes(t *testing.T) {
 	for _, text := range ids {
 		want[text] = true
 	}
-	// A's window per destination (1024) lets all of them out at once.
+	// A's window per destination (1024) lets all of them out at once, and
+	// B holds up to 1000 per destination (store.max_per_destination).
 	waitGaugeEq(t, b.Metrics().Mesh.Stored, n, 20*time.Second, "envelopes held at B")
 	held := time.Since(sendStart)
 
