@@ -41,6 +41,15 @@ type BeginShutdown struct {
 	Deadline time.Time
 }
 
+// PhaseChanged tells the node root that the shutdown coordinator entered
+// a phase (Draining, Persisting); Cleanup and Complete are the node's own.
+type PhaseChanged struct{ Phase Phase }
+
+// CapabilitiesRequest asks the node root for the capabilities to announce
+// (a restarted announcer keeps what was set at run time); the root answers
+// with *SetCapabilities.
+type CapabilitiesRequest struct{}
+
 // ShutdownReady answers BeginShutdown: the tree may now be stopped.
 type ShutdownReady struct {
 	// Late lists actors that did not acknowledge a phase before its deadline.

@@ -22,18 +22,18 @@ const Name = "announcer"
 type Config struct {
 	Identity *crypto.Identity
 	SealPub  []byte
+	// Caps is what to announce at the first start. A (re)started announcer
+	// under a parent also asks it (messages.CapabilitiesRequest), so it
+	// keeps capabilities changed at run time.
 	Caps     messages.Capabilities
-	// CurrentCaps, when set, is asked on every (re)start, so a restarted
-	// announcer keeps capabilities changed at run time.
-	CurrentCaps func() messages.Capabilities
-	Clock       clock.Clock
-	Interval    time.Duration
-	MaxAge      time.Duration
-	MaxHops     int
-	Router      *actor.PID
-	Links       *actor.PID
-	Metrics     *metrics.Mesh
-	Log         *slog.Logger
+	Clock    clock.Clock
+	Interval time.Duration
+	MaxAge   time.Duration
+	MaxHops  int
+	Router   *actor.PID
+	Links    *actor.PID
+	Metrics  *metrics.Mesh
+	Log      *slog.Logger
 }
 
 type tick struct{}
@@ -55,8 +55,8 @@ func New(cfg Config) *actor.Props {
 func (a *announcer) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		if a.cfg.CurrentCaps != nil {
-			a.cfg.Caps = a.cfg.CurrentCaps()
+		if ctx.Parent() != nil {
+			ctx.Request(ctx.Parent(), &messages.CapabilitiesRequest{})
 		}
 		self, sys, me := ctx.Self(), ctx.ActorSystem(), a.cfg.Identity.Address()
 		a.sub = sys.EventStream.Subscribe(func(ev any) {

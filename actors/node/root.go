@@ -71,6 +71,10 @@ func (r *root) Receive(ctx actor.Context) {
 			st.Actors = append(st.Actors, messages.ActorState{Name: c.name, State: c.state, Restarts: c.restarts})
 		}
 		ctx.Respond(st)
+	case *messages.PhaseChanged:
+		r.n.onPhase(m.Phase)
+	case *messages.CapabilitiesRequest:
+		ctx.Respond(&messages.SetCapabilities{Caps: r.n.Capabilities()})
 	case *messages.BeginShutdown:
 		r.stopping = true
 		ctx.Forward(r.find(shutdown.Name).pid)
@@ -162,7 +166,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		},
 	}))))
 	r.spawn(ctx, announcer.Name, announcer.New(announcer.Config{
-		Identity: n.id, SealPub: n.seal.Public(), CurrentCaps: n.Capabilities, Clock: n.clock,
+		Identity: n.id, SealPub: n.seal.Public(), Caps: n.Capabilities(), Clock: n.clock,
 		Interval: cfg.Announce.Interval.D(), MaxAge: cfg.Announce.MaxAge.D(), MaxHops: cfg.Announce.MaxHops,
 		Router: routerPID, Links: linksPID, Metrics: n.metrics.Mesh, Log: meshLog("announcer"),
 	}))
@@ -180,7 +184,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		{Name: fapp.Name, PID: fappPID},
 	}
 	r.spawn(ctx, shutdown.Name, shutdown.New(shutdown.Config{
-		Participants: parts, Clock: n.clock, Log: n.log.With("component", "shutdown"), OnPhase: n.onPhase,
+		Participants: parts, Clock: n.clock, Log: n.log.With("component", "shutdown"), Notify: ctx.Self(),
 	}))
 }
 

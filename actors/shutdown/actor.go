@@ -24,9 +24,9 @@ type Config struct {
 	Participants []Participant
 	Clock        clock.Clock
 	Log          *slog.Logger
-	// OnPhase is called (on the actor's goroutine; must not block) each time
-	// the phase changes.
-	OnPhase func(messages.Phase)
+	// Notify, when set, is sent *messages.PhaseChanged each time the phase
+	// changes to Draining or Persisting.
+	Notify *actor.PID
 }
 
 // phaseTimeout is sent to self when a phase's share of the deadline ends.
@@ -105,8 +105,8 @@ func (c *coordinator) ack(ctx actor.Context, name string, p messages.Phase) {
 // participant, or answers the requester once Persisting is over.
 func (c *coordinator) enterPhase(ctx actor.Context) {
 	p := c.seq.Phase()
-	if c.cfg.OnPhase != nil && (p == messages.PhaseDraining || p == messages.PhasePersisting) {
-		c.cfg.OnPhase(p) // Cleanup and Complete are the node's to announce
+	if c.cfg.Notify != nil && (p == messages.PhaseDraining || p == messages.PhasePersisting) {
+		ctx.Send(c.cfg.Notify, &messages.PhaseChanged{Phase: p}) // Cleanup and Complete are the node's to announce
 	}
 	if c.timer != nil {
 		c.timer.Stop()
