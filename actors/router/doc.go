@@ -1,18 +1,43 @@
-// Package router is the node's router actor.
+// Package router is the node's router actor: it decides, the edge checks.
 //
-// It owns the routing table (Table), the envelope dedup cache (Dedup), the
-// replay window of sealed messages (crypto.ReplayWindow, persisted) and the
-// node's sealing key. Its decisions are the plain type Core (core.go),
-// tested without actors: for each envelope it returns actions — deliver
-// locally (open, record in the replay window, answer with a receipt),
-// forward to the next hop, broadcast, hand to the store, or drop with a
-// counted reason. The actor (actor.go) carries them out.
+// Envelopes reach it already decoded, verified and, when sealed to this
+// node, opened by the verifier pool (actors/verify), as
+// *messages.VerifiedEnvelope; the keys the pool checks against are the
+// router's, published as an immutable snapshot (verify.Directory) whenever
+// they change. A frame whose sender the snapshot did not know arrives as
+// a plain *messages.InboundFrame and the router verifies it itself, or
+// holds it (Held) until the sender's announce arrives.
 //
-// Receives: *messages.AnnounceHeard (from the announcer), envelope
-// *messages.InboundFrame (from ratelimit), *messages.SendText,
-// *messages.RoutesRequest, *messages.TraceRequest, *messages.StoredFrames
-// (from the store), PeerUp/PeerDown (event stream), Drain, Persist.
+// Its logic is in plain types, tested without actors:
+//   - Core (core.go): the routing table (Table), the dedup caches (Dedup:
+//     broadcast copies; Loops: copies of a unicast envelope from a routing
+//     loop, for two seconds only, so retransmissions pass), the replay
+//     window (crypto.ReplayWindow, a sliding bitmap over each sender's
+//     seq) and the node's keys. For each envelope it returns actions:
+//     deliver (and acknowledge), forward, broadcast, store, drop with a
+//     counted reason.
+//   - Outbox (outbox.go): this node's own messages, durable until the
+//     destination's signed receipt arrives (delivered) or they expire
+//     (failed), retransmitted with backoff meanwhile, numbered per
+//     destination and sent only within a window the receivers' replay
+//     windows can judge.
+//   - Held (held.go), Tracer (trace.go), announce freshness (fresh.go).
+//
+// The actor (actor.go, batch.go) carries the actions out and group-commits
+// their disk writes: replay window, inbox entries (actors/inbox), outbox
+// records and announce freshness changes of everything in the mailbox go
+// into one bbolt transaction; receipts (one signed receipt per sender for
+// up to 32 messages), forwards and API answers that depend on it go out
+// only after it committed.
+//
+// Receives: *messages.VerifiedEnvelope (from the verifier pool),
+// *messages.InboundFrame (from ratelimit or the pool), *messages.AnnounceHeard
+// (from the announcer), *messages.SendText, *messages.MessageRequest,
+// *messages.OutboxRequest, *messages.RoutesRequest, *messages.TraceRequest,
+// *messages.StoredFrames (from the store), PeerUp/PeerDown (event stream),
+// Drain, Persist. Every InboundFrame it finishes with gives back its link's
+// credit (Done).
 // Sends: *messages.SendFrame / *messages.BroadcastFrame to transports,
-// *messages.StoreFrame / StoreAck / RouteUp to the store, and local
-// deliveries to the node's inbox through Config.Deliver.
+// *messages.StoreFrame / StoreAck / RouteUp to the store,
+// *messages.Delivered to the inbox actor after each commit.
 package router
