@@ -12,7 +12,14 @@
 // A link actor decodes at the edge: its reader goroutine reads frames
 // (the transport refuses oversize frames before allocating), checks the
 // outer frame's type tag, and sends *messages.InboundFrame straight to
-// ratelimit. Outbound frames reach it as *messages.OutboundFrame in a
+// ratelimit. On a link with flow control (transports.Info.FlowControl:
+// TCP, QUIC) the reader takes one of InboundCredit credits before each
+// read and the frame carries it; whoever finishes with the frame gives it
+// back. A node busy with one peer's frames stops reading that peer's
+// socket (counted in qpc_link_backpressure_total), so TCP's and QUIC's
+// flow control slow the sender instead of the node dropping its frames,
+// and a flooding peer holds at most its credit's share of the router's
+// queue. Outbound frames reach it as *messages.OutboundFrame in a
 // priority-shedding mailbox (actors/mailbox), bounded in frames and bytes:
 // when a peer reads slowly, WriteFrame blocks the link actor, its mailbox
 // fills, and the lowest-priority frames are shed and counted

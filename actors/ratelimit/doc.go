@@ -9,8 +9,12 @@
 //
 // Receives *messages.InboundFrame from link readers (and Node.Inject): it
 // reads the frame's tag, charges the peer's bucket for that class, and
-// sends announces to the announcer and envelopes to the router; what is
-// over a peer's rate is dropped and counted
-// (qpc_mesh_ratelimited_total{class}). After *messages.Drain it refuses new
-// frames (qpc_frames_refused_total{reason="draining"}).
+// sends announces to the announcer and envelopes to the verifier pool
+// (actors/verify), which hands them on to the router; what is over a
+// peer's rate is dropped and counted (qpc_mesh_ratelimited_total{class}).
+// Envelopes from links with flow control (TCP, QUIC: the frame carries
+// link credit) are not bucketed: the link's credit paces them, and a
+// peer that sends too fast is slowed, not dropped. Every frame it drops
+// gives its credit back. After *messages.Drain it refuses new frames
+// (qpc_frames_refused_total{reason="draining"}).
 package ratelimit
