@@ -55,7 +55,7 @@ func applyBatch(q *Queue, puts []Item, acks [][16]byte, now time.Time) (Applied,
 	res = Applied{Errs: make([]error, len(puts))}
 	// The acks first, as Apply does, so the room they free is open to the
 	// puts; and again after them, for an id whose put is in this batch.
-	failed, removed := make([]bool, len(acks)), make([]bool, len(acks))
+	failed := make([]bool, len(acks))
 	ackAll := func() {
 		for i, id := range acks {
 			if failed[i] {
@@ -66,10 +66,7 @@ func applyBatch(q *Queue, puts []Item, acks [][16]byte, now time.Time) (Applied,
 				failed[i] = true
 				errs = append(errs, err)
 			}
-			if n > 0 && !removed[i] {
-				removed[i] = true
-				res.Acked++
-			}
+			res.Acked += n
 		}
 	}
 	ackAll()

@@ -178,7 +178,7 @@ func (q *Queue) Put(it Item, now time.Time) error {
 // Applied is what Apply did.
 type Applied struct {
 	Stored int // puts stored
-	Acked  int // acks that removed a frame
+	Acked  int // frames the acks removed (an id put again and acked in one batch counts twice: both copies went)
 	// Errs has one entry per put: nil when it was stored, else why it
 	// was refused (ErrExpired, ErrTooLarge, ErrDuplicate or ErrFull).
 	Errs []error
@@ -199,15 +199,13 @@ func (q *Queue) Apply(puts []Item, acks [][16]byte, now time.Time) (Applied, err
 	var d delta
 	err := q.update(func(tx *bolt.Tx) error {
 		res, d = Applied{Errs: make([]error, len(puts))}, delta{}
-		removed := make([]bool, len(acks)) // Acked counts an id once
 		ack := func() error {
-			for i, id := range acks {
+			for _, id := range acks {
 				ok, err := ackIn(tx, id, nil, &d)
 				if err != nil {
 					return err
 				}
-				if ok && !removed[i] {
-					removed[i] = true
+				if ok {
 					res.Acked++
 				}
 			}
