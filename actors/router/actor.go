@@ -164,9 +164,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
 		if change == ChangeAdded || change == ChangeBest {
 			r.cfg.Metrics.AnnouncesAccepted.Inc()
-			ctx.Send(r.cfg.Store, &messages.RouteUp{Dest: m.Announce.Address()})
-			r.outbox.RouteUp(m.Announce.Address(), now)
-			r.armRetry(ctx, now)
+			r.routeUp(ctx, m.Announce.Address(), now)
 		}
 		r.release(ctx, m.Announce.Address(), now)
 		if r.core.KeysChanged && !r.keysQueued && r.cfg.Keys != nil {
@@ -236,9 +234,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 				ctx.Send(r.cfg.Links, &messages.SendFrame{Peer: m.Link.Peer, Data: fwd, Priority: messages.Control})
 			}
 		}
-		ctx.Send(r.cfg.Store, &messages.RouteUp{Dest: m.Link.Peer})
-		r.outbox.RouteUp(m.Link.Peer, now)
-		r.armRetry(ctx, now)
+		r.routeUp(ctx, m.Link.Peer, now)
 	case *messages.PeerDown:
 		if r.links[m.Link.Peer]--; r.links[m.Link.Peer] <= 0 {
 			delete(r.links, m.Link.Peer)
@@ -328,6 +324,16 @@ func (r *routerActor) start(ctx actor.Context) {
 	r.armRetry(ctx, c.Clock.Now()) // what was pending before a restart
 }
 
+// routeUp tells the store and the outbox that dest is reachable. The
+// store is told after the current batch commits, behind the StoreFrames
+// the batch may hold for dest, so its drain cannot miss them.
+func (r *routerActor) routeUp(ctx actor.Context, dest [16]byte, now time.Time) {
+	r.batch.acts = append(r.batch.acts, Action{Kind: NotifyRouteUp, Dest: dest})
+	r.ensureFlush(ctx)
+	r.outbox.RouteUp(dest, now, LoopWindow+time.Second)
+	r.armRetry(ctx, now)
+}
+
 // publishKeys gives the edge a fresh snapshot of the known keys.
 func (r *routerActor) publishKeys() {
 	if r.cfg.Keys != nil {
@@ -373,6 +379,8 @@ func (r *routerActor) do(ctx actor.Context, acts []Action) {
 		case Broadcast:
 			m.Envelopes.WithLabelValues("broadcast").Inc()
 			ctx.Send(r.cfg.Links, &messages.BroadcastFrame{Data: a.Frame, Priority: messages.Data, Except: a.Except})
+		case NotifyRouteUp:
+			ctx.Send(r.cfg.Store, &messages.RouteUp{Dest: a.Dest})
 		case Ack:
 			ctx.Send(r.cfg.Store, &messages.StoreAck{ID: a.ID})
 		case TraceHop:

@@ -64,7 +64,9 @@ func BenchmarkRelayForward(b *testing.B) {
 		}
 		frames[i], envs[i] = f, e
 	}
-	var verifyRate float64 // the last "verify" result, for forward-parallel's ratio
+	// The best "verify" result (of -count runs too), for forward-parallel's
+	// ratio: the conservative side.
+	var verifyRate float64
 	b.Run("forward", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := range b.N {
@@ -94,8 +96,9 @@ func BenchmarkRelayForward(b *testing.B) {
 				b.Fatal("verify failed")
 			}
 		}
-		verifyRate = float64(b.N) / b.Elapsed().Seconds()
-		b.ReportMetric(verifyRate, "envelopes/s")
+		rate := float64(b.N) / b.Elapsed().Seconds()
+		verifyRate = max(verifyRate, rate)
+		b.ReportMetric(rate, "envelopes/s")
 	})
 	b.Run("forward-parallel", func(b *testing.B) {
 		benchForwardParallel(b, relay, src, dst, seal, frames, now, verifyRate)
@@ -131,7 +134,7 @@ func benchForwardParallel(b *testing.B, relay, src, dst *crypto.Identity, seal *
 	}
 	pool := verify.NewPool(verify.PoolConfig{
 		Dir: dir, Self: relay.Address(), Seal: seal,
-		Out: func(m any) { out <- m },
+		Out:  func(m any) { out <- m },
 		Drop: func(reason string) { fail(fmt.Errorf("a frame dropped at the edge: %s", reason)) },
 	})
 	defer pool.Close()

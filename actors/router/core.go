@@ -36,15 +36,16 @@ type Kind uint8
 
 // Action kinds.
 const (
-	Drop       Kind = iota
-	Deliver         // a message for us: Inbox is set
-	Forward         // send Frame to NextHop
-	Store           // hold Frame for Dest until a route appears
-	Broadcast       // send Frame to every neighbour but Except
-	Receipt         // a receipt for one of our messages: ID acknowledged
-	TraceHop        // a trace reply came back: Hop, From
-	ReceiptDue      // a message from Dest to acknowledge (ID); the actor batches them into receipts
-	Ack             // a receipt passed through: the store may drop ID
+	Drop          Kind = iota
+	Deliver            // a message for us: Inbox is set
+	Forward            // send Frame to NextHop
+	Store              // hold Frame for Dest until a route appears
+	Broadcast          // send Frame to every neighbour but Except
+	Receipt            // a receipt for one of our messages: ID acknowledged
+	TraceHop           // a trace reply came back: Hop, From
+	ReceiptDue         // a message from Dest to acknowledge (ID); the actor batches them into receipts
+	NotifyRouteUp      // the actor's own: tell the store Dest is reachable, after the batch
+	Ack                // a receipt passed through: the store may drop ID
 )
 
 // Action is one thing the actor must do; HandleEnvelope returns a list.

@@ -82,6 +82,7 @@ type OutMsg struct {
 	Created   time.Time
 	Expiry    time.Time
 	NextRetry time.Time // zero once finished
+	LastSent  time.Time // the latest transmission (not persisted)
 	Done      time.Time // when it was delivered or failed
 	Reason    string    // why it failed
 	Frame     []byte    // the signed envelope; dropped once finished
@@ -296,6 +297,7 @@ func (o *Outbox) Transmit(m *OutMsg, now time.Time) bool {
 	}
 	m.Attempts++
 	m.State = StateSent
+	m.LastSent = now
 	o.reschedule(m, now.Add(o.backoff(m.Attempts)))
 	o.dirty[m.ID] = true
 	return true
@@ -404,14 +406,17 @@ func (o *Outbox) Delivered(id, from [16]byte, now time.Time) (m *OutMsg, opened 
 	return m, opened
 }
 
-// RouteUp makes to's pending messages due now (a path to it appeared).
-func (o *Outbox) RouteUp(to [16]byte, now time.Time) {
+// RouteUp makes to's pending messages due now: a path to it appeared (or
+// it announced itself afresh, as after a restart). Messages sent within
+// the last minResend are left to their schedule: their copies are still
+// on their way (and a relay would drop a copy this soon as a loop's).
+func (o *Outbox) RouteUp(to [16]byte, now time.Time, minResend time.Duration) {
 	d := o.dests[to]
 	if d == nil {
 		return
 	}
 	for _, m := range d.q {
-		if !m.Finished() && m.NextRetry.After(now) {
+		if !m.Finished() && m.NextRetry.After(now) && now.Sub(m.LastSent) >= minResend {
 			o.reschedule(m, now)
 		}
 	}

@@ -239,9 +239,20 @@ func TestOutboxRouteUpMakesDue(t *testing.T) {
 	if due, _ := o.Due(now.Add(time.Second)); len(due) != 0 {
 		t.Fatal("due before the route came")
 	}
-	o.RouteUp(to, now.Add(time.Second))
-	if due, _ := o.Due(now.Add(time.Second)); len(due) != 1 {
+	o.RouteUp(to, now.Add(time.Second), 3*time.Second)
+	due, _ := o.Due(now.Add(time.Second))
+	if len(due) != 1 {
 		t.Fatal("not due after the route came up")
+	}
+	// Sent just now: a route coming up leaves it to its schedule.
+	o.Transmit(due[0], now.Add(time.Second))
+	o.RouteUp(to, now.Add(2*time.Second), 3*time.Second)
+	if due, _ := o.Due(now.Add(2 * time.Second)); len(due) != 0 {
+		t.Fatal("a message sent a second ago was made due again")
+	}
+	o.RouteUp(to, now.Add(5*time.Second), 3*time.Second)
+	if due, _ := o.Due(now.Add(5 * time.Second)); len(due) != 1 {
+		t.Fatal("a message sent 4 s ago was not made due by a route coming up")
 	}
 }
 
