@@ -75,11 +75,11 @@ func New(o Options) *Node {
 		}),
 		FramesDelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "frames_delivered_total",
-			Help: "Frames delivered locally by the router.",
+			Help: "Delivered messages handed to the Go API's Deliveries channel.",
 		}),
 		InboxDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "inbox_dropped_total",
-			Help: "Delivered frames dropped because the in-process inbox reader fell behind.",
+			Namespace: Namespace, Name: "deliveries_unread_total",
+			Help: "Delivered messages the Go API's Deliveries channel could not take because nobody read it; they are in the inbox all the same.",
 		}),
 		FramesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "frames_refused_total",
