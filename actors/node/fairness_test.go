@@ -151,14 +151,15 @@ func TestFlooderOnItsOwnLinkIsSlowedNotDropped(t *testing.T) {
 		// Verify + open cost some 0.2 ms per envelope, ~1.4 ms under
 		// -race, so 256 of them are ~0.2 s on 2 cores under -race.
 		// Measured on a 2-core machine shared with other builds: p50
-		// 0.13–0.42 s, max 0.25–0.9 s under -race; 40–85 ms and 90–190 ms
+		// 0.13–0.42 s, max 0.19–0.9 s under -race; 25–85 ms and 70–190 ms
 		// without. 5 s leaves over five times the worst for a slower CI
 		// machine and disk. It is checked against the flood's duration
 		// too: a good message queued behind the flood would wait about as
 		// long as the flood takes.
 		maxGoodLatency = 5 * time.Second
-		// N verifies, opens and commits 1000–2300 envelopes/s under -race
-		// on 2 loaded cores (the flood takes 9–20 s), 6–9k/s without. A
+		// N verifies, opens and commits 1000–2600 envelopes/s under -race
+		// on 2 loaded cores (the flood takes 8–20 s, the whole test 12–29
+		// s), 6–13k/s without (the test 2–3 s). A
 		// slower machine only takes longer: the run fails when the inbox
 		// gains nothing for stall (a lost message), or after giveUp in all.
 		stall  = 10 * time.Second
@@ -330,13 +331,23 @@ func TestFlooderOnItsOwnLinkIsSlowedNotDropped(t *testing.T) {
 	if worst > maxGoodLatency {
 		t.Errorf("a good message took %s (bound %s)", worst, maxGoodLatency)
 	}
-	if worst > floodDone/2 {
+	// (The floor keeps a disk hiccup from failing a run on a machine
+	// that drains the whole flood in well under a second.)
+	if worst > max(floodDone/2, 500*time.Millisecond) {
 		t.Errorf("a good message took %s, the flood %s: the good peer waited behind the flood", worst, floodDone)
 	}
+	during := 0 // good messages sent while the flood was still arriving
+	mu.Lock()
+	for _, at := range sentAt {
+		if at.Before(floodStart.Add(floodDone)) {
+			during++
+		}
+	}
+	mu.Unlock()
 	t.Logf("flood: %d envelopes written in %s (N's reader waited for credit %v times), all delivered once after %s (%.0f/s); "+
-		"good: %d delivered once, the last %s into the flood, latency p50 %s, max %s; receipts back: flooder %d, good %d (+ announces); commits %v",
+		"good: %d delivered once (%d sent during the flood), the last %s into the flood, latency p50 %s, max %s; receipts back: flooder %d, good %d (+ announces); commits %v",
 		floodN, written.Round(time.Millisecond), waits, floodDone.Round(time.Millisecond), float64(floodN)/floodDone.Seconds(),
-		goodN, lastGood.Round(time.Millisecond), p50.Round(time.Millisecond), worst.Round(time.Millisecond),
+		goodN, during, lastGood.Round(time.Millisecond), p50.Round(time.Millisecond), worst.Round(time.Millisecond),
 		flooder.frames(), good.frames(), testutil.ToFloat64(mesh.Commits))
 }
 
