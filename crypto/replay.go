@@ -151,8 +151,6 @@ type ReplayWindow struct {
 	dirty      map[replayKey]uint64
 	gen        uint64 // current generation, from 1
 	pendingGen uint64 // newest generation written by Commit
-	txOpen     bool   // a Commit awaits Committed or Discard: arena is in use
-	arena      []byte // keys and values of the last Commit
 	keys       []replayKey
 	broken     error // a Discard failed: the window refuses everything until one succeeds
 

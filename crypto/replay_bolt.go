@@ -257,8 +257,54 @@ func (w *ReplayWindow) Commit(tx *bolt.Tx) error {
 	if b == nil {
 		return fmt.Errorf("crypto: replay window: commit: %w: bucket %q missing", ErrReplayStoreCorrupt, w.bucket)
 	}
-	// bbolt wants keys and values valid until the transaction ends: they
-	// all go in one arena, reused once the transaction is known to be over.
+	return w.Prepare().Write(tx)
+}
+
+// ReplayWrites are the records a Prepare encoded: independent of the
+// window's memory, so they may be written by another goroutine while the
+// window goes on accepting.
+type ReplayWrites struct {
+	bucket []byte
+	keys   [][]byte
+	vals   [][]byte // nil: delete
+}
+
+// Len is the number of records.
+func (r ReplayWrites) Len() int { return len(r.keys) }
+
+// Write puts the records into tx (a transaction of the window's database).
+func (r ReplayWrites) Write(tx *bolt.Tx) error {
+	if len(r.keys) == 0 {
+		return nil
+	}
+	b := tx.Bucket(r.bucket)
+	if b == nil {
+		return fmt.Errorf("crypto: replay window: commit: %w: bucket %q missing", ErrReplayStoreCorrupt, r.bucket)
+	}
+	for i, k := range r.keys {
+		var err error
+		if r.vals[i] != nil {
+			err = b.Put(k, r.vals[i])
+		} else {
+			err = b.Delete(k)
+		}
+		if err != nil {
+			return fmt.Errorf("crypto: replay window: commit record %x: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// Prepare encodes every window and floor changed since the last commit,
+// as Commit would write them, for a transaction the caller runs later
+// (on another goroutine, while this one goes on: group commit in a
+// pipeline). The window may change meanwhile; after the transaction
+// committed call Committed, if it failed Discard, before the next Prepare.
+func (w *ReplayWindow) Prepare() ReplayWrites {
+	out := ReplayWrites{bucket: w.bucket}
+	if w.db == nil || w.broken != nil {
+		return out
+	}
 	w.keys = w.keys[:0]
 	size := 0
 	for k := range w.dirty {
@@ -271,41 +317,35 @@ func (w *ReplayWindow) Commit(tx *bolt.Tx) error {
 		}
 	}
 	slices.SortFunc(w.keys, func(a, b replayKey) int { return bytes.Compare(a[:], b[:]) })
-	if w.txOpen || cap(w.arena) < size {
-		w.arena = make([]byte, 0, size)
-	}
-	w.txOpen = true
-	arena := w.arena[:0]
+	// bbolt wants keys and values valid until the transaction ends: one
+	// arena per Prepare, owned by the writes.
+	arena := make([]byte, 0, size)
+	out.keys, out.vals = make([][]byte, 0, len(w.keys)), make([][]byte, 0, len(w.keys))
 	for _, k := range w.keys {
 		addr := Address(k[1:])
 		i := len(arena)
 		arena = append(arena, k[:]...)
 		key := arena[i:len(arena):len(arena)]
 		i = len(arena)
-		var err error
+		var val []byte
 		switch s, f := w.wins[addr], w.floors[addr]; {
 		case k[0] == replayKindWindow && s != nil:
 			arena = appendReplayWindow(arena, s)
-			err = b.Put(key, arena[i:len(arena):len(arena)])
+			val = arena[i:len(arena):len(arena)]
 		case k[0] == replayKindFloor && f != nil:
 			arena = appendReplayFloor(arena, f)
-			err = b.Put(key, arena[i:len(arena):len(arena)])
-		default:
-			err = b.Delete(key)
+			val = arena[i:len(arena):len(arena)]
 		}
-		if err != nil {
-			return fmt.Errorf("crypto: replay window: commit record %x: %w", key, err)
-		}
+		out.keys, out.vals = append(out.keys, key), append(out.vals, val)
 	}
 	w.pendingGen = w.gen
 	w.gen++
-	return nil
+	return out
 }
 
 // Committed tells the window that the transaction of its last Commit
 // committed: what that Commit wrote is clean.
 func (w *ReplayWindow) Committed() {
-	w.txOpen = false
 	for k, g := range w.dirty {
 		if g <= w.pendingGen {
 			delete(w.dirty, k)
@@ -322,7 +362,6 @@ func (w *ReplayWindow) Discard() error {
 	if w.db == nil {
 		return nil
 	}
-	w.txOpen = false
 	for k := range w.dirty {
 		addr := Address(k[1:])
 		if s := w.wins[addr]; k[0] == replayKindWindow && s != nil {

@@ -948,3 +948,44 @@ func BenchmarkReplayAccept(b *testing.B) {
 		})
 	}
 }
+
+// Prepare encodes what is dirty now; the window goes on accepting while
+// another goroutine writes the encoding, and what it accepted meanwhile
+// stays dirty for the next round (the router's pipelined group commit).
+func TestReplayWindowPrepareWhileAccepting(t *testing.T) {
+	db := openReplayDB(t, filepath.Join(t.TempDir(), "qpc.db"))
+	w := newWindow(t, db, ReplayLimits{})
+	now := time.Unix(1_800_000_000, 0)
+	exp := now.Add(time.Hour)
+	if err := w.Accept(now, addr(1), 1, exp); err != nil {
+		t.Fatal(err)
+	}
+	writes := w.Prepare()
+	if writes.Len() != 1 {
+		t.Fatalf("prepared %d records", writes.Len())
+	}
+	// Accepted after the encoding: not in it.
+	if err := w.Accept(now, addr(1), 2, exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Accept(now, addr(2), 1, exp); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- db.Update(writes.Write) }()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	w.Committed()
+	if !w.Dirty() {
+		t.Fatal("what was accepted during the write is not dirty any more")
+	}
+	db2, w2 := reopen(t, db, ReplayLimits{})
+	if err := w2.Check(now, addr(1), 1, exp); !errors.Is(err, ErrReplay) {
+		t.Fatalf("seq 1 after restart: %v", err)
+	}
+	if err := w2.Check(now, addr(1), 2, exp); err != nil {
+		t.Fatalf("seq 2 was not written yet, but: %v", err)
+	}
+	_ = db2
+}

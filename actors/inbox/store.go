@@ -48,10 +48,14 @@ func Open(db *bolt.DB) (*Store, error) {
 	return s, nil
 }
 
-// AddTx writes m as the next entry inside tx. A number handed out in a
-// transaction that then fails is not reused: readers see a gap, never a
-// number that changes meaning.
-func (s *Store) AddTx(tx *bolt.Tx, m *messages.InboxMessage) error {
+// Bucket is the inbox's bucket in the node's database.
+var Bucket = bucket
+
+// Encode numbers m as the next entry and returns its key and value, for a
+// transaction that may run later (the router's group commit). A number
+// handed out for a transaction that then fails is not reused: readers see
+// a gap, never a number that changes meaning.
+func (s *Store) Encode(m *messages.InboxMessage) (key, val []byte, err error) {
 	s.mu.Lock()
 	s.last++
 	seq := s.last
@@ -60,17 +64,25 @@ func (s *Store) AddTx(tx *bolt.Tx, m *messages.InboxMessage) error {
 		Seq: seq, ID: crypto.Address(m.ID).String(), From: crypto.Address(m.From).String(),
 		Text: string(m.Text), At: m.At.UTC(), Hops: m.Hops,
 	}
-	v, err := json.Marshal(e)
+	if val, err = json.Marshal(e); err != nil {
+		return nil, nil, err
+	}
+	key = make([]byte, 8)
+	binary.BigEndian.PutUint64(key, seq)
+	return key, val, nil
+}
+
+// AddTx writes m as the next entry inside tx.
+func (s *Store) AddTx(tx *bolt.Tx, m *messages.InboxMessage) error {
+	k, v, err := s.Encode(m)
 	if err != nil {
 		return err
 	}
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], seq)
 	bk := tx.Bucket(bucket)
 	if bk == nil {
 		return fmt.Errorf("inbox: bucket %s missing", bucket)
 	}
-	return bk.Put(k[:], v)
+	return bk.Put(k, v)
 }
 
 // Notify wakes the readers waiting in List's channel; call it after the

@@ -130,7 +130,7 @@ func BenchmarkChainDelivery(b *testing.B) {
 	b.ResetTimer()
 	work := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 8 {
+	for range benchSenders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -159,4 +159,17 @@ func BenchmarkChainDelivery(b *testing.B) {
 		time.Sleep(time.Millisecond) // polling a counter the router bumps
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	for _, n := range []struct {
+		name string
+		node *Node
+	}{{"A", a}, {"C", c}} {
+		m := n.node.Metrics().Mesh
+		if commits := testutil.ToFloat64(m.Commits); commits > 0 {
+			b.ReportMetric(testutil.ToFloat64(m.CommitOps)/commits, "batch-"+n.name)
+		}
+	}
 }
+
+// benchSenders is how many goroutines send at once in BenchmarkChainDelivery
+// (as the chain benchmark's HTTP clients).
+var benchSenders = 8

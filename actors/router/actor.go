@@ -67,6 +67,10 @@ type (
 	retryTick struct{ gen uint64 }
 	// publishKeys: the known keys changed; one snapshot for a burst.
 	publishKeys struct{}
+	// committed: the committer finished a job.
+	committed struct{ job *commitJob }
+	// lazyFlush writes state changes no batch has written yet.
+	lazyFlush struct{}
 )
 
 // maxBatch bounds the envelopes and sends in one group commit.
@@ -81,6 +85,12 @@ type batch struct {
 	receipts  map[[16]byte][][16]byte // ids to acknowledge, by their sender
 	replies   []sendReply
 	queued    bool // a flush is in the mailbox
+	// durable: something in the batch must be on disk before its effects
+	// go out (a delivery and its receipt, a send and its answer, an
+	// announce's freshness). A batch without (forwards, receipts for our
+	// own messages) goes out at once; the outbox changes it made are
+	// written with the next durable batch or by the lazy flush.
+	durable bool
 }
 
 type sendReply struct {
@@ -112,6 +122,9 @@ type routerActor struct {
 	retryGen   uint64
 	keysQueued bool
 	fresh      freshRecords // newest announce sequences, until the next commit
+	committer  *committer
+	inflight   *commitJob // the transaction the committer is running
+	lazy       clock.Timer
 }
 
 // syncStats moves the table's lookup counts into the metrics.
@@ -154,6 +167,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		}
 		if !known || m.Announce.UnixMilli > prev {
 			r.fresh.note(m.Announce.Address(), m.Announce.UnixMilli, now)
+			r.batch.durable = true
 			r.ensureFlush(ctx)
 		}
 		if known && m.Announce.UnixMilli == prev && change == ChangeNone {
@@ -194,7 +208,12 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.stage(ctx, r.core.HandleVerified(m, now), now)
 	case *flush:
 		r.batch.queued = false
-		r.commit(ctx)
+		r.startCommit(ctx, false)
+	case *lazyFlush:
+		r.lazy = nil
+		r.startCommit(ctx, true)
+	case *committed:
+		r.committedJob(ctx, m.job)
 	case *publishKeys:
 		r.keysQueued = false
 		r.publishKeys()
@@ -252,12 +271,18 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
 		r.scheduleGC(ctx)
 	case *messages.Drain:
-		r.commit(ctx)
+		r.commitNow(ctx)
 		ctx.Respond(&messages.Drained{Actor: Name})
 	case *messages.Persist:
-		r.commit(ctx)
+		r.commitNow(ctx)
 		ctx.Respond(&messages.Persisted{Actor: Name, Err: r.persist()})
+	case *actor.Restarting:
+		r.stopCommitter()
 	case *actor.Stopping:
+		r.stopCommitter()
+		if r.lazy != nil {
+			r.lazy.Stop()
+		}
 		if r.retry != nil {
 			r.retry.Stop()
 		}
@@ -296,6 +321,8 @@ func (r *routerActor) start(ctx actor.Context) {
 		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn, MaxKeys: 4 * max(c.Table.MaxRoutes, 1024),
 	}
 	c.Metrics.OutboxPending.Set(float64(r.outbox.Pending()))
+	self, sys := ctx.Self(), ctx.ActorSystem()
+	r.committer = startCommitter(c.DB.DB, func(j *commitJob) { sys.Root.Send(self, &committed{job: j}) })
 	r.traces = Tracer{MaxHops: c.MaxHops}
 	r.links = make(map[[16]byte]int)
 	if err := r.restore(); err != nil {
@@ -307,7 +334,7 @@ func (r *routerActor) start(ctx actor.Context) {
 	}
 	c.Metrics.Routes.Set(float64(r.core.Table.Len()))
 	r.publishKeys()
-	self, sys, me := ctx.Self(), ctx.ActorSystem(), c.Identity.Address()
+	me := c.Identity.Address()
 	r.sub = sys.EventStream.Subscribe(func(ev any) {
 		switch e := ev.(type) {
 		case *messages.PeerUp:
@@ -332,6 +359,15 @@ func (r *routerActor) routeUp(ctx actor.Context, dest [16]byte, now time.Time) {
 	r.ensureFlush(ctx)
 	r.outbox.RouteUp(dest, now, LoopWindow+time.Second)
 	r.armRetry(ctx, now)
+}
+
+// stopCommitter ends the committer after its job in flight; that job's
+// batch is not carried out (its senders retransmit what it held).
+func (r *routerActor) stopCommitter() {
+	if r.committer != nil {
+		r.committer.stop()
+		r.committer = nil
+	}
 }
 
 // publishKeys gives the edge a fresh snapshot of the known keys.

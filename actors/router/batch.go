@@ -5,17 +5,18 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/quicprochat/qpc/actors/inbox"
 	"github.com/quicprochat/qpc/messages"
 )
 
 // This file is the router's group commit and its outbox handling: what an
 // envelope, a send or an announce changes on disk (replay window, inbox,
-// outbox, announce freshness) is
-// collected into a batch and written in one bbolt transaction — one fsync
-// for everything that arrived meanwhile — before any receipt, forward or
-// API answer that depends on it goes out.
+// outbox, announce freshness) is collected into a batch and written in one
+// bbolt transaction — one fsync for everything that arrived meanwhile —
+// before any receipt, forward or API answer that depends on it goes out.
+// The transaction runs on the committer's goroutine while the router goes
+// on deciding: at most one is in flight, and the next batch is what
+// gathered during it.
 
 // stage adds an envelope's actions to the current batch.
 func (r *routerActor) stage(ctx actor.Context, acts []Action, now time.Time) {
@@ -25,6 +26,7 @@ func (r *routerActor) stage(ctx actor.Context, acts []Action, now time.Time) {
 		switch a.Kind {
 		case Deliver:
 			b.delivered = append(b.delivered, a.Inbox)
+			b.durable = true
 		case ReceiptDue:
 			if b.receipts == nil {
 				b.receipts = make(map[[16]byte][][16]byte)
@@ -45,11 +47,11 @@ func (r *routerActor) stage(ctx actor.Context, acts []Action, now time.Time) {
 	r.ensureFlush(ctx)
 }
 
-// ensureFlush makes sure the batch is committed: at once when it is full,
-// otherwise after what is already in the mailbox.
+// ensureFlush makes sure the batch is committed: after what is already
+// in the mailbox, or at once when it is full and no commit is in flight.
 func (r *routerActor) ensureFlush(ctx actor.Context) {
-	if r.batch.n >= maxBatch {
-		r.commit(ctx)
+	if r.batch.n >= maxBatch && r.inflight == nil {
+		r.startCommit(ctx, false)
 		return
 	}
 	if !r.batch.queued {
@@ -58,32 +60,106 @@ func (r *routerActor) ensureFlush(ctx actor.Context) {
 	}
 }
 
-// commit writes the batch in one transaction, then carries out what
-// waited for it. If the database refuses, nothing of the batch went out:
-// the senders' outboxes retransmit what it held; the router restarts from
-// what is on disk.
-func (r *routerActor) commit(ctx actor.Context) {
+// pending reports whether the batch has anything to write or carry out.
+func (r *routerActor) pending() bool {
 	b := &r.batch
-	m := r.cfg.Metrics
-	var err error
-	if len(b.delivered) > 0 || len(r.fresh) > 0 || r.core.Replay.Dirty() || r.outbox.Dirty() {
-		err = r.cfg.DB.Update(r.write)
-		if err == nil {
-			m.Commits.Inc()
-			m.CommitOps.Add(float64(b.n))
-		}
+	return b.n > 0 || len(b.acts) > 0 || len(b.replies) > 0 || len(b.receipts) > 0 || len(b.delivered) > 0 ||
+		len(r.fresh) > 0 || r.core.Replay.Dirty() || r.outbox.Dirty()
+}
+
+// prepare takes the batch out of the way of the next one and, when it is
+// durable (or force), encodes every write that is due.
+func (r *routerActor) prepare(force bool) *commitJob {
+	j := &commitJob{batch: r.batch, done: make(chan struct{})}
+	r.batch = batch{queued: r.batch.queued}
+	if !j.batch.durable && !force {
+		return j
 	}
-	if err != nil {
+	j.replay = r.core.Replay.Prepare()
+	for _, msg := range j.batch.delivered {
+		k, v, err := r.cfg.Inbox.Encode(msg)
+		if err != nil {
+			panic(fmt.Errorf("router: inbox entry: %w", err)) // JSON of our own struct: a bug
+		}
+		j.writes.put(inbox.Bucket, k, v)
+	}
+	r.outbox.Prepare(&j.writes)
+	r.fresh.prepare(&j.writes)
+	return j
+}
+
+// empty reports whether a job writes nothing (a relay's batch of
+// forwards): it needs no transaction.
+func (j *commitJob) empty() bool { return j.replay.Len() == 0 && len(j.writes.ops) == 0 }
+
+// startCommit hands the batch to the committer; what waits for it is
+// carried out when it reports back (committed). With a commit in flight
+// it does nothing: the batch goes when that one is done, so batches take
+// effect in order. A batch that needs nothing on disk (and no force) takes
+// effect at once.
+func (r *routerActor) startCommit(ctx actor.Context, force bool) {
+	if r.inflight != nil || !r.pending() {
+		return
+	}
+	j := r.prepare(force)
+	if j.empty() {
+		close(j.done)
+		r.finish(ctx, j)
+		return
+	}
+	r.inflight = j
+	r.committer.submit(j)
+}
+
+// committedJob is the committer's report, as a message to the router.
+func (r *routerActor) committedJob(ctx actor.Context, j *commitJob) {
+	if j.handled {
+		return // finished already by commitNow
+	}
+	r.inflight = nil
+	r.finish(ctx, j)
+	r.startCommit(ctx, false) // what gathered meanwhile
+}
+
+// commitNow commits everything now, waiting for the disk: at Drain and
+// Persist, so nothing accepted is left unwritten.
+func (r *routerActor) commitNow(ctx actor.Context) {
+	if j := r.inflight; j != nil {
+		<-j.done
+		r.inflight = nil
+		r.finish(ctx, j)
+	}
+	if !r.pending() {
+		return
+	}
+	j := r.prepare(true)
+	if !j.empty() {
+		j.err = r.cfg.DB.Update(j.write)
+	}
+	close(j.done)
+	r.finish(ctx, j)
+}
+
+// finish carries out what waited for a job's transaction. If the database
+// refused, nothing of the batch went out: the senders' outboxes retransmit
+// what it held, and the router restarts from what is on disk.
+func (r *routerActor) finish(ctx actor.Context, j *commitJob) {
+	j.handled = true
+	b := &j.batch
+	m := r.cfg.Metrics
+	if j.err != nil {
 		for _, rp := range b.replies {
-			rp.res.Err = fmt.Errorf("router: message not stored: %w", err)
+			rp.res.Err = fmt.Errorf("router: message not stored: %w", j.err)
 			ctx.Send(rp.to, rp.res)
 		}
-		r.batch = batch{queued: b.queued}
 		// Memory is ahead of the disk now: start again from the disk.
-		panic(fmt.Errorf("router: group commit failed: %w", err))
+		panic(fmt.Errorf("router: group commit failed: %w", j.err))
 	}
-	r.core.Replay.Committed()
-	clear(r.fresh)
+	if !j.empty() {
+		r.core.Replay.Committed()
+		m.Commits.Inc()
+		m.CommitOps.Add(float64(b.n))
+	}
 	if len(b.delivered) > 0 {
 		m.Envelopes.WithLabelValues("delivered").Add(float64(len(b.delivered)))
 		ctx.Send(r.cfg.InboxActor, &messages.Delivered{Msgs: b.delivered})
@@ -99,27 +175,22 @@ func (r *routerActor) commit(ctx actor.Context) {
 		ctx.Send(rp.to, rp.res)
 	}
 	m.OutboxPending.Set(float64(r.outbox.Pending()))
-	r.batch = batch{queued: b.queued}
-	r.armRetry(ctx, r.cfg.Clock.Now())
+	r.armRetry(ctx, now)
+	r.armLazy(ctx)
 }
 
-// write is the batch's transaction: replay window, inbox, outbox.
-func (r *routerActor) write(tx *bolt.Tx) error {
-	if err := r.core.Replay.Commit(tx); err != nil {
-		return fmt.Errorf("replay window: %w", err)
+// lazyDelay is how long state changes that need not be durable at once
+// (an own message marked delivered, an attempt counted) wait for a durable
+// batch to take them along before they are written on their own. Losing
+// them in a crash costs a retransmission, answered with a receipt.
+const lazyDelay = time.Second
+
+func (r *routerActor) armLazy(ctx actor.Context) {
+	if r.lazy != nil || !(r.outbox.Dirty() || r.core.Replay.Dirty() || len(r.fresh) > 0) {
+		return
 	}
-	for _, msg := range r.batch.delivered {
-		if err := r.cfg.Inbox.AddTx(tx, msg); err != nil {
-			return fmt.Errorf("inbox: %w", err)
-		}
-	}
-	if err := r.outbox.Commit(tx); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	if err := writeFresh(tx, r.fresh); err != nil {
-		return fmt.Errorf("announce freshness: %w", err)
-	}
-	return nil
+	self, sys := ctx.Self(), ctx.ActorSystem()
+	r.lazy = r.cfg.Clock.AfterFunc(lazyDelay, func() { sys.Root.Send(self, &lazyFlush{}) })
 }
 
 // send seals a message, keeps it in the outbox and transmits it if it
@@ -165,6 +236,7 @@ func (r *routerActor) send(ctx actor.Context, m *messages.SendText, now time.Tim
 	res.ID, res.Status = id, om.State
 	r.batch.replies = append(r.batch.replies, sendReply{to: ctx.Sender(), res: res})
 	r.batch.n++
+	r.batch.durable = true
 	r.ensureFlush(ctx)
 }
 

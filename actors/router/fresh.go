@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -31,24 +32,22 @@ func (f freshRecords) note(addr [16]byte, seq uint64, now time.Time) {
 	f[addr] = [2]uint64{seq, uint64(now.UnixNano())}
 }
 
+// prepare encodes the collected records into w and forgets them.
+func (f freshRecords) prepare(w *writes) {
+	for addr, v := range f {
+		val := make([]byte, 16)
+		binary.BigEndian.PutUint64(val, v[0])
+		binary.BigEndian.PutUint64(val[8:], v[1])
+		w.put(freshBucket, bytes.Clone(addr[:]), val)
+	}
+	clear(f)
+}
+
 // writeFresh puts the collected records into tx.
 func writeFresh(tx *bolt.Tx, f freshRecords) error {
-	if len(f) == 0 {
-		return nil
-	}
-	b, err := tx.CreateBucketIfNotExists(freshBucket)
-	if err != nil {
-		return err
-	}
-	for addr, v := range f {
-		var val [16]byte
-		binary.BigEndian.PutUint64(val[:], v[0])
-		binary.BigEndian.PutUint64(val[8:], v[1])
-		if err := b.Put(addr[:], val[:]); err != nil {
-			return err
-		}
-	}
-	return nil
+	var w writes
+	f.prepare(&w)
+	return w.apply(tx)
 }
 
 // loadFresh applies the stored records to t. A damaged record is skipped

@@ -445,32 +445,32 @@ func (o *Outbox) Dirty() bool { return len(o.dirty) > 0 || len(o.seqDirty) > 0 }
 
 // Commit writes what changed since the last Commit into tx.
 func (o *Outbox) Commit(tx *bolt.Tx) error {
+	var w writes
+	o.Prepare(&w)
+	return w.apply(tx)
+}
+
+// Prepare encodes what changed since the last Prepare into w, for a
+// transaction that may run later on another goroutine; the outbox goes on
+// changing meanwhile.
+func (o *Outbox) Prepare(w *writes) {
 	if o.db == nil {
 		o.clearDirty()
-		return nil
-	}
-	mb, sb := tx.Bucket(outboxMsgs), tx.Bucket(outboxSeqs)
-	if mb == nil || sb == nil {
-		return fmt.Errorf("%w: buckets missing", ErrOutboxCorrupt)
+		return
 	}
 	for id := range o.dirty {
 		if m, ok := o.msgs[id]; ok {
-			if err := mb.Put(id[:], encodeOutMsg(m)); err != nil {
-				return err
-			}
-		} else if err := mb.Delete(id[:]); err != nil {
-			return err
+			w.put(outboxMsgs, bytes.Clone(id[:]), encodeOutMsg(m))
+		} else {
+			w.del(outboxMsgs, bytes.Clone(id[:]))
 		}
 	}
 	for to := range o.seqDirty {
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], o.dests[to].next)
-		if err := sb.Put(to[:], v[:]); err != nil {
-			return err
-		}
+		v := make([]byte, 8)
+		binary.BigEndian.PutUint64(v, o.dests[to].next)
+		w.put(outboxSeqs, bytes.Clone(to[:]), v)
 	}
 	o.clearDirty()
-	return nil
 }
 
 func (o *Outbox) clearDirty() {
