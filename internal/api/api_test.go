@@ -182,3 +182,15 @@ func TestMessageState(t *testing.T) {
 		t.Fatalf("outbox: %v %+v", err, ob)
 	}
 }
+
+// The profiler is served, behind the token like everything else.
+func TestPprofBehindToken(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s := listen(t, Options{Addr: "127.0.0.1:0", Token: "secret", Metrics: m}, &fakeBackend{reg: m})
+	if code, _ := do(t, "http://"+s.Addr()+"/debug/pprof/", ""); code != http.StatusUnauthorized {
+		t.Fatalf("pprof without the token: %d", code)
+	}
+	if code, body := do(t, "http://"+s.Addr()+"/debug/pprof/", "secret"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Fatalf("pprof index: %d %.80s", code, body)
+	}
+}
