@@ -84,7 +84,8 @@ type batch struct {
 	delivered []*messages.InboxMessage
 	receipts  map[[16]byte][][16]byte // ids to acknowledge, by their sender
 	replies   []sendReply
-	queued    bool // a flush is in the mailbox
+	queued    bool // a flush is in the mailbox, or on its way (gathering)
+	gathering bool // the flush on its way comes from the gather timer
 	// durable: something in the batch must be on disk before its effects
 	// go out (a delivery and its receipt, a send and its answer, an
 	// announce's freshness). A batch without (forwards, receipts for our
@@ -207,7 +208,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		defer m.In.Done() // the link may be read again
 		r.stage(ctx, r.core.HandleVerified(m, now), now)
 	case *flush:
-		r.batch.queued = false
+		r.batch.queued, r.batch.gathering = false, false
 		r.startCommit(ctx, false)
 	case *lazyFlush:
 		r.lazy = nil
