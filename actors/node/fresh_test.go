@@ -28,19 +28,9 @@ func TestAnnounceFreshnessSurvivesACrash(t *testing.T) {
 	if err := n.Fault("router", "crash"); err != nil {
 		t.Fatal(err)
 	}
+	waitRestarted(t, n, "router", 1, logs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for {
-		st, r := actorStatus(t, ctx, n, "router")
-		if r.Restarts == 1 && r.State == "running" && st.Ready {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("router not restarted: %+v\n%s", st, logs)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 	// The crashed router's table is gone (nothing was persisted), but the
 	// replay of the older announce is refused, and the newer one is a
 	// duplicate, not a fresh route.

@@ -147,6 +147,45 @@ func waitRoute(t testing.TB, n *Node, addr crypto.Address) messages.RouteInfo {
 	}
 }
 
+// waitRouteGone probes until n has no route to addr.
+func waitRouteGone(t testing.TB, n *Node, addr crypto.Address) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rs, _ := n.Routes(context.Background())
+		gone := true
+		for _, r := range rs {
+			gone = gone && r.Address != addr
+		}
+		if gone {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still routes to %s", n.Address().Short(), addr.Short())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the table
+	}
+}
+
+// waitRestarted probes until the named actor has restarted restarts times
+// and runs again, and the node is ready.
+func waitRestarted(t *testing.T, n *Node, name string, restarts int, logs *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		st, a := actorStatus(t, ctx, n, name)
+		if a.Restarts == restarts && a.State == "running" && st.Ready {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s not restarted: %+v\n%s", name, st, logs)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 func TestNodeShutdownPhasesAndRestartReusesIdentity(t *testing.T) {
 	c := testConfig(t)
 	n, logs := startNode(t, c)
@@ -206,20 +245,8 @@ func TestNodeRestartsPanickingActor(t *testing.T) {
 	if err := n.Fault("router", "test"); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	// Probe until the router is back: restarted once and running.
-	for {
-		st, router := actorStatus(t, ctx, n, "router")
-		if router.Restarts == 1 && router.State == "running" && st.Ready {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("router not restarted: %+v\n%s", st, logs)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	waitRestarted(t, n, "router", 1, logs)
 	if got := testutil.ToFloat64(n.Metrics().ActorRestarts.WithLabelValues("router")); got != 1 {
 		t.Fatalf("actor_restarts_total{actor=router} = %v", got)
 	}

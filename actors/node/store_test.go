@@ -36,21 +36,7 @@ func TestStoreAndForwardAcrossRelayRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// B notices C is gone and forgets the route through it.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		rs, _ := b.Routes(context.Background())
-		gone := true
-		for _, r := range rs {
-			gone = gone && r.Address != cAddr
-		}
-		if gone {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("B still routes to C after C stopped")
-		}
-		time.Sleep(10 * time.Millisecond) // polling the table
-	}
+	waitRouteGone(t, b, cAddr)
 
 	const n = 100
 	for i := range n {
