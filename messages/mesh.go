@@ -26,6 +26,14 @@ type SendText struct {
 	Sealed []byte
 }
 
+// SendBatch asks the router to send several messages at once: one group
+// commit for all of them. It answers *SendBatchResult once they are
+// durable, one result per message, in order.
+type SendBatch struct{ Items []SendText }
+
+// SendBatchResult answers SendBatch.
+type SendBatchResult struct{ Results []SendResult }
+
 // SendResult answers SendText once the message is durable in the
 // outbox: Status is its state then (queued or sent). Err is set when it
 // was not accepted (unknown destination, outbox full: the caller may

@@ -37,6 +37,46 @@ func (n *Node) SendMessage(ctx context.Context, req api.SendRequest) (api.SendRe
 	return api.SendResponse{ID: crypto.Address(res.ID).String(), Status: res.Status}, nil
 }
 
+// SendMessages is POST /v1/send with messages: one group commit for all.
+func (n *Node) SendMessages(ctx context.Context, reqs []api.SendRequest) (api.SendBatchResponse, error) {
+	out := api.SendBatchResponse{Results: make([]api.SendResult, len(reqs))}
+	var to []crypto.Address
+	var texts [][]byte
+	var idx []int // which request each valid message is
+	for i, r := range reqs {
+		addr, err := crypto.ParseAddress(r.To)
+		switch {
+		case err != nil:
+			out.Results[i].Error = &api.Error{Code: "bad_request", Message: err.Error()}
+		case r.Text == "":
+			out.Results[i].Error = &api.Error{Code: "bad_request", Message: "text is empty"}
+		default:
+			to, texts, idx = append(to, addr), append(texts, []byte(r.Text)), append(idx, i)
+		}
+	}
+	if len(to) == 0 {
+		return out, nil
+	}
+	res, err := n.SendBatch(ctx, to, texts)
+	if err != nil {
+		return api.SendBatchResponse{}, err
+	}
+	for k, r := range res {
+		i := idx[k]
+		switch {
+		case errors.Is(r.Err, router.ErrUnknownDestination):
+			out.Results[i].Error = &api.Error{Code: "bad_request", Message: r.Err.Error()}
+		case errors.Is(r.Err, router.ErrOutboxFull):
+			out.Results[i].Error = &api.Error{Code: "outbox_full", Message: r.Err.Error()}
+		case r.Err != nil:
+			out.Results[i].Error = &api.Error{Code: "failed", Message: r.Err.Error()}
+		default:
+			out.Results[i].ID, out.Results[i].Status = crypto.Address(r.ID).String(), r.Status
+		}
+	}
+	return out, nil
+}
+
 // MessageState is GET /v1/messages/{id}.
 func (n *Node) MessageState(ctx context.Context, id string) (api.Message, error) {
 	a, err := crypto.ParseAddress(id)

@@ -206,3 +206,44 @@ func dropSummary(n *Node) string {
 	}
 	return b.String()
 }
+
+// TestSendBatchOneCommit: a batch of sends is one group commit at the
+// sender, and every message of it is delivered once.
+func TestSendBatchOneCommit(t *testing.T) {
+	a, _, c := line(t)
+	const batches, per = 5, 100
+	want := make(map[[16]byte]string, batches*per)
+	stranger, _ := crypto.NewIdentity(nil)
+	for b := range batches {
+		to := make([]crypto.Address, per+1)
+		texts := make([][]byte, per+1)
+		for i := range per {
+			to[i], texts[i] = c.Address(), []byte(fmt.Sprintf("batch-%d-%03d", b, i))
+		}
+		to[per], texts[per] = stranger.Address(), []byte("to nobody")
+		before := testutil.ToFloat64(a.Metrics().Mesh.Commits)
+		res, err := a.SendBatch(context.Background(), to, texts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res[:per] {
+			if r.Err != nil {
+				t.Fatalf("message %d: %v", i, r.Err)
+			}
+			want[r.ID] = string(texts[i])
+		}
+		if !errors.Is(res[per].Err, router.ErrUnknownDestination) {
+			t.Fatalf("to a stranger: %v", res[per].Err)
+		}
+		// One durable commit covers the batch (a receipt's lazy write may
+		// ride along, never a commit per message).
+		if got := testutil.ToFloat64(a.Metrics().Mesh.Commits) - before; got < 1 || got > 3 {
+			t.Fatalf("batch %d took %v commits", b, got)
+		}
+	}
+	collect(t, c, want, 30*time.Second)
+	waitStates(t, a, want, router.StateDelivered, 30*time.Second)
+	if _, err := a.SendBatch(context.Background(), nil, nil); err == nil {
+		t.Fatal("an empty batch was taken")
+	}
+}

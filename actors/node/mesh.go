@@ -61,6 +61,40 @@ func (n *Node) SendText(ctx context.Context, to crypto.Address, text []byte) (*m
 	return r, r.Err
 }
 
+// MaxSendBatch is how many messages SendBatch takes at once.
+const MaxSendBatch = 256
+
+// SendBatch sends several texts at once: the router commits them in one
+// transaction (one fsync for all), so a bulk sender pays for durability
+// once per batch instead of once per message. It returns one result per
+// message, in order; a message refused (unknown destination, outbox full)
+// has its Err set and the others go on.
+func (n *Node) SendBatch(ctx context.Context, to []crypto.Address, texts [][]byte) ([]messages.SendResult, error) {
+	if len(to) != len(texts) || len(to) == 0 || len(to) > MaxSendBatch {
+		return nil, fmt.Errorf("node: send batch of %d destinations and %d texts: want 1 to %d of each", len(to), len(texts), MaxSendBatch)
+	}
+	b := &messages.SendBatch{Items: make([]messages.SendText, len(to))}
+	for i := range to {
+		b.Items[i] = messages.SendText{To: to[i], Text: texts[i]}
+		if key, ok := n.sealingKey(to[i]); ok {
+			sealed, err := crypto.Seal(key, texts[i], crypto.SealAAD(n.id.Address(), to[i]))
+			if err != nil {
+				return nil, fmt.Errorf("node: send: %w", err)
+			}
+			b.Items[i].Sealed = sealed
+		}
+	}
+	res, err := n.ask(ctx, router.Name, b, 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("node: send batch: %w", err)
+	}
+	r, ok := res.(*messages.SendBatchResult)
+	if !ok {
+		return nil, fmt.Errorf("node: unexpected send batch reply %T", res)
+	}
+	return r.Results, nil
+}
+
 // Message is the outbox record of a message this node sent (Found false
 // when the id is unknown).
 func (n *Node) Message(ctx context.Context, id crypto.Address) (*messages.MessageStatus, error) {

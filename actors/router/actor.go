@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -94,9 +95,34 @@ type batch struct {
 	durable bool
 }
 
+// sendReply is an answer that waits for the batch's commit: a
+// *messages.SendResult or a *messages.SendBatchResult.
 type sendReply struct {
-	to  *actor.PID
-	res *messages.SendResult
+	to      *actor.PID
+	res     *messages.SendResult
+	results *messages.SendBatchResult
+}
+
+// failed marks the answer's accepted messages as not stored.
+func (rp sendReply) failed(err error) {
+	err = fmt.Errorf("router: message not stored: %w", err)
+	if rp.res != nil && rp.res.Err == nil {
+		rp.res.Err = err
+	}
+	if rp.results != nil {
+		for i := range rp.results.Results {
+			if rp.results.Results[i].Err == nil {
+				rp.results.Results[i].Err = err
+			}
+		}
+	}
+}
+
+func (rp sendReply) msg() any {
+	if rp.results != nil {
+		return rp.results
+	}
+	return rp.res
 }
 
 // traceOwner is what the router keeps for a trace: who asked, and the
@@ -230,7 +256,20 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			r.do(ctx, r.core.HandleStored(f, m.Dest))
 		}
 	case *messages.SendText:
-		r.send(ctx, m, now)
+		res := r.send(m, now)
+		if res.Err != nil {
+			ctx.Respond(res)
+			return
+		}
+		r.batch.replies = append(r.batch.replies, sendReply{to: ctx.Sender(), res: res})
+		r.ensureFlush(ctx)
+	case *messages.SendBatch:
+		out := &messages.SendBatchResult{Results: make([]messages.SendResult, len(m.Items))}
+		for i := range m.Items {
+			out.Results[i] = *r.send(&m.Items[i], now)
+		}
+		r.batch.replies = append(r.batch.replies, sendReply{to: ctx.Sender(), results: out})
+		r.ensureFlush(ctx)
 	case *messages.MessageRequest:
 		ctx.Respond(statusOf(r.outbox.Get(m.ID)))
 	case *messages.OutboxRequest:

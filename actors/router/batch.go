@@ -170,8 +170,8 @@ func (r *routerActor) finish(ctx actor.Context, j *commitJob) {
 	m := r.cfg.Metrics
 	if j.err != nil {
 		for _, rp := range b.replies {
-			rp.res.Err = fmt.Errorf("router: message not stored: %w", j.err)
-			ctx.Send(rp.to, rp.res)
+			rp.failed(j.err)
+			ctx.Send(rp.to, rp.msg())
 		}
 		// Memory is ahead of the disk now: start again from the disk.
 		panic(fmt.Errorf("router: group commit failed: %w", j.err))
@@ -193,7 +193,7 @@ func (r *routerActor) finish(ctx actor.Context, j *commitJob) {
 		r.do(ctx, r.core.Receipts(src, ids, now))
 	}
 	for _, rp := range b.replies {
-		ctx.Send(rp.to, rp.res)
+		ctx.Send(rp.to, rp.msg())
 	}
 	m.OutboxPending.Set(float64(r.outbox.Pending()))
 	r.armRetry(ctx, now)
@@ -215,19 +215,18 @@ func (r *routerActor) armLazy(ctx actor.Context) {
 }
 
 // send seals a message, keeps it in the outbox and transmits it if it
-// can; the answer goes out once the outbox record is durable.
-func (r *routerActor) send(ctx actor.Context, m *messages.SendText, now time.Time) {
+// can. A result without Err must be answered once the batch is durable
+// (batch.replies); one with Err was refused and may be answered at once.
+func (r *routerActor) send(m *messages.SendText, now time.Time) *messages.SendResult {
 	res := &messages.SendResult{}
 	if r.outbox.Full() {
 		r.cfg.Metrics.OutboxFull.Inc()
 		res.Err = fmt.Errorf("%w: %d messages wait for receipts", ErrOutboxFull, r.outbox.Pending())
-		ctx.Respond(res)
-		return
+		return res
 	}
 	if _, ok := r.core.SealingKeyOf(m.To); !ok {
 		res.Err = fmt.Errorf("%w: %x", ErrUnknownDestination, m.To)
-		ctx.Respond(res)
-		return
+		return res
 	}
 	seq := r.outbox.NextSeq(m.To)
 	var frame []byte
@@ -241,24 +240,21 @@ func (r *routerActor) send(ctx actor.Context, m *messages.SendText, now time.Tim
 	}
 	if err != nil {
 		res.Err = err
-		ctx.Respond(res)
-		return
+		return res
 	}
 	om := &OutMsg{ID: id, To: m.To, Seq: seq, Frame: frame, Expiry: expiry}
 	if err := r.outbox.Add(om, now); err != nil {
 		res.Err = err
-		ctx.Respond(res)
-		return
+		return res
 	}
 	r.cfg.Metrics.Messages.WithLabelValues("accepted").Inc()
 	if !r.transmit(om, now) {
 		r.outbox.Defer(om, now)
 	}
 	res.ID, res.Status = id, om.State
-	r.batch.replies = append(r.batch.replies, sendReply{to: ctx.Sender(), res: res})
 	r.batch.n++
 	r.batch.durable = true
-	r.ensureFlush(ctx)
+	return res
 }
 
 // transmit sends an own message towards its destination if there is a

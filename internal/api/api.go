@@ -66,10 +66,29 @@ type ActorStatus struct {
 	Restarts int    `json:"restarts"`
 }
 
-// SendRequest is the body of POST /v1/send.
+// SendRequest is the body of POST /v1/send: one message, or with
+// Messages set, up to MaxSendBatch at once (one group commit for all).
 type SendRequest struct {
-	To   string `json:"to"`
-	Text string `json:"text"`
+	To       string        `json:"to,omitempty"`
+	Text     string        `json:"text,omitempty"`
+	Messages []SendRequest `json:"messages,omitempty"`
+}
+
+// MaxSendBatch is how many messages one POST /v1/send may carry.
+const MaxSendBatch = 256
+
+// SendBatchResponse answers a POST /v1/send with messages: one result per
+// message, in order. A refused message has Error set (code outbox_full:
+// send it again after Retry-After; bad_request: it will not go).
+type SendBatchResponse struct {
+	Results []SendResult `json:"results"`
+}
+
+// SendResult is one message's answer in a batch.
+type SendResult struct {
+	ID     string `json:"id,omitempty"`
+	Status string `json:"status,omitempty"`
+	Error  *Error `json:"error,omitempty"`
 }
 
 // SendResponse answers POST /v1/send once the message is durable in the
@@ -149,6 +168,7 @@ type Backend interface {
 	Ready(ctx context.Context) bool
 	Gatherer() prometheus.Gatherer
 	SendMessage(ctx context.Context, req SendRequest) (SendResponse, error)
+	SendMessages(ctx context.Context, reqs []SendRequest) (SendBatchResponse, error)
 	MessageState(ctx context.Context, id string) (Message, error)
 	Outbox(ctx context.Context) (OutboxResponse, error)
 	InboxSince(ctx context.Context, after uint64, wait time.Duration) (InboxResponse, error)
@@ -286,6 +306,25 @@ func (s *Server) Handler() http.Handler {
 		var req SendRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
 			writeError(w, &Error{Code: "bad_request", Message: "body must be JSON {\"to\": ADDRESS, \"text\": TEXT}: " + err.Error(), Status: http.StatusBadRequest})
+			return
+		}
+		if req.Messages != nil {
+			if len(req.Messages) == 0 || len(req.Messages) > MaxSendBatch || req.To != "" || req.Text != "" {
+				writeError(w, &Error{Code: "bad_request", Message: fmt.Sprintf("messages takes 1 to %d {\"to\", \"text\"} objects, and then no to or text beside it", MaxSendBatch), Status: http.StatusBadRequest})
+				return
+			}
+			res, err := s.backend.SendMessages(r.Context(), req.Messages)
+			if err != nil {
+				writeBackendError(w, err)
+				return
+			}
+			for _, rr := range res.Results {
+				if rr.Error != nil && rr.Error.Code == "outbox_full" {
+					w.Header().Set("Retry-After", "1")
+					break
+				}
+			}
+			writeJSON(w, http.StatusOK, res)
 			return
 		}
 		res, err := s.backend.SendMessage(r.Context(), req)

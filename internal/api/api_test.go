@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -33,6 +34,20 @@ func (f *fakeBackend) SendMessage(_ context.Context, r SendRequest) (SendRespons
 		return SendResponse{}, &Busy{Code: "outbox_full", Err: errors.New("outbox full"), RetryAfter: 1500 * time.Millisecond}
 	}
 	return SendResponse{ID: "id", Status: "sent"}, nil
+}
+func (f *fakeBackend) SendMessages(_ context.Context, rs []SendRequest) (SendBatchResponse, error) {
+	out := SendBatchResponse{}
+	for i, r := range rs {
+		switch {
+		case r.To == "":
+			out.Results = append(out.Results, SendResult{Error: &Error{Code: "bad_request", Message: "to is required"}})
+		case f.full && i > 0:
+			out.Results = append(out.Results, SendResult{Error: &Error{Code: "outbox_full", Message: "outbox full"}})
+		default:
+			out.Results = append(out.Results, SendResult{ID: fmt.Sprint("id", i), Status: "sent"})
+		}
+	}
+	return out, nil
 }
 func (f *fakeBackend) MessageState(_ context.Context, id string) (Message, error) {
 	if id != "id" {
@@ -192,5 +207,26 @@ func TestPprofBehindToken(t *testing.T) {
 	}
 	if code, body := do(t, "http://"+s.Addr()+"/debug/pprof/", "secret"); code != 200 || !strings.Contains(body, "goroutine") {
 		t.Fatalf("pprof index: %d %.80s", code, body)
+	}
+}
+
+// A batch send answers per message; a full outbox sets Retry-After.
+func TestSendBatch(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, &fakeBackend{reg: m, full: true})
+	c := &Client{Addr: s.Addr()}
+	var res SendBatchResponse
+	req := SendRequest{Messages: []SendRequest{{To: "a", Text: "1"}, {To: "b", Text: "2"}, {Text: "3"}}}
+	if err := c.Post(context.Background(), "/v1/send", req, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Results) != 3 || res.Results[0].ID != "id0" || res.Results[1].Error.Code != "outbox_full" || res.Results[2].Error.Code != "bad_request" {
+		t.Fatalf("results %+v", res.Results)
+	}
+	var apiErr *Error
+	for _, bad := range []SendRequest{{Messages: []SendRequest{}}, {To: "a", Messages: []SendRequest{{To: "b"}}}, {Messages: make([]SendRequest, MaxSendBatch+1)}} {
+		if err := c.Post(context.Background(), "/v1/send", bad, &res); !errors.As(err, &apiErr) || apiErr.Status != 400 {
+			t.Fatalf("bad batch %d: %v", len(bad.Messages), err)
+		}
 	}
 }

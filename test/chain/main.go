@@ -31,6 +31,7 @@ func main() {
 	transport := flag.String("transport", "both", "tcp, quic or both")
 	flag.IntVar(&cfg.N, "n", 10000, "texts A sends to C per transport")
 	flag.IntVar(&cfg.Clients, "clients", 8, "concurrent HTTP clients sending")
+	flag.IntVar(&cfg.Batch, "batch", 1, "texts per POST /v1/send (above 1: the batch form, one group commit at A per request)")
 	flag.IntVar(&cfg.KillRelay, "kill-relay", 0, "SIGKILL relay B this many times during the sends (and restart it)")
 	flag.BoolVar(&cfg.StopReceiver, "stop-receiver", false, "SIGTERM receiver C half-way through the sends and restart it")
 	flag.DurationVar(&cfg.ReceiverDown, "receiver-down", 2*time.Second, "how long C stays down with -stop-receiver")

@@ -138,6 +138,29 @@ func (c *client) send(ctx context.Context, to, text string) (sendResponse, error
 	return res, err
 }
 
+type batchResult struct {
+	ID     string    `json:"id"`
+	Status string    `json:"status"`
+	Error  *apiError `json:"error"`
+}
+
+// sendBatch posts texts in the batch form of POST /v1/send; the answer
+// has one result per text.
+func (c *client) sendBatch(ctx context.Context, to string, texts []string) ([]batchResult, error) {
+	msgs := make([]map[string]string, len(texts))
+	for i, t := range texts {
+		msgs[i] = map[string]string{"to": to, "text": t}
+	}
+	var res struct {
+		Results []batchResult `json:"results"`
+	}
+	err := c.do(ctx, 30*time.Second, http.MethodPost, "/v1/send", map[string]any{"messages": msgs}, &res)
+	if err == nil && len(res.Results) != len(texts) {
+		err = fmt.Errorf("POST /v1/send: %d results for %d texts", len(res.Results), len(texts))
+	}
+	return res.Results, err
+}
+
 type messageState struct {
 	ID       string `json:"id"`
 	To       string `json:"to"`

@@ -46,6 +46,9 @@ type Config struct {
 	// N is how many texts A sends to C (default 10000); Clients how many
 	// HTTP clients send them concurrently (default 8).
 	N, Clients int
+	// Batch, when above 1, sends that many texts per POST /v1/send (the
+	// batch form: one group commit at A for all of them).
+	Batch int
 
 	// KillRelay SIGKILLs B this many times, evenly spread over the sends
 	// (2: at about 1/3 and 2/3), restarting it at once on the same data
@@ -201,7 +204,7 @@ func (ch *chain) event(format string, args ...any) {
 }
 
 func runChain(ctx context.Context, cfg Config, transport string) (rep RunReport, err error) {
-	rep = RunReport{Transport: transport, Chaos: cfg.Chaos(), Requested: cfg.N, Clients: cfg.Clients}
+	rep = RunReport{Transport: transport, Chaos: cfg.Chaos(), Requested: cfg.N, Clients: cfg.Clients, Batch: cfg.Batch}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -480,6 +483,33 @@ func (ch *chain) send(ctx context.Context) sendResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if ch.cfg.Batch > 1 {
+				for {
+					lo := int(next.Add(int64(ch.cfg.Batch)) - int64(ch.cfg.Batch))
+					if lo >= n || ctx.Err() != nil {
+						return
+					}
+					hi := min(lo+ch.cfg.Batch, n)
+					batch := make([]string, 0, hi-lo)
+					for i := lo; i < hi; i++ {
+						batch = append(batch, fmt.Sprintf("m-%06d", i))
+					}
+					res, err := ch.sendMany(ctx, batch, &n429, &retries)
+					if err != nil {
+						if ctx.Err() == nil {
+							fail(fmt.Errorf("%s…: %w", batch[0], err))
+						}
+						continue
+					}
+					for k, r := range res {
+						i := lo + k
+						ids[i], texts[i], statuses[i] = r.ID, batch[k], r.Status
+						if m, ok := ch.milestones[ch.accepted.Add(1)]; ok {
+							close(m)
+						}
+					}
+				}
+			}
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || ctx.Err() != nil {
@@ -550,6 +580,58 @@ func (ch *chain) sendOne(ctx context.Context, text string, n429, retries *atomic
 		case <-time.After(wait):
 		}
 	}
+}
+
+// sendMany posts texts in the batch form until A took every one: the
+// ones refused for a full outbox (or an unknown destination while B
+// restarts) are sent again, the others kept.
+func (ch *chain) sendMany(ctx context.Context, texts []string, n429, retries *atomic.Int64) ([]sendResponse, error) {
+	out := make([]sendResponse, len(texts))
+	todo := make([]int, len(texts))
+	for i := range todo {
+		todo[i] = i
+	}
+	first := time.Now()
+	for len(todo) > 0 {
+		batch := make([]string, len(todo))
+		for k, i := range todo {
+			batch[k] = texts[i]
+		}
+		res, err := ch.a.api.sendBatch(ctx, ch.addrC, batch)
+		var again []int
+		wait := 100 * time.Millisecond
+		switch {
+		case err == nil:
+			for k, r := range res {
+				switch {
+				case r.Error == nil:
+					out[todo[k]] = sendResponse{ID: r.ID, Status: r.Status}
+				case r.Error.Code == "outbox_full":
+					n429.Add(1)
+					again, wait = append(again, todo[k]), time.Second
+				case strings.Contains(r.Error.Message, "unknown destination") && time.Since(first) < sendRetryFor:
+					retries.Add(1)
+					again = append(again, todo[k])
+				default:
+					return nil, fmt.Errorf("%s: %s (%s)", batch[k], r.Error.Message, r.Error.Code)
+				}
+			}
+		case notTaken(err) && time.Since(first) < sendRetryFor:
+			retries.Add(1)
+			again = todo
+		default:
+			return nil, err
+		}
+		if todo = again; len(todo) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return out, nil
 }
 
 // notTaken reports whether a failed send certainly did not queue the text:

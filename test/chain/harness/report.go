@@ -44,6 +44,7 @@ type RunReport struct {
 	Chaos     string
 	Requested int // texts the harness meant to send
 	Clients   int
+	Batch     int // texts per request (1: one per request)
 
 	Sent         int            // texts A accepted (200)
 	SendStatus   map[string]int // the status of each 200: queued, forwarded, stored
@@ -241,7 +242,11 @@ func (r Report) Print(w io.Writer) {
 
 // Print writes one run for people.
 func (r RunReport) Print(w io.Writer) {
-	fmt.Fprintf(w, "\n== chain A — B — C over %s: %d texts, %d clients, chaos: %s\n", r.Transport, r.Requested, r.Clients, r.Chaos)
+	per := ""
+	if r.Batch > 1 {
+		per = fmt.Sprintf(" × %d texts per request", r.Batch)
+	}
+	fmt.Fprintf(w, "\n== chain A — B — C over %s: %d texts, %d clients%s, chaos: %s\n", r.Transport, r.Requested, r.Clients, per, r.Chaos)
 	fmt.Fprintf(w, "sent        %d accepted by A (%s) in %.2fs; 429s %d; other retries %d; failed %d\n",
 		r.Sent, countList(r.SendStatus), r.SendWall.Seconds(), r.Status429, r.SendRetries, r.SendFailures)
 	if r.SendError != "" {
