@@ -30,7 +30,8 @@ CHAIN_N ?= 10000
 bench-chain:
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(GO) build -o "$$tmp/qpc" ./cmd/qpc && \
-	$(GO) run ./test/chain -bin "$$tmp/qpc" -transport both -n $(CHAIN_N) -clients 8
+	$(GO) run ./test/chain -bin "$$tmp/qpc" -transport both -n $(CHAIN_N) -clients 8 && \
+	$(GO) run ./test/chain -bin "$$tmp/qpc" -transport both -n $$((2 * $(CHAIN_N))) -clients 8 -batch 64
 
 # A short run of every fuzz target (FUZZTIME each).
 fuzz:
