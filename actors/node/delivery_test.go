@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/crypto"
@@ -245,5 +247,91 @@ func TestSendBatchOneCommit(t *testing.T) {
 	waitStates(t, a, want, router.StateDelivered, 30*time.Second)
 	if _, err := a.SendBatch(context.Background(), nil, nil); err == nil {
 		t.Fatal("an empty batch was taken")
+	}
+}
+
+// TestRouterRestartsUnderLoad: the sender's and the receiver's routers
+// panic and restart while messages flow. Every message the sender
+// accepted (its API answered without an error) is delivered exactly once
+// and ends delivered; a send refused because the router went down is
+// reported as an error, never accepted and lost.
+func TestRouterRestartsUnderLoad(t *testing.T) {
+	policy := RestartPolicy{Initial: time.Millisecond, Max: 10 * time.Millisecond, MaxRestarts: 20, Window: time.Minute}
+	ca := testConfig(t)
+	ca.Transports.Listen = []string{"tcp://127.0.0.1:0"}
+	ca.Outbox.RetryBase, ca.Outbox.RetryMax = config.Duration(500*time.Millisecond), config.Duration(2*time.Second)
+	a, _ := startNode(t, ca, WithFaultInjection(), WithRestartPolicy(policy))
+	cc := testConfig(t)
+	cc.Transports.Listen = nil
+	cc.Transports.Peers = a.ListenAddrs()
+	c, _ := startNode(t, cc, WithFaultInjection(), WithRestartPolicy(policy))
+	waitRoute(t, a, c.Address())
+	waitRoute(t, c, a.Address())
+	// The routers write their tables within a second of a change; a crash
+	// before that would forget the route (until the next announce).
+	waitTableWritten(t, a, c.Address())
+	waitTableWritten(t, c, a.Address())
+
+	const n, k = 1200, 8
+	var mu sync.Mutex
+	ids := make(map[[16]byte]string)
+	refused := 0
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				text := fmt.Sprintf("restart-%05d", i)
+				res, err := a.SendText(context.Background(), c.Address(), []byte(text))
+				mu.Lock()
+				if err != nil {
+					refused++ // not accepted: the caller knows
+				} else {
+					ids[res.ID] = text
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+		if i%300 == 150 {
+			a.Fault("router", "test")
+			c.Fault("router", "test")
+		}
+	}
+	close(work)
+	wg.Wait()
+	collect(t, c, ids, 60*time.Second)
+	waitStates(t, a, ids, router.StateDelivered, 60*time.Second)
+	t.Logf("%d accepted, %d refused while a router restarted; A restarts %v, C restarts %v", len(ids), refused,
+		testutil.ToFloat64(a.Metrics().ActorRestarts.WithLabelValues("router")), testutil.ToFloat64(c.Metrics().ActorRestarts.WithLabelValues("router")))
+	if len(ids) < n/2 {
+		t.Fatalf("only %d of %d sends accepted", len(ids), n)
+	}
+}
+
+// waitTableWritten probes n's database until its routing table snapshot
+// holds addr.
+func waitTableWritten(t *testing.T, n *Node, addr crypto.Address) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var found bool
+		n.db.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket([]byte("router")); b != nil {
+				found = bytes.Contains(b.Get([]byte("router/table")), []byte(addr.String()))
+			}
+			return nil
+		})
+		if found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never wrote a table with %s", n.Address().Short(), addr.Short())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the database
 	}
 }

@@ -55,7 +55,7 @@ type Config struct {
 
 // Timers and replies the actor sends itself.
 type (
-	gcTick      struct{}
+	gcTick      struct{ owner *routerActor } // only the instance that armed it acts on it
 	rebroadcast struct {
 		frame  []byte
 		except [16]byte
@@ -65,7 +65,10 @@ type (
 	// begins, so it comes after everything already in the mailbox.
 	flush struct{}
 	// retryTick: the outbox has messages due.
-	retryTick struct{ gen uint64 }
+	retryTick struct {
+		gen   uint64
+		owner *routerActor
+	}
 	// publishKeys: the known keys changed; one snapshot for a burst.
 	publishKeys struct{}
 	// committed: the committer finished a job.
@@ -149,6 +152,9 @@ type routerActor struct {
 	retryGen   uint64
 	keysQueued bool
 	fresh      freshRecords // newest announce sequences, until the next commit
+	draining   bool         // after Drain: sends are refused
+	freshGone  [][]byte     // freshness records to delete in the next commit
+	tableDirty bool         // the table or the keys changed since they were written
 	committer  *committer
 	inflight   *commitJob // the transaction the committer is running
 	lazy       clock.Timer
@@ -203,6 +209,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			r.cfg.Metrics.AnnouncesRefused.WithLabelValues("duplicate").Inc()
 		}
 		r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
+		r.tableChanged(ctx)
 		if change == ChangeAdded || change == ChangeBest {
 			r.cfg.Metrics.AnnouncesAccepted.Inc()
 			r.routeUp(ctx, m.Announce.Address(), now)
@@ -245,7 +252,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.keysQueued = false
 		r.publishKeys()
 	case *retryTick:
-		if m.gen == r.retryGen {
+		if m.gen == r.retryGen && m.owner == r {
 			r.retry, r.retryAt = nil, time.Time{}
 			r.retransmit(ctx, now)
 		}
@@ -256,6 +263,10 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			r.do(ctx, r.core.HandleStored(f, m.Dest))
 		}
 	case *messages.SendText:
+		if r.draining {
+			ctx.Respond(&messages.SendResult{Err: ErrDraining})
+			return
+		}
 		res := r.send(m, now)
 		if res.Err != nil {
 			ctx.Respond(res)
@@ -264,6 +275,10 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.batch.replies = append(r.batch.replies, sendReply{to: ctx.Sender(), res: res})
 		r.ensureFlush(ctx)
 	case *messages.SendBatch:
+		if r.draining {
+			ctx.Respond(&messages.SendBatchResult{Results: []messages.SendResult{{Err: ErrDraining}}})
+			return
+		}
 		out := &messages.SendBatchResult{Results: make([]messages.SendResult, len(m.Items))}
 		for i := range m.Items {
 			out.Results[i] = *r.send(&m.Items[i], now)
@@ -299,11 +314,22 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			delete(r.links, m.Link.Peer)
 			r.core.Table.RemoveVia(m.Link.Peer)
 			r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
+			r.tableChanged(ctx)
 		}
 	case *gcTick:
-		r.core.Table.Expire(now)
-		if _, err := pruneFresh(r.cfg.DB.DB, now, cmp.Or(r.cfg.AnnounceMaxAge, 30*time.Minute)); err != nil {
-			r.cfg.Log.Warn("pruning announce freshness records failed", "err", err)
+		if m.owner != r {
+			return // armed by an instance before a restart
+		}
+		if len(r.core.Table.Expire(now)) > 0 {
+			r.tableChanged(ctx)
+		}
+		// Old freshness records go with the next group commit, off this
+		// goroutine (a read here, the deletes there).
+		if old, err := staleFresh(r.cfg.DB.DB, now, cmp.Or(r.cfg.AnnounceMaxAge, 30*time.Minute)); err != nil {
+			r.cfg.Log.Warn("reading announce freshness records failed", "err", err)
+		} else if len(old) > 0 {
+			r.freshGone = append(r.freshGone, old...)
+			r.armLazy(ctx)
 		}
 		if r.core.Replay.GC(now) > 0 {
 			r.ensureFlush(ctx)
@@ -311,29 +337,60 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
 		r.scheduleGC(ctx)
 	case *messages.Drain:
+		r.draining = true
 		r.commitNow(ctx)
 		ctx.Respond(&messages.Drained{Actor: Name})
 	case *messages.Persist:
 		r.commitNow(ctx)
 		ctx.Respond(&messages.Persisted{Actor: Name, Err: r.persist()})
-	case *actor.Restarting:
-		r.stopCommitter()
-	case *actor.Stopping:
-		r.stopCommitter()
-		if r.lazy != nil {
-			r.lazy.Stop()
-		}
-		if r.retry != nil {
-			r.retry.Stop()
-		}
-		if r.sub != nil {
-			ctx.ActorSystem().EventStream.Unsubscribe(r.sub)
-		}
-		if r.gc != nil {
-			r.gc.Stop()
-		}
+	case *actor.Restarting, *actor.Stopping:
+		r.shutdown(ctx)
 	}
 }
+
+// shutdown ends this instance (a restart or a stop): the job in flight is
+// finished here, so its answers and receipts go out if it committed (and
+// its senders hear it failed if not), the batch not yet committed is
+// answered as not stored, and the subscription and timers go. Nothing of
+// this instance reaches the next one.
+func (r *routerActor) shutdown(ctx actor.Context) {
+	if r.committer != nil {
+		r.committer.stop()
+		r.committer = nil
+	}
+	if j := r.inflight; j != nil {
+		r.inflight = nil
+		if j.err == nil {
+			r.finish(ctx, j)
+		} else {
+			j.handled = true
+			for _, rp := range j.batch.replies {
+				rp.failed(j.err)
+				ctx.Send(rp.to, rp.msg())
+			}
+		}
+	}
+	for _, rp := range r.batch.replies {
+		rp.failed(errRouterStopped)
+		ctx.Send(rp.to, rp.msg())
+	}
+	r.batch = batch{}
+	for _, t := range []clock.Timer{r.lazy, r.retry, r.gc} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	r.lazy, r.retry, r.gc = nil, nil, nil
+	r.retryGen++ // a retry tick still on its way is stale
+	if r.sub != nil {
+		ctx.ActorSystem().EventStream.Unsubscribe(r.sub)
+		r.sub = nil
+	}
+}
+
+// errRouterStopped: the router stopped (or restarted) before the batch
+// holding the message was written.
+var errRouterStopped = errors.New("router stopped before the message was written")
 
 func (r *routerActor) start(ctx actor.Context) {
 	c := r.cfg
@@ -420,7 +477,7 @@ func (r *routerActor) publishKeys() {
 
 func (r *routerActor) scheduleGC(ctx actor.Context) {
 	self, sys := ctx.Self(), ctx.ActorSystem()
-	r.gc = r.cfg.Clock.AfterFunc(time.Minute, func() { sys.Root.Send(self, &gcTick{}) })
+	r.gc = r.cfg.Clock.AfterFunc(time.Minute, func() { sys.Root.Send(self, &gcTick{owner: r}) })
 }
 
 // hold keeps an envelope whose sender is not known yet; what falls out
@@ -491,21 +548,31 @@ type saved struct {
 // persist writes the routing table (with the sequence records that keep
 // replayed announces out) and the known keys to the database.
 func (r *routerActor) persist() error {
-	sv := saved{Table: r.core.Table.Snapshot(), Keys: make(map[string]KnownKeys, len(r.core.Keys))}
-	for a, k := range r.core.Keys {
-		sv.Keys[crypto.Address(a).String()] = k
-	}
-	b, err := json.Marshal(sv)
+	b, err := r.snapshot()
 	if err != nil {
 		return err
 	}
 	return r.cfg.DB.Update(func(tx *bolt.Tx) error {
-		bk, err := tx.CreateBucketIfNotExists([]byte("router"))
+		bk, err := tx.CreateBucketIfNotExists(routerBucket)
 		if err != nil {
 			return err
 		}
 		return bk.Put(tableKey, b)
 	})
+}
+
+var routerBucket = []byte("router")
+
+// snapshot encodes the routing table and the known keys. It is written at
+// Persist, and between times by the lazy flush when the table changed (at
+// most once per lazyDelay), so a router that crashed or restarts comes
+// back with the routes and keys of a second ago, not with none.
+func (r *routerActor) snapshot() ([]byte, error) {
+	sv := saved{Table: r.core.Table.Snapshot(), Keys: make(map[string]KnownKeys, len(r.core.Keys))}
+	for a, k := range r.core.Keys {
+		sv.Keys[crypto.Address(a).String()] = k
+	}
+	return json.Marshal(sv)
 }
 
 func (r *routerActor) restore() error {

@@ -85,7 +85,7 @@ func (r *routerActor) ensureFlush(ctx actor.Context) {
 func (r *routerActor) pending() bool {
 	b := &r.batch
 	return b.n > 0 || len(b.acts) > 0 || len(b.replies) > 0 || len(b.receipts) > 0 || len(b.delivered) > 0 ||
-		len(r.fresh) > 0 || r.core.Replay.Dirty() || r.outbox.Dirty()
+		len(r.fresh) > 0 || len(r.freshGone) > 0 || r.tableDirty || r.core.Replay.Dirty() || r.outbox.Dirty()
 }
 
 // prepare takes the batch out of the way of the next one and, when it is
@@ -106,6 +106,18 @@ func (r *routerActor) prepare(force bool) *commitJob {
 	}
 	r.outbox.Prepare(&j.writes)
 	r.fresh.prepare(&j.writes)
+	for _, k := range r.freshGone {
+		j.writes.del(freshBucket, k)
+	}
+	r.freshGone = nil
+	if r.tableDirty && force {
+		if b, err := r.snapshot(); err != nil {
+			r.cfg.Log.Warn("routing table not written", "err", err)
+		} else {
+			j.writes.put(routerBucket, tableKey, b)
+			r.tableDirty = false
+		}
+	}
 	return j
 }
 
@@ -133,9 +145,11 @@ func (r *routerActor) startCommit(ctx actor.Context, force bool) {
 }
 
 // committedJob is the committer's report, as a message to the router.
+// Only the job in flight counts: a report finished already (commitNow,
+// shutdown) or meant for an earlier instance of the router is ignored.
 func (r *routerActor) committedJob(ctx actor.Context, j *commitJob) {
-	if j.handled {
-		return // finished already by commitNow
+	if j.handled || j != r.inflight {
+		return
 	}
 	r.inflight = nil
 	r.finish(ctx, j)
@@ -206,8 +220,15 @@ func (r *routerActor) finish(ctx actor.Context, j *commitJob) {
 // them in a crash costs a retransmission, answered with a receipt.
 const lazyDelay = time.Second
 
+// tableChanged notes that the routing table or the keys changed: the
+// lazy flush writes a snapshot.
+func (r *routerActor) tableChanged(ctx actor.Context) {
+	r.tableDirty = true
+	r.armLazy(ctx)
+}
+
 func (r *routerActor) armLazy(ctx actor.Context) {
-	if r.lazy != nil || !(r.outbox.Dirty() || r.core.Replay.Dirty() || len(r.fresh) > 0) {
+	if r.lazy != nil || !(r.outbox.Dirty() || r.core.Replay.Dirty() || len(r.fresh) > 0 || len(r.freshGone) > 0 || r.tableDirty) {
 		return
 	}
 	self, sys := ctx.Self(), ctx.ActorSystem()
@@ -304,7 +325,7 @@ func (r *routerActor) armRetry(ctx actor.Context, now time.Time) {
 	r.retryGen++
 	gen, self, sys := r.retryGen, ctx.Self(), ctx.ActorSystem()
 	r.retryAt = at
-	r.retry = r.cfg.Clock.AfterFunc(max(at.Sub(now), 0), func() { sys.Root.Send(self, &retryTick{gen: gen}) })
+	r.retry = r.cfg.Clock.AfterFunc(max(at.Sub(now), 0), func() { sys.Root.Send(self, &retryTick{gen: gen, owner: r}) })
 }
 
 // statusOf turns an outbox record into the bus type.

@@ -404,6 +404,9 @@ func (c *Core) originate(to [16]byte, hopLimit uint8, pt messages.PayloadType, p
 	return frame, env.ID(), nil
 }
 
+// ErrDraining: the node is shutting down and takes no new messages.
+var ErrDraining = errors.New("router: the node is shutting down; no new messages")
+
 // ErrHopsExceeded: an announce that travelled further than MaxHops.
 var ErrHopsExceeded = errors.New("router: announce hop count over the limit")
 

@@ -43,13 +43,6 @@ func (f freshRecords) prepare(w *writes) {
 	clear(f)
 }
 
-// writeFresh puts the collected records into tx.
-func writeFresh(tx *bolt.Tx, f freshRecords) error {
-	var w writes
-	f.prepare(&w)
-	return w.apply(tx)
-}
-
 // loadFresh applies the stored records to t. A damaged record is skipped
 // (and named in the error); the others still apply.
 func loadFresh(db *bolt.DB, t *Table) (int, error) {
@@ -80,31 +73,22 @@ func loadFresh(db *bolt.DB, t *Table) (int, error) {
 	return n, err
 }
 
-// pruneFresh deletes records of announces older than maxAge at now.
-func pruneFresh(db *bolt.DB, now time.Time, maxAge time.Duration) (int, error) {
+// staleFresh lists the records of announces older than maxAge at now, to
+// be deleted in the next group commit.
+func staleFresh(db *bolt.DB, now time.Time, maxAge time.Duration) ([][]byte, error) {
 	limit := uint64(now.Add(-maxAge).UnixMilli())
-	n := 0
-	err := db.Update(func(tx *bolt.Tx) error {
+	var doomed [][]byte
+	err := db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(freshBucket)
 		if b == nil {
 			return nil
 		}
-		var doomed [][]byte
-		if err := b.ForEach(func(k, v []byte) error {
+		return b.ForEach(func(k, v []byte) error {
 			if len(v) != 16 || binary.BigEndian.Uint64(v) < limit {
 				doomed = append(doomed, append([]byte(nil), k...))
 			}
 			return nil
-		}); err != nil {
-			return err
-		}
-		for _, k := range doomed {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(doomed)
-		return nil
+		})
 	})
-	return n, err
+	return doomed, err
 }
