@@ -114,6 +114,10 @@ type InboundFrame struct {
 	Release func()
 }
 
+// Credited reports whether the frame holds its link's credit: the
+// admission mailbox never sheds such a frame (the credit bounds them).
+func (f *InboundFrame) Credited() bool { return f.Release != nil }
+
 // Done releases the frame's link credit, once.
 func (f *InboundFrame) Done() {
 	if f.Release != nil {

@@ -80,8 +80,8 @@ func (a *announcer) Receive(ctx actor.Context) {
 			ctx.Send(a.cfg.Links, &messages.SendFrame{Peer: m.Link.Peer, Data: a.own, Priority: messages.Control})
 		}
 	case *messages.InboundFrame:
+		defer m.Done() // the link may be read again, also if heard panics
 		a.heard(ctx, m)
-		m.Done()
 	case *messages.SetCapabilities:
 		if m.Caps != a.cfg.Caps && !a.draining {
 			a.cfg.Caps = m.Caps

@@ -500,3 +500,28 @@ func TestPanicRestartsAndKeepsDelivering(t *testing.T) {
 		t.Fatalf("received %v, want [1 2]", got)
 	}
 }
+
+// creditedFrame holds credit of its link: bounded where it comes from.
+type creditedFrame struct{ frame }
+
+func (f *creditedFrame) Credited() bool { return true }
+
+// A full mailbox sheds data it can, never a frame that holds link credit.
+func TestMailboxNeverShedsCredited(t *testing.T) {
+	shed := 0
+	mb, r := newInline(t, Options{MaxMessages: 2, OnShed: func(any, Priority) { shed++ }})
+	mb.PostSystemMessage(&actor.SuspendMailbox{})
+	for i := range 5 {
+		mb.PostUserMessage(&creditedFrame{frame{i, Data, 10}})
+	}
+	mb.PostUserMessage(&frame{7, Data, 10})
+	mb.PostUserMessage(&frame{8, Data, 10})
+	mb.PostUserMessage(&frame{9, Data, 10})
+	if shed != 1 {
+		t.Fatalf("shed %d, want 1 (the third plain frame)", shed)
+	}
+	mb.PostSystemMessage(&actor.ResumeMailbox{})
+	if got := len(r.users()); got != 7 {
+		t.Fatalf("delivered %d, want the 5 credited and 2 plain frames", got)
+	}
+}

@@ -33,6 +33,14 @@ type Prioritized interface {
 	Priority() Priority
 }
 
+// Credited is implemented by messages that may hold credit of where they
+// came from (a frame from a link with flow control): one that does is
+// bounded there, so the mailbox queues it without a priority and never
+// sheds it.
+type Credited interface {
+	Credited() bool
+}
+
 // Sized is implemented by messages that count towards Options.MaxBytes with
 // their size in bytes (for a frame: its encoded length). A message that does
 // not implement it counts zero bytes; negative sizes count as zero.
@@ -50,6 +58,9 @@ func classify(msg any) (p Priority, ok bool, size int) {
 	}
 	if s, isSized := inner.(Sized); isSized {
 		size = max(s.Size(), 0)
+	}
+	if c, ok := inner.(Credited); ok && c.Credited() {
+		return 0, false, size
 	}
 	if pm, isPrio := inner.(Prioritized); isPrio {
 		return clamp(pm.Priority()), true, size

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quicprochat/qpc/actors/inbox"
@@ -61,6 +63,7 @@ type Node struct {
 	box       *inbox.Store
 	keys      *verify.Directory
 	verifier  *verify.Pool
+	deadSub   *eventstream.Subscription
 	readyOnce sync.Once
 	readyCh   chan struct{}
 	phase     atomic.Int32
@@ -131,6 +134,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.box, err = inbox.Open(n.db.DB); err != nil {
 		return err
 	}
+	// Before the API serves: its handlers read the directory.
+	n.keys = verify.NewDirectory(n.id.PublicKey())
 	if err := n.openTransports(ctx); err != nil {
 		return err
 	}
@@ -156,8 +161,23 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// The edge verifies envelopes on every core against the keys the
 	// router publishes, and hands them to the router.
 	rootID := "node-" + n.id.Address().String()
+	// A frame sent to one of this node's actors that is gone for good
+	// (its supervisor gave up on it) still gives its link's credit back,
+	// so the link is not stalled by an actor that no longer reads.
+	prefix := rootID + "/"
+	n.deadSub = n.system.EventStream.Subscribe(func(ev any) {
+		dl, ok := ev.(*actor.DeadLetterEvent)
+		if !ok || dl.PID == nil || !strings.HasPrefix(dl.PID.Id, prefix) {
+			return
+		}
+		switch m := dl.Message.(type) {
+		case *messages.InboundFrame:
+			m.Done()
+		case *messages.VerifiedEnvelope:
+			m.In.Done()
+		}
+	})
 	routerPID := actor.NewPID(n.system.Address(), rootID+"/"+router.Name)
-	n.keys = verify.NewDirectory(n.id.PublicKey())
 	n.verifier = verify.NewPool(verify.PoolConfig{
 		Dir: n.keys, Self: n.id.Address(), Seal: n.seal,
 		Out:  func(m any) { n.system.Root.Send(routerPID, m) },
@@ -243,6 +263,9 @@ func (n *Node) cleanup(ctx context.Context) error {
 	}
 	if n.verifier != nil {
 		n.verifier.Close()
+	}
+	if n.deadSub != nil {
+		n.system.EventStream.Unsubscribe(n.deadSub)
 	}
 	if n.ownSystem && n.system != nil {
 		n.system.Shutdown()

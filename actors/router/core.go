@@ -232,8 +232,13 @@ func (c *Core) handle(env messages.Envelope, id [16]byte, frame []byte, from [16
 		return drop(DropExpired)
 	}
 	if env.Destination == c.self() {
-		// No dedup here: the replay window tells a retransmission from a
-		// new message and answers it with its receipt again.
+		// Sealed messages need no dedup: the replay window tells a
+		// retransmission from a new message and answers it with its
+		// receipt again. Receipts, probes and trace replies carry no seq:
+		// dedup keeps a replayed copy from costing a signature each.
+		if env.PayloadType != messages.PayloadSealed && c.Dedup.Seen(id, now) {
+			return drop(DropDuplicate)
+		}
 		return c.local(env, id, opened, openFailed, now)
 	}
 	// Recorded only after the signature checked out: a forged copy carries

@@ -341,8 +341,22 @@ func (o *Outbox) Due(now time.Time) (due, failed []*OutMsg) {
 			if m.Attempts == 0 {
 				reason = "expired: no route to the destination before the message expired"
 			}
+			d := o.dests[m.To]
+			oldLim := d.lo() + uint64(o.lim.Window)
 			o.finish(m, StateFailed, reason, now)
 			failed = append(failed, m)
+			// Giving up on the oldest lets later ones into the window:
+			// they are due now rather than at their deferred retry.
+			if newLim := d.lo() + uint64(o.lim.Window); newLim > oldLim {
+				for _, q := range d.q {
+					if q.Seq >= newLim {
+						break
+					}
+					if q.Seq >= oldLim && !q.Finished() && q.NextRetry.After(now) {
+						o.reschedule(q, now)
+					}
+				}
+			}
 			continue
 		}
 		due = append(due, m)

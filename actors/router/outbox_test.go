@@ -300,3 +300,32 @@ func FuzzOutboxRecord(f *testing.F) {
 		}
 	})
 }
+
+// When the oldest message to a destination fails, the ones it held out of
+// the window are due at once, not at their deferred retry.
+func TestOutboxFailureOpensTheWindow(t *testing.T) {
+	o, _ := OpenOutbox(nil, OutboxLimits{Window: 2, RetryBase: time.Minute})
+	now := time.Unix(1_800_000_000, 0)
+	to := [16]byte{9}
+	first := addMsg(t, o, to, now, 5*time.Second)
+	second := addMsg(t, o, to, now, time.Hour)
+	third := addMsg(t, o, to, now, time.Hour)
+	for _, m := range []*OutMsg{first, second, third} {
+		if !o.Transmit(m, now) {
+			o.Defer(m, now)
+		}
+	}
+	if third.Attempts != 0 {
+		t.Fatal("the third went out past the window")
+	}
+	due, failed := o.Due(now.Add(5 * time.Second))
+	if len(failed) != 1 || failed[0] != first {
+		t.Fatalf("failed %v", failed)
+	}
+	if len(due) != 1 || due[0] != third {
+		t.Fatalf("due %v, want the third", due)
+	}
+	if !o.Transmit(third, now.Add(5*time.Second)) {
+		t.Fatal("the third is still outside the window")
+	}
+}

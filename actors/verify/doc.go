@@ -14,7 +14,8 @@
 //
 // Pool is a fixed set of worker goroutines, one per core, fed by ratelimit
 // after admission (rate limit before work, signature before state
-// change). Its queue is bounded; a frame it cannot take is dropped and
-// counted (overload) — links with flow control never get there, their
-// credit bounds what is in flight.
+// change), oldest frame first. Frames with link credit (TCP, QUIC) are
+// always taken: each link's credit bounds what it can have queued. Frames
+// without (a radio, the Go API) are bounded by the queue; one it cannot
+// take is dropped and counted (overload), and its sender retransmits.
 package verify

@@ -11,10 +11,13 @@ import (
 // PoolConfig wires a Pool.
 type PoolConfig struct {
 	Workers int // default runtime.GOMAXPROCS(0)
-	Queue   int // frames waiting for a worker at most (default 8192)
-	Dir     *Directory
-	Self    [16]byte
-	Seal    *crypto.SealingKey
+	// Queue bounds the frames without link credit (from a radio, from the
+	// Go API) waiting for a worker (default 8192). Frames with credit are
+	// never refused: their links' credit bounds them.
+	Queue int
+	Dir   *Directory
+	Self  [16]byte
+	Seal  *crypto.SealingKey
 	// Out receives every verified envelope (*messages.VerifiedEnvelope) and
 	// every frame whose key the snapshot lacks (*messages.InboundFrame): the
 	// router. It must not block for long.
@@ -24,14 +27,16 @@ type PoolConfig struct {
 	Drop func(reason string)
 }
 
-// Pool runs Check on worker goroutines.
+// Pool runs Check on worker goroutines, oldest frame first.
 type Pool struct {
-	cfg  PoolConfig
-	in   chan *messages.InboundFrame
-	wg   sync.WaitGroup
-	once sync.Once
-	mu   sync.RWMutex // Submit against Close
-	shut bool
+	cfg PoolConfig
+	wg  sync.WaitGroup
+
+	mu       sync.Mutex
+	ready    sync.Cond
+	q        []*messages.InboundFrame // FIFO; head at q[0]
+	uncredit int                      // frames in q without credit
+	shut     bool
 }
 
 // NewPool starts the workers.
@@ -42,7 +47,8 @@ func NewPool(cfg PoolConfig) *Pool {
 	if cfg.Queue <= 0 {
 		cfg.Queue = 8192
 	}
-	p := &Pool{cfg: cfg, in: make(chan *messages.InboundFrame, cfg.Queue)}
+	p := &Pool{cfg: cfg}
+	p.ready.L = &p.mu
 	for range cfg.Workers {
 		p.wg.Add(1)
 		go p.work()
@@ -50,9 +56,28 @@ func NewPool(cfg PoolConfig) *Pool {
 	return p
 }
 
+// next waits for a frame; nil once the pool is closed and drained.
+func (p *Pool) next() *messages.InboundFrame {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.q) == 0 && !p.shut {
+		p.ready.Wait()
+	}
+	if len(p.q) == 0 {
+		return nil
+	}
+	f := p.q[0]
+	p.q[0] = nil
+	p.q = p.q[1:]
+	if f.Release == nil {
+		p.uncredit--
+	}
+	return f
+}
+
 func (p *Pool) work() {
 	defer p.wg.Done()
-	for f := range p.in {
+	for f := p.next(); f != nil; f = p.next() {
 		v, reason := Check(f, p.cfg.Dir, p.cfg.Self, p.cfg.Seal)
 		switch {
 		case v != nil:
@@ -66,31 +91,40 @@ func (p *Pool) work() {
 	}
 }
 
-// Submit hands a frame to the workers without blocking. A full queue (or
-// a closed pool) drops the frame, counted as overload, and releases its
-// credit; it reports whether the frame was taken.
+// Submit hands a frame to the workers without blocking. A frame with
+// link credit is always taken (its link is not read further until it is
+// done, so a peer cannot queue more than its credit); one without is
+// dropped, counted as overload, when Queue such frames wait already. A
+// closed pool drops everything (releasing credit). It reports whether the
+// frame was taken.
 func (p *Pool) Submit(f *messages.InboundFrame) bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if !p.shut {
-		select {
-		case p.in <- f:
-			return true
-		default:
-		}
+	p.mu.Lock()
+	credited := f.Release != nil
+	if p.shut || (!credited && p.uncredit >= p.cfg.Queue) {
+		p.mu.Unlock()
+		f.Done()
+		p.cfg.Drop(DropOverload)
+		return false
 	}
-	f.Done()
-	p.cfg.Drop(DropOverload)
-	return false
+	p.q = append(p.q, f)
+	if !credited {
+		p.uncredit++
+	}
+	p.mu.Unlock()
+	p.ready.Signal()
+	return true
 }
 
 // Close stops the workers after the frames queued; it waits for them.
 func (p *Pool) Close() {
-	p.once.Do(func() {
-		p.mu.Lock()
-		p.shut = true
-		close(p.in)
+	p.mu.Lock()
+	if p.shut {
 		p.mu.Unlock()
 		p.wg.Wait()
-	})
+		return
+	}
+	p.shut = true
+	p.mu.Unlock()
+	p.ready.Broadcast()
+	p.wg.Wait()
 }

@@ -146,7 +146,7 @@ func TestPoolHandsOnAndReleasesCredit(t *testing.T) {
 	}
 }
 
-func TestPoolFullDropsAndCounts(t *testing.T) {
+func TestPoolFullDropsOnlyUncreditedFrames(t *testing.T) {
 	w := newWorld(t)
 	block := make(chan struct{})
 	var overload atomic.Int64
@@ -156,16 +156,28 @@ func TestPoolFullDropsAndCounts(t *testing.T) {
 	})
 	stranger, _ := crypto.NewIdentity(nil)
 	f := w.frame(t, stranger, w.self.Address(), "x")
-	// One in the worker (blocked in Out), one queued: a third is refused.
-	var released atomic.Int64
+	// Without credit (a radio, the Go API): at most one waits in the
+	// queue (plus one in the blocked worker); the rest are dropped.
 	taken := 0
-	for range 3 {
-		if p.Submit(&messages.InboundFrame{Data: f, Release: func() { released.Add(1) }}) {
+	for range 4 {
+		if p.Submit(&messages.InboundFrame{Data: f}) {
 			taken++
 		}
 	}
-	if taken > 2 || overload.Load() < 1 || released.Load() != overload.Load() {
-		t.Fatalf("taken %d, overload %d, released %d", taken, overload.Load(), released.Load())
+	if taken > 2 || overload.Load() < 2 {
+		t.Fatalf("uncredited: taken %d, overload %d", taken, overload.Load())
+	}
+	// With credit: always taken, however many wait — the links' credit
+	// bounds them — and no credit is released by the pool.
+	var released atomic.Int64
+	before := overload.Load()
+	for range 100 {
+		if !p.Submit(&messages.InboundFrame{Data: f, Release: func() { released.Add(1) }}) {
+			t.Fatal("a credited frame was refused")
+		}
+	}
+	if overload.Load() != before || released.Load() != 0 {
+		t.Fatalf("credited: overload %d, released %d", overload.Load()-before, released.Load())
 	}
 	close(block)
 	p.Close()
