@@ -115,7 +115,9 @@ func (l ReplayLimits) withDefaults() (ReplayLimits, error) {
 // below highest are ErrForgotten until then, and a seq above it starts a
 // fresh window that carries the floor. So a flood of fresh identities
 // costs the honest senders at most their windows, never their new
-// messages. Floors beyond MaxFloors are dropped soonest-until first; that
+// messages; a retransmission of a message not yet delivered whose seq is
+// at or below such a floor is refused without a receipt, and its sender
+// reports it failed at its expiry. Floors beyond MaxFloors are dropped soonest-until first; that
 // is the one case in which a replay could be accepted again, and it takes
 // a sustained Sybil attack of more than MaxSenders+MaxFloors live
 // identities within MaxTTL.

@@ -2,7 +2,7 @@
 // opened, kept in the database in arrival order.
 //
 // It owns the bucket "inbox". Store is the plain logic: entries are
-// written by AddTx inside the router's group-commit transaction, so a
+// encoded by Encode for the router's group-commit transaction, so a
 // message's replay record and its inbox entry are one atomic write, and
 // read by List (the admin API's GET /v1/inbox) from any goroutine.
 //

@@ -31,6 +31,8 @@ func (n *Node) SendMessage(ctx context.Context, req api.SendRequest) (api.SendRe
 		// Receipts free the outbox as fast as the mesh delivers; a second
 		// is a fair first wait.
 		return api.SendResponse{}, &api.Busy{Code: "outbox_full", Err: err, RetryAfter: time.Second}
+	case errors.Is(err, router.ErrDraining):
+		return api.SendResponse{}, &api.Unavailable{Err: err}
 	case err != nil:
 		return api.SendResponse{}, err
 	}
@@ -68,6 +70,8 @@ func (n *Node) SendMessages(ctx context.Context, reqs []api.SendRequest) (api.Se
 			out.Results[i].Error = &api.Error{Code: "bad_request", Message: r.Err.Error()}
 		case errors.Is(r.Err, router.ErrOutboxFull):
 			out.Results[i].Error = &api.Error{Code: "outbox_full", Message: r.Err.Error()}
+		case errors.Is(r.Err, router.ErrDraining):
+			out.Results[i].Error = &api.Error{Code: "unavailable", Message: r.Err.Error()}
 		case r.Err != nil:
 			out.Results[i].Error = &api.Error{Code: "failed", Message: r.Err.Error()}
 		default:

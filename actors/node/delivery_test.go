@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
@@ -333,5 +334,23 @@ func waitTableWritten(t *testing.T, n *Node, addr crypto.Address) {
 			t.Fatalf("%s never wrote a table with %s", n.Address().Short(), addr.Short())
 		}
 		time.Sleep(20 * time.Millisecond) // polling the database
+	}
+}
+
+// A frame sent to one of the node's actors that is gone gives its link's
+// credit back (dead letters), so a link is never stalled by an actor that
+// no longer reads.
+func TestDeadLettersReleaseCredit(t *testing.T) {
+	n, _ := startNode(t, testConfig(t))
+	released := make(chan struct{}, 2)
+	gone := actor.NewPID(n.rootPID.Address, n.rootPID.Id+"/no-such-actor")
+	n.system.Root.Send(gone, &messages.InboundFrame{Data: []byte{1}, Release: func() { released <- struct{}{} }})
+	n.system.Root.Send(gone, &messages.VerifiedEnvelope{In: &messages.InboundFrame{Release: func() { released <- struct{}{} }}})
+	for range 2 {
+		select {
+		case <-released:
+		case <-time.After(10 * time.Second):
+			t.Fatal("credit of a dead letter not released")
+		}
 	}
 }

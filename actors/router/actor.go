@@ -275,11 +275,14 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.batch.replies = append(r.batch.replies, sendReply{to: ctx.Sender(), res: res})
 		r.ensureFlush(ctx)
 	case *messages.SendBatch:
+		out := &messages.SendBatchResult{Results: make([]messages.SendResult, len(m.Items))}
 		if r.draining {
-			ctx.Respond(&messages.SendBatchResult{Results: []messages.SendResult{{Err: ErrDraining}}})
+			for i := range out.Results {
+				out.Results[i].Err = ErrDraining
+			}
+			ctx.Respond(out)
 			return
 		}
-		out := &messages.SendBatchResult{Results: make([]messages.SendResult, len(m.Items))}
 		for i := range m.Items {
 			out.Results[i] = *r.send(&m.Items[i], now)
 		}

@@ -372,26 +372,6 @@ func (o *Outbox) NextDue() time.Time {
 	return o.retry.items[0].NextRetry
 }
 
-// Sendable returns to's pending messages that may go out now: those in the
-// window, oldest first. The caller passes each to Transmit.
-func (o *Outbox) Sendable(to [16]byte) []*OutMsg {
-	d := o.dests[to]
-	if d == nil {
-		return nil
-	}
-	lim := d.lo() + uint64(o.lim.Window)
-	var out []*OutMsg
-	for _, m := range d.q {
-		if m.Seq >= lim {
-			break
-		}
-		if !m.Finished() {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // Delivered records the receipt for id, signed by from. It returns the
 // message (nil when id is unknown, from is not its destination, or it was
 // delivered already) and the destination's messages that the receipt let

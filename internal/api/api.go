@@ -188,6 +188,13 @@ type NotFound struct{ Err error }
 func (e *NotFound) Error() string { return e.Err.Error() }
 func (e *NotFound) Unwrap() error { return e.Err }
 
+// Unavailable is a refusal because the node is going away (503): another
+// node, or this one after its restart, may take the request.
+type Unavailable struct{ Err error }
+
+func (e *Unavailable) Error() string { return e.Err.Error() }
+func (e *Unavailable) Unwrap() error { return e.Err }
+
 // Busy is a refusal for now (429 with Retry-After): the caller should try
 // again later.
 type Busy struct {
@@ -462,6 +469,11 @@ func writeBackendError(w http.ResponseWriter, err error) {
 	var nf *NotFound
 	if errors.As(err, &nf) {
 		writeError(w, &Error{Code: "not_found", Message: err.Error(), Status: http.StatusNotFound})
+		return
+	}
+	var un *Unavailable
+	if errors.As(err, &un) {
+		writeError(w, &Error{Code: "unavailable", Message: err.Error(), Status: http.StatusServiceUnavailable})
 		return
 	}
 	var busy *Busy
