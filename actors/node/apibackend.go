@@ -156,6 +156,11 @@ func (n *Node) InboxSince(ctx context.Context, after uint64, wait time.Duration)
 			wait = 0
 		case <-ctx.Done():
 			return api.InboxResponse{}, ctx.Err()
+		case <-n.draining:
+			// The node is shutting down: answer now (with what there is),
+			// the client reconnects to this node once it is back or reads
+			// another.
+			wait = 0
 		case <-n.done:
 			return api.InboxResponse{}, ErrNotRunning
 		}

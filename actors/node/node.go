@@ -73,6 +73,10 @@ type Node struct {
 	capsMu    sync.Mutex
 	stopErr   error
 	done      chan struct{}
+	// draining is closed when the shutdown starts: long polls end then,
+	// so the API can close within the shutdown's deadline.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 // New checks the options and prepares a node; nothing runs until Start.
@@ -87,6 +91,7 @@ func New(opts ...Option) (*Node, error) {
 	n := &Node{
 		opts: o, cfg: o.cfg, log: o.log, clock: o.clock, id: o.identity,
 		inbox: make(chan *messages.InboxMessage, o.inboxSize), readyCh: make(chan struct{}), done: make(chan struct{}),
+		draining: make(chan struct{}),
 	}
 	if n.log == nil {
 		var err error
@@ -274,7 +279,12 @@ func (n *Node) cleanup(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if n.api != nil {
-		if err := n.api.Close(ctx); err != nil {
+		// Requests in flight get a second to finish (long polls ended when
+		// draining began); what is still open then is cut.
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		err := n.api.Close(actx)
+		cancel()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("node: close api: %w", err))
 		}
 	}
@@ -291,6 +301,9 @@ func (n *Node) cleanup(ctx context.Context) error {
 // onPhase logs a shutdown phase and records it; called from the shutdown
 // coordinator's goroutine and from stop.
 func (n *Node) onPhase(p messages.Phase) {
+	if p >= messages.PhaseDraining {
+		n.drainOnce.Do(func() { close(n.draining) })
+	}
 	n.phase.Store(int32(p))
 	n.metrics.ShutdownPhase.Set(float64(p))
 	n.log.Info("shutdown phase", "phase", p.String())

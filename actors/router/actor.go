@@ -546,6 +546,11 @@ func (r *routerActor) routes() *messages.RoutesReply {
 type saved struct {
 	Table Snapshot
 	Keys  map[string]KnownKeys
+	// Announces are the last accepted announce frames, for the dump to a
+	// neighbour that comes up: a router restored with its routes but not
+	// these would refuse the same announces again as duplicates and
+	// leave its neighbours without the routes.
+	Announces map[string][]byte `json:",omitempty"`
 }
 
 // persist writes the routing table (with the sequence records that keep
@@ -571,9 +576,12 @@ var routerBucket = []byte("router")
 // most once per lazyDelay), so a router that crashed or restarts comes
 // back with the routes and keys of a second ago, not with none.
 func (r *routerActor) snapshot() ([]byte, error) {
-	sv := saved{Table: r.core.Table.Snapshot(), Keys: make(map[string]KnownKeys, len(r.core.Keys))}
+	sv := saved{Table: r.core.Table.Snapshot(), Keys: make(map[string]KnownKeys, len(r.core.Keys)), Announces: map[string][]byte{}}
 	for a, k := range r.core.Keys {
 		sv.Keys[crypto.Address(a).String()] = k
+	}
+	for a, f := range r.core.AnnounceFrames() {
+		sv.Announces[crypto.Address(a).String()] = f
 	}
 	return json.Marshal(sv)
 }
@@ -596,6 +604,13 @@ func (r *routerActor) restore() error {
 	if err != nil || !found {
 		return err
 	}
+	frames := make(map[[16]byte][]byte, len(sv.Announces))
+	for s, f := range sv.Announces {
+		if a, err := crypto.ParseAddress(s); err == nil && len(f) <= messages.MaxAnnounceSize {
+			frames[a] = f
+		}
+	}
+	r.core.RestoreAnnounceFrames(frames)
 	r.core.Keys = make(map[[16]byte]KnownKeys, len(sv.Keys))
 	for s, k := range sv.Keys {
 		if a, err := crypto.ParseAddress(s); err == nil {

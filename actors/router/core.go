@@ -126,6 +126,18 @@ func (c *Core) remember(r Route) {
 	}
 }
 
+// AnnounceFrames returns a copy of the cached announce frames, to persist.
+func (c *Core) AnnounceFrames() map[[16]byte][]byte {
+	out := make(map[[16]byte][]byte, len(c.announce))
+	for a, f := range c.announce {
+		out[a] = f
+	}
+	return out
+}
+
+// RestoreAnnounceFrames replaces the cached announce frames (at start).
+func (c *Core) RestoreAnnounceFrames(f map[[16]byte][]byte) { c.announce = f }
+
 // Announces returns the last accepted announce frame of every known
 // destination, for a neighbour that just came up.
 func (c *Core) Announces() [][]byte {
@@ -162,6 +174,13 @@ func (c *Core) HandleAnnounce(h *messages.AnnounceHeard, now time.Time) (rebroad
 	}
 	if change == ChangeNone || change == ChangeAlternate {
 		// A flood copy that is no better than what we have: it stops here.
+		// Keep it for the dump to neighbours if we had none (a table
+		// restored without its frames).
+		if _, ok := c.announce[r.Address]; !ok {
+			if seq, known := c.Table.Seq(r.Address); known && seq == r.Seq {
+				c.announce[r.Address] = h.Frame
+			}
+		}
 		return nil, change, nil
 	}
 	// A newer announce, or the same one over a shorter path: keep it for

@@ -296,3 +296,40 @@ func TestCoreBatchedReceipts(t *testing.T) {
 		}
 	}
 }
+
+// A router restored with its routes keeps, or re-learns, the announce
+// frames it dumps to neighbours that come up: otherwise the same
+// announces, refused as duplicates, would never reach them.
+func TestCoreAnnounceFramesSurviveRestore(t *testing.T) {
+	w := newCoreWorld(t)
+	n := len(w.core.Announces())
+	if n != 3 {
+		t.Fatalf("%d announces cached, want 3", n)
+	}
+	frames := w.core.AnnounceFrames()
+	snap := w.core.Table.Snapshot()
+
+	// Restored with the frames: the dump is whole at once.
+	c2 := w.newCore()
+	if err := c2.Table.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	c2.RestoreAnnounceFrames(frames)
+	if got := len(c2.Announces()); got != 3 {
+		t.Fatalf("restored with frames: dump of %d", got)
+	}
+	// Restored without them (an older snapshot): the same announce heard
+	// again changes no route but is kept for the dump.
+	c3 := w.newCore()
+	if err := c3.Table.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(c3.Announces()); got != 0 {
+		t.Fatalf("restored without frames: dump of %d", got)
+	}
+	w.core = c3
+	w.learn(w.src, w.src.Address(), 1)
+	if got := len(c3.Announces()); got != 1 {
+		t.Fatalf("after the same announce again: dump of %d", got)
+	}
+}

@@ -164,7 +164,8 @@ func newInboxCmd(environ []string) *cobra.Command {
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep waiting for new messages")
 	cmd.Flags().Uint64Var(&after, "after", 0, "only messages after this number")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		for {
+		down := false // following, and the node went away
+		for delay := time.Second; ; {
 			wait := "0s"
 			if follow {
 				wait = "60s"
@@ -173,8 +174,24 @@ func newInboxCmd(environ []string) *cobra.Command {
 			ctx, cancel := context.WithTimeout(context.Background(), 75*time.Second)
 			err := cf.client().Get(ctx, "/v1/inbox?after="+strconv.FormatUint(after, 10)+"&wait="+wait, &res)
 			cancel()
+			var ae *api.Error
+			if err != nil && follow && !(errors.As(err, &ae) && ae.Status/100 == 4) {
+				// The node stopped or restarts: keep following once it is
+				// back, from the last message shown.
+				if !down {
+					fmt.Fprintf(cmd.ErrOrStderr(), "node at %s went away (%v); waiting for it to come back\n", cf.api, err)
+					down = true
+				}
+				time.Sleep(delay) // waiting for another process to come back
+				delay = min(2*delay, 10*time.Second)
+				continue
+			}
 			if err != nil {
 				return err
+			}
+			if down {
+				fmt.Fprintf(cmd.ErrOrStderr(), "node at %s is back\n", cf.api)
+				down, delay = false, time.Second
 			}
 			for _, m := range res.Messages {
 				if cf.json {

@@ -267,9 +267,15 @@ func Listen(o Options, b Backend) (*Server, error) {
 // Addr is the bound address (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Close stops the server, waiting for requests in flight until ctx ends.
+// Close stops the server, waiting for requests in flight until ctx ends;
+// what is still open then (a client that connected and never sent its
+// request, a request that outlived the deadline) is cut, not waited for.
 func (s *Server) Close(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		s.log.Warn("admin API connections still open at the shutdown deadline; closing them", "err", err)
+		err = s.srv.Close()
+	}
 	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
