@@ -1,10 +1,12 @@
 package inbox
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -62,7 +64,11 @@ func (s *Store) Encode(m *messages.InboxMessage) (key, val []byte, err error) {
 	s.mu.Unlock()
 	e := Entry{
 		Seq: seq, ID: crypto.Address(m.ID).String(), From: crypto.Address(m.From).String(),
-		Text: string(m.Text), At: m.At.UTC(), Hops: m.Hops,
+		Text: string(m.Text), Encoding: api.EncodingUTF8, At: m.At.UTC(), Hops: m.Hops,
+	}
+	if !utf8.Valid(m.Text) {
+		// JSON would replace what is not UTF-8: keep the bytes.
+		e.Text, e.Encoding = base64.StdEncoding.EncodeToString(m.Text), api.EncodingBase64
 	}
 	if val, err = json.Marshal(e); err != nil {
 		return nil, nil, err

@@ -193,6 +193,9 @@ func (n *Node) TraceTo(ctx context.Context, to string, timeout time.Duration) (a
 	if errors.Is(err, router.ErrUnknownDestination) {
 		return api.TraceResponse{}, &api.BadRequest{Err: err}
 	}
+	if errors.Is(err, router.ErrNoRoute) {
+		return api.TraceResponse{}, &api.NotFound{Err: err}
+	}
 	out := api.TraceResponse{To: to, Hops: []api.TraceHop{}}
 	if res != nil {
 		out.Reached = res.Reached

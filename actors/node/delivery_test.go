@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/messages"
 )
@@ -351,6 +353,44 @@ func TestDeadLettersReleaseCredit(t *testing.T) {
 		case <-released:
 		case <-time.After(10 * time.Second):
 			t.Fatal("credit of a dead letter not released")
+		}
+	}
+}
+
+// A text that is not UTF-8 is kept as its bytes (base64 in the API, with
+// the encoding said), never silently replaced.
+func TestInboxKeepsBytesThatAreNotUTF8(t *testing.T) {
+	n, _ := startNode(t, testConfig(t))
+	peer, _ := crypto.NewIdentity(nil)
+	n.Inject("test", peer.Address(), announceFrame(t, peer))
+	waitRoute(t, n, peer.Address())
+	raw := "ok\xff\x1b"
+	n.Inject("test", peer.Address(), sealedTo(t, peer, n, raw))
+	n.Inject("test", peer.Address(), sealedTo(t, peer, n, "plain"))
+	var got []api.InboxEntry
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < 2 && time.Now().Before(deadline) {
+		res, err := n.InboxSince(context.Background(), 0, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = res.Messages
+	}
+	if len(got) != 2 {
+		t.Fatalf("inbox %+v", got)
+	}
+	for _, e := range got {
+		switch e.Encoding {
+		case api.EncodingBase64:
+			if b, err := base64.StdEncoding.DecodeString(e.Text); err != nil || string(b) != raw {
+				t.Fatalf("bytes %q (%v), want %q", b, err, raw)
+			}
+		case api.EncodingUTF8:
+			if e.Text != "plain" {
+				t.Fatalf("text %q", e.Text)
+			}
+		default:
+			t.Fatalf("encoding %q", e.Encoding)
 		}
 	}
 }

@@ -499,10 +499,19 @@ func (c *Core) TraceProbe(to [16]byte, hop int, probe [16]byte, now time.Time) (
 	c.Dedup.Seen(id, now)
 	r, ok := c.Table.Lookup(to)
 	if !ok {
+		if _, known := c.SealingKeyOf(to); known {
+			// Heard of, but no path now: say so, as qpc send says the
+			// message is queued.
+			return nil, fmt.Errorf("%w: %s (its announce was heard; messages to it wait in the outbox until a route appears)", ErrNoRoute, crypto.Address(to))
+		}
 		return nil, fmt.Errorf("%w: %s", ErrUnknownDestination, crypto.Address(to))
 	}
 	return []Action{{Kind: Forward, Frame: frame, NextHop: r.NextHop, Dest: to, ID: id}}, nil
 }
+
+// ErrNoRoute: the destination is known (its announce was heard) but there
+// is no path to it now.
+var ErrNoRoute = errors.New("router: no route to the destination now")
 
 // HandleStored routes a frame the store held for dest: forward it if a
 // route exists now; otherwise leave it with the store (no action).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/config"
 )
 
@@ -218,5 +220,25 @@ func TestSizesCommand(t *testing.T) {
 	// sealed 32-byte text ≤ 200 B.
 	if got["announce"] == 0 || got["announce"] > 167 || got["envelope-sealed-32"] == 0 || got["envelope-sealed-32"] > 200 {
 		t.Fatalf("sizes %v", got)
+	}
+}
+
+// Text from the mesh cannot drive the operator's terminal: control
+// characters, bidi overrides and bytes that are not UTF-8 are shown
+// escaped; ordinary text (any script) is shown as it is.
+func TestInboxTextShownEscaped(t *testing.T) {
+	cases := []struct {
+		e    api.InboxEntry
+		want string
+	}{
+		{api.InboxEntry{Text: "hello, wörld ✓"}, "hello, wörld ✓"},
+		{api.InboxEntry{Text: "\x1b[31mRED\x07", Encoding: api.EncodingUTF8}, `\x1b[31mRED\x07`},
+		{api.InboxEntry{Text: "a\u202eb\r\nc\\d"}, `a\u202eb\x0d\x0ac\\d`},
+		{api.InboxEntry{Text: base64.StdEncoding.EncodeToString([]byte{'o', 'k', 0xff, 0x1b}), Encoding: api.EncodingBase64}, `ok\xff\x1b`},
+	}
+	for _, c := range cases {
+		if got := shown(c.e); got != c.want {
+			t.Errorf("shown(%q) = %q, want %q", c.e.Text, got, c.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -39,6 +42,9 @@ A node whose outbox is full refuses for now; send says so and exits 1
 			}
 			if _, err := crypto.ParseAddress(args[0]); err != nil {
 				return usageError{err}
+			}
+			if !utf8.ValidString(args[1]) {
+				return usagef("TEXT is not UTF-8; send text, not bytes")
 			}
 			return nil
 		},
@@ -111,6 +117,42 @@ func waitMessage(cmd *cobra.Command, cf *clientFlags, id string, timeout time.Du
 		}
 		time.Sleep(delay) // polling the node's API between checks
 	}
+}
+
+// shown is a message's text as a terminal may show it: control
+// characters, bidirectional overrides and bytes that are not UTF-8 are
+// escaped (\x1b, \u202e, \xff), so text from the mesh cannot move the
+// cursor, recolour or rewrite the operator's terminal. --json shows the
+// text exactly.
+func shown(e api.InboxEntry) string {
+	b := []byte(e.Text)
+	if e.Encoding == api.EncodingBase64 {
+		raw, err := base64.StdEncoding.DecodeString(e.Text)
+		if err != nil {
+			return "(undecodable base64 text)"
+		}
+		b = raw
+	}
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&sb, `\x%02x`, b[0])
+		case r == '\\':
+			sb.WriteString(`\\`)
+		case unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == 0x2028 || r == 0x2029:
+			if r < 0x100 {
+				fmt.Fprintf(&sb, `\x%02x`, r)
+			} else {
+				fmt.Fprintf(&sb, `\u%04x`, r)
+			}
+		default:
+			sb.WriteRune(r)
+		}
+		b = b[size:]
+	}
+	return sb.String()
 }
 
 func plural(n int, what string) string {
@@ -200,7 +242,14 @@ func newInboxCmd(environ []string) *cobra.Command {
 					}
 					continue
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "#%d %s from %s (%d hops): %s\n", m.Seq, m.At.Local().Format(time.DateTime), m.From, m.Hops, m.Text)
+				fmt.Fprintf(cmd.OutOrStdout(), "#%d %s from %s (%s): %s\n", m.Seq, m.At.Local().Format(time.DateTime), m.From, plural(m.Hops, "hop"), shown(m))
+			}
+			if !follow && !cf.json && len(res.Messages) == 0 {
+				if after == 0 {
+					fmt.Fprintln(cmd.OutOrStdout(), "no messages")
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "no messages after #%d\n", after)
+				}
 			}
 			after = res.Last
 			if !follow {

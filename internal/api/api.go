@@ -122,15 +122,26 @@ type OutboxResponse struct {
 	Messages []Message `json:"messages"`
 }
 
-// InboxEntry is one delivered message in GET /v1/inbox.
+// InboxEntry is one delivered message in GET /v1/inbox. Text is the
+// message as its sender sent it: UTF-8 when Encoding is "utf-8" (JSON
+// escapes what needs escaping, control characters included), and the
+// bytes in standard base64 when Encoding is "base64" (they were not
+// UTF-8; nothing is replaced).
 type InboxEntry struct {
-	Seq  uint64    `json:"seq"`
-	ID   string    `json:"id"`
-	From string    `json:"from"`
-	Text string    `json:"text"`
-	At   time.Time `json:"at"`
-	Hops int       `json:"hops"`
+	Seq      uint64    `json:"seq"`
+	ID       string    `json:"id"`
+	From     string    `json:"from"`
+	Text     string    `json:"text"`
+	Encoding string    `json:"encoding"`
+	At       time.Time `json:"at"`
+	Hops     int       `json:"hops"`
 }
+
+// Text encodings of InboxEntry.
+const (
+	EncodingUTF8   = "utf-8"
+	EncodingBase64 = "base64"
+)
 
 // InboxResponse answers GET /v1/inbox?after=SEQ&wait=DURATION.
 type InboxResponse struct {
@@ -415,6 +426,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	// The send endpoint with another method is 405, not "no such endpoint".
+	mux.HandleFunc("/v1/send", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, &Error{Code: "method_not_allowed", Message: r.Method + " /v1/send: use POST", Status: http.StatusMethodNotAllowed})
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path, Status: http.StatusNotFound})
 	})
@@ -427,6 +443,11 @@ func (s *Server) auth(next http.Handler) http.Handler {
 	}
 	want := []byte("Bearer " + s.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			// Liveness probes carry no token, and "ok" tells nothing.
+			next.ServeHTTP(w, r)
+			return
+		}
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="qpc"`)

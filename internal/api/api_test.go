@@ -106,7 +106,11 @@ func TestTokenRejectsRequestsWithout(t *testing.T) {
 	s := listen(t, Options{Addr: "0.0.0.0:0", Token: "s3cret", Metrics: m}, b)
 	port := s.Addr()[strings.LastIndexByte(s.Addr(), ':'):]
 	base := "http://127.0.0.1" + port
-	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/status", "/v1/stats"} {
+	// Liveness needs no token (probes carry none; "ok" tells nothing).
+	if code, body := do(t, base+"/healthz", ""); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz without token: %d %q", code, body)
+	}
+	for _, path := range []string{"/readyz", "/metrics", "/v1/status", "/v1/stats", "/debug/pprof/"} {
 		if code, body := do(t, base+path, ""); code != http.StatusUnauthorized || !strings.Contains(body, `"unauthorized"`) {
 			t.Errorf("%s without token: %d %s", path, code, body)
 		}
@@ -228,5 +232,18 @@ func TestSendBatch(t *testing.T) {
 		if err := c.Post(context.Background(), "/v1/send", bad, &res); !errors.As(err, &apiErr) || apiErr.Status != 400 {
 			t.Fatalf("bad batch %d: %v", len(bad.Messages), err)
 		}
+	}
+}
+
+func TestSendWithAnotherMethodIs405(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, &fakeBackend{reg: m})
+	resp, err := http.Get("http://" + s.Addr() + "/v1/send")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+		t.Fatalf("GET /v1/send: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 }
