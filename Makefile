@@ -50,5 +50,10 @@ lint:
 e2e:
 	$(GO) test -race -count=1 -v ./test/...
 
+# The container image comes with the deployment work (deploy/); until then
+# this says so instead of doing nothing.
+image:
+	@echo "make image: there is no deploy/ yet (the containerised relays are a later issue); nothing to build" >&2; exit 2
+
 clean:
 	rm -rf bin

@@ -78,6 +78,7 @@ func (a *announcer) Receive(ctx actor.Context) {
 		// A new neighbour learns about us at once, not at the next tick.
 		if !a.draining {
 			ctx.Send(a.cfg.Links, &messages.SendFrame{Peer: m.Link.Peer, Data: a.own, Priority: messages.Control})
+			a.cfg.Metrics.AnnouncesSent.Inc()
 		}
 	case *messages.InboundFrame:
 		defer m.Done() // the link may be read again, also if heard panics

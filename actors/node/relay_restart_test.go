@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestRoutesComeBackAfterRelayRestart: A – B – C, B restarts (gracefully,
@@ -43,5 +45,16 @@ func TestRoutesComeBackAfterRelayRestart(t *testing.T) {
 		waitRoute(t, c, a.Address())
 		waitRoute(t, a, c.Address())
 		t.Logf("harsh=%v: routes back %s after B started", harsh, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// The announces a node sends to neighbours as they come up are counted
+// (qpc_mesh_announces_sent_total stayed 0 until the first periodic one).
+func TestAnnouncesToNewNeighboursAreCounted(t *testing.T) {
+	a, _, c := line(t)
+	for _, n := range []*Node{a, c} {
+		if got := testutil.ToFloat64(n.Metrics().Mesh.AnnouncesSent); got < 1 {
+			t.Fatalf("%s counted %v announces sent", n.Address().Short(), got)
+		}
 	}
 }

@@ -37,7 +37,7 @@ func newMesh(r *prometheus.Registry) *Mesh {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "mesh", Name: name, Help: help})
 	}
 	m := &Mesh{
-		AnnouncesSent:     c("announces_sent_total", "Own announces sent (per broadcast, not per peer)."),
+		AnnouncesSent:     c("announces_sent_total", "Own announces sent: each broadcast (periodic, on a capability change) and each one to a neighbour that came up."),
 		AnnouncesAccepted: c("announces_accepted_total", "Received announces that updated the routing table."),
 		AnnouncesRefused:  cv("announces_refused_total", "Received announces refused, by reason.", "reason"),
 		Rebroadcasts:      c("announces_rebroadcast_total", "Announces re-broadcast for others."),
