@@ -45,3 +45,22 @@ func TestGofmt(t *testing.T) {
 		t.Fatalf("gofmt would change:\n%s", s)
 	}
 }
+
+// TestEmbedderExampleNeedsNoInternalPackage: the Go API's example
+// (actors/node/example_test.go) must build from another module, so it may
+// import nothing under internal/ — Go refuses that outside this module.
+func TestEmbedderExampleNeedsNoInternalPackage(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{join .XTestImports \"\\n\"}}", module+"/actors/node").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	imports := strings.Fields(string(out))
+	if len(imports) == 0 {
+		t.Fatal("actors/node has no external test package (its example)")
+	}
+	for _, imp := range imports {
+		if strings.Contains(imp, "/internal/") || strings.HasSuffix(imp, "/internal") {
+			t.Errorf("the example imports %s, which a module outside qpc cannot", imp)
+		}
+	}
+}

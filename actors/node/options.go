@@ -52,7 +52,7 @@ func defaultOptions() options {
 	}
 }
 
-// WithConfig sets the typed configuration (default: config.Default()).
+// WithConfig sets the typed configuration (default: DefaultConfig()).
 func WithConfig(c config.Config) Option { return func(o *options) { o.cfg = c } }
 
 // WithIdentity uses id instead of loading or creating the key file.
@@ -130,3 +130,20 @@ func (n *Node) SetCapabilities(c messages.Capabilities) error {
 	n.system.Root.Send(n.childPID(announcer.Name), &messages.SetCapabilities{Caps: c})
 	return nil
 }
+
+// Config is a node's whole configuration, as `qpc genconf` prints it and
+// `qpc node` builds it from defaults, file, environment and flags. It is
+// the internal config package's type under a name an embedder outside
+// this module can use: start from DefaultConfig (or ConstrainedConfig),
+// change the fields, and pass it to WithConfig. Validate runs in New.
+type Config = config.Config
+
+// Duration is the configuration's duration type (text form "10m", "30s").
+type Duration = config.Duration
+
+// DefaultConfig is the embedded default configuration (`qpc genconf`).
+func DefaultConfig() Config { return config.Default() }
+
+// ConstrainedConfig is the "constrained" profile: small caches, long
+// intervals, for low-resource devices.
+func ConstrainedConfig() Config { return config.Constrained() }
