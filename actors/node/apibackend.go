@@ -25,6 +25,8 @@ func (n *Node) SendMessage(ctx context.Context, req api.SendRequest) (api.SendRe
 	}
 	res, err := n.SendText(ctx, to, []byte(req.Text))
 	switch {
+	case errors.Is(err, ErrBadSend):
+		return api.SendResponse{}, &api.BadRequest{Err: err}
 	case errors.Is(err, router.ErrUnknownDestination):
 		return api.SendResponse{}, &api.BadRequest{Err: err}
 	case errors.Is(err, router.ErrOutboxFull):
@@ -52,6 +54,8 @@ func (n *Node) SendMessages(ctx context.Context, reqs []api.SendRequest) (api.Se
 			out.Results[i].Error = &api.Error{Code: "bad_request", Message: err.Error()}
 		case r.Text == "":
 			out.Results[i].Error = &api.Error{Code: "bad_request", Message: "text is empty"}
+		case n.checkSend(addr, []byte(r.Text)) != nil:
+			out.Results[i].Error = &api.Error{Code: "bad_request", Message: n.checkSend(addr, []byte(r.Text)).Error()}
 		default:
 			to, texts, idx = append(to, addr), append(texts, []byte(r.Text)), append(idx, i)
 		}

@@ -394,3 +394,23 @@ func TestInboxKeepsBytesThatAreNotUTF8(t *testing.T) {
 		}
 	}
 }
+
+// Sends that can never succeed are refused at once, saying why: to this
+// node itself, and a text over the limit (with the limit in bytes).
+func TestSendRefusesSelfAndOversize(t *testing.T) {
+	a, _, c := line(t)
+	if _, err := a.SendText(context.Background(), a.Address(), []byte("me")); !errors.Is(err, ErrBadSend) || !strings.Contains(err.Error(), "own address") {
+		t.Fatalf("to self: %v", err)
+	}
+	big := make([]byte, MaxTextSize+1)
+	_, err := a.SendText(context.Background(), c.Address(), big)
+	if !errors.Is(err, ErrBadSend) || !strings.Contains(err.Error(), fmt.Sprintf("at most %d bytes", MaxTextSize)) {
+		t.Fatalf("oversize: %v", err)
+	}
+	// The largest text goes, and arrives.
+	res, err := a.SendText(context.Background(), c.Address(), make([]byte, MaxTextSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStates(t, a, map[[16]byte]string{res.ID: ""}, router.StateDelivered, 30*time.Second)
+}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,6 +41,9 @@ func (n *Node) ask(ctx context.Context, child string, msg any, timeout time.Dura
 // result's Status is its state then: queued or sent. An outbox that is full
 // refuses with router.ErrOutboxFull: try again later.
 func (n *Node) SendText(ctx context.Context, to crypto.Address, text []byte) (*messages.SendResult, error) {
+	if err := n.checkSend(to, text); err != nil {
+		return nil, err
+	}
 	msg := &messages.SendText{To: to, Text: text}
 	// Seal here, on the caller's goroutine, when the destination's key is
 	// known already: the router then only numbers, signs and records it.
@@ -72,6 +76,11 @@ const MaxSendBatch = 256
 func (n *Node) SendBatch(ctx context.Context, to []crypto.Address, texts [][]byte) ([]messages.SendResult, error) {
 	if len(to) != len(texts) || len(to) == 0 || len(to) > MaxSendBatch {
 		return nil, fmt.Errorf("node: send batch of %d destinations and %d texts: want 1 to %d of each", len(to), len(texts), MaxSendBatch)
+	}
+	for i := range to {
+		if err := n.checkSend(to[i], texts[i]); err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
 	}
 	b := &messages.SendBatch{Items: make([]messages.SendText, len(to))}
 	for i := range to {
@@ -133,6 +142,24 @@ func (n *Node) Trace(ctx context.Context, to crypto.Address, timeout time.Durati
 		return nil, fmt.Errorf("node: unexpected trace reply %T", res)
 	}
 	return r, r.Err
+}
+
+// MaxTextSize is the longest text one message carries: the envelope's
+// payload limit less what sealing adds.
+const MaxTextSize = messages.MaxPayloadSize - crypto.SealOverhead
+
+// ErrBadSend: a send that can never succeed (to this node itself, a text
+// over MaxTextSize); the message was not accepted.
+var ErrBadSend = errors.New("node: send refused")
+
+func (n *Node) checkSend(to crypto.Address, text []byte) error {
+	if n.id != nil && to == n.id.Address() {
+		return fmt.Errorf("%w: %s is this node's own address", ErrBadSend, to)
+	}
+	if len(text) > MaxTextSize {
+		return fmt.Errorf("%w: text of %d bytes, at most %d bytes", ErrBadSend, len(text), MaxTextSize)
+	}
+	return nil
 }
 
 // sealingKey is to's announced sealing key from the edge's directory.

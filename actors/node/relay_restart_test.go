@@ -6,6 +6,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/quicprochat/qpc/actors/router"
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/transports"
+	"github.com/quicprochat/qpc/transports/mem"
 )
 
 // TestRoutesComeBackAfterRelayRestart: A – B – C, B restarts (gracefully,
@@ -56,5 +61,42 @@ func TestAnnouncesToNewNeighboursAreCounted(t *testing.T) {
 		if got := testutil.ToFloat64(n.Metrics().Mesh.AnnouncesSent); got < 1 {
 			t.Fatalf("%s counted %v announces sent", n.Address().Short(), got)
 		}
+	}
+}
+
+// A frame larger than a neighbour's link carries is not put on it (the
+// links manager picks only links that carry its size): it is counted as
+// having no link, the link stays up for everything else, and the
+// message stays unacknowledged until it fails at its expiry.
+func TestFrameOverLinkLimitDoesNotKillTheLink(t *testing.T) {
+	net := mem.NewNetwork()
+	idB, _ := crypto.NewIdentity(nil)
+	net.SetLink(idB.Address().String(), "a", transports.Info{MTU: 600})
+	ca := testConfig(t)
+	ca.Transports.Listen = []string{"mem://a"}
+	a, _ := startNode(t, ca, WithMemNetwork(net))
+	cb := testConfig(t)
+	cb.Transports.Listen = nil
+	cb.Transports.Peers = []string{"mem://a"}
+	b, _ := startNode(t, cb, WithMemNetwork(net), WithIdentity(idB))
+	waitRoute(t, b, a.Address())
+	waitRoute(t, a, b.Address())
+
+	big, err := b.SendText(context.Background(), a.Address(), make([]byte, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, b.Metrics().Links.NoLink, 1, "frames with no link that carries them")
+	small, err := b.SendText(context.Background(), a.Address(), []byte("fits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStates(t, b, map[[16]byte]string{small.ID: "fits"}, router.StateSent, 10*time.Second)
+	waitStates(t, b, map[[16]byte]string{small.ID: "fits"}, router.StateDelivered, 10*time.Second)
+	if st, _ := b.Message(context.Background(), big.ID); st.State == router.StateDelivered {
+		t.Fatal("the frame over the limit was delivered")
+	}
+	if got := testutil.ToFloat64(b.Metrics().Links.Errors.WithLabelValues("mem", "frame_too_large")); got != 0 {
+		t.Fatalf("the link failed on it (%v)", got)
 	}
 }
