@@ -33,6 +33,7 @@ type dialerActor struct {
 	once      bool
 
 	attempt int
+	lastErr string // the last dial error told at info level
 	link    *actor.PID
 	timer   clock.Timer
 	cancel  context.CancelFunc
@@ -116,9 +117,20 @@ func (d *dialerActor) onResult(ctx actor.Context, m *dialResult) {
 			ctx.Stop(ctx.Self())
 			return
 		}
-		d.deps.log.Debug("dial failed", "uri", d.uri, "attempt", d.attempt, "err", m.err)
+		// The first failure and every change of cause are news for the
+		// operator; the same failure again is not.
+		if msg := m.err.Error(); msg != d.lastErr {
+			d.lastErr = msg
+			d.deps.log.Info("cannot dial peer; retrying with back-off", "uri", d.uri, "attempt", d.attempt, "err", m.err)
+		} else {
+			d.deps.log.Debug("dial failed", "uri", d.uri, "attempt", d.attempt, "err", m.err)
+		}
 		d.schedule(ctx)
 		return
+	}
+	if d.lastErr != "" {
+		d.deps.log.Info("peer reachable again", "uri", d.uri, "after_failed_attempts", d.attempt)
+		d.lastErr = ""
 	}
 	if m.conn.Peer() == d.deps.self {
 		d.deps.metrics.Dials.WithLabelValues(name, "self").Inc()

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,5 +99,34 @@ func TestFrameOverLinkLimitDoesNotKillTheLink(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(b.Metrics().Links.Errors.WithLabelValues("mem", "frame_too_large")); got != 0 {
 		t.Fatalf("the link failed on it (%v)", got)
+	}
+}
+
+// A peer that cannot be dialled is logged at info level: the first
+// failure and each change of cause, not every retry; and its return.
+func TestUnreachablePeerIsLogged(t *testing.T) {
+	c := testConfig(t)
+	c.Transports.Listen = []string{"tcp://127.0.0.1:0"}
+	free := testConfig(t)
+	free.Transports.Listen = []string{"tcp://127.0.0.1:0"}
+	peer, _ := startNode(t, free)
+	addr := peer.ListenAddrs()[0]
+	if err := peer.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.Transports.Peers = []string{addr}
+	n, logs := startNode(t, c, WithDialBackoff(linksBackoffFast))
+	_ = n
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), `level=INFO msg="cannot dial peer; retrying with back-off"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no info line for the unreachable peer:\n%s", logs)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log
+	}
+	// Retries with the same cause stay at debug level.
+	waitCount(t, n.Metrics().Links.Dials.WithLabelValues("tcp", "error"), 3, "failed dials")
+	if k := strings.Count(logs.String(), "cannot dial peer"); k != 1 {
+		t.Fatalf("%d info lines for one cause:\n%s", k, logs)
 	}
 }
