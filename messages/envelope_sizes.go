@@ -51,17 +51,17 @@ func Sizes() []SizeRow {
 	}
 	rows = append(rows, SizeRow{"beacon", must(EncodeBeacon(b)), "LAN beacon, 2 listeners, hosts empty (the source address)"})
 
-	caps := CapRelay | CapStore | CapFAPPRelay
 	for _, c := range []struct {
 		name string
 		kp   int
+		caps Capabilities
 		note string
 	}{
-		{"announce", KeyPackageHashSize, "announce, 16-byte KeyPackage hash (as qpc sends it)"},
-		{"announce-no-kp", 0, "announce without KeyPackage hash"},
-		{"announce-kp32", MaxKeyPackageHashSize, "announce, 32-byte KeyPackage hash (whole KeyPackageRef)"},
+		{"announce", 0, CapRelay | CapStore, "announce as qpc sends it today: no KeyPackage hash, capabilities relay and store"},
+		{"announce-kp16", KeyPackageHashSize, CapRelay | CapStore | CapFAPPRelay, "announce with a 16-byte KeyPackage hash (once groups publish KeyPackages), capabilities above 0xFF"},
+		{"announce-kp32", MaxKeyPackageHashSize, CapRelay | CapStore | CapFAPPRelay, "announce with a 32-byte KeyPackage hash (whole KeyPackageRef), capabilities above 0xFF"},
 	} {
-		a := NewAnnounce(pub, sealKey, caps, bytes.Repeat([]byte{0xAB}, c.kp), at)
+		a := NewAnnounce(pub, sealKey, c.caps, bytes.Repeat([]byte{0xAB}, c.kp), at)
 		if err := a.Sign(sign); err != nil {
 			panic("messages: Sizes: " + err.Error())
 		}

@@ -35,6 +35,9 @@ func TestSizeTargets(t *testing.T) {
 	if n := sizeOf(t, rows, "announce"); n > 167 {
 		t.Errorf("announce: %d bytes, more than Reticulum's 167", n)
 	}
+	if n := sizeOf(t, rows, "announce-kp16"); n > 167 {
+		t.Errorf("announce with a KeyPackage hash: %d bytes, more than Reticulum's 167", n)
+	}
 	if n := sizeOf(t, rows, "envelope-sealed-32"); n > 200 {
 		t.Errorf("envelope with a sealed 32-byte text: %d bytes, target 200", n)
 	}
