@@ -1,6 +1,6 @@
 // Command qpc is the QuicProChat mesh node and its tools. It turns flags,
 // the environment and a TOML file into a typed config.Config and hands it
-// to actors/node; nothing else in qpc reads viper.
+// to actors/node (cmd/qpc/config.go); nothing else in qpc reads flags.
 package main
 
 import (
@@ -65,6 +65,7 @@ func newRootCmd(environ []string) *cobra.Command {
 
   qpc node                 run a node (embedded defaults: ./qpc-data, admin API on 127.0.0.1:7780)
   qpc genconf > qpc.toml   print the default configuration, commented
+  qpc config show          print the effective configuration and where each value came from
   qpc status               ask a running node how it is`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -76,6 +77,7 @@ func newRootCmd(environ []string) *cobra.Command {
 		newNodeCmd(environ),
 		newKeygenCmd(),
 		newGenconfCmd(),
+		newConfigCmd(environ),
 		newVersionCmd(),
 		newStatusCmd(environ),
 		newStatsCmd(environ),

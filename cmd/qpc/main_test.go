@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -240,5 +241,247 @@ func TestInboxTextShownEscaped(t *testing.T) {
 		if got := shown(c.e); got != c.want {
 			t.Errorf("shown(%q) = %q, want %q", c.e.Text, got, c.want)
 		}
+	}
+}
+
+// Issue 9.3: a profile means the same with or without a file. A genconf
+// file pins nothing: with --profile constrained (or QPC_PROFILE) the node
+// runs with the constrained values, and only values changed in the file
+// are the operator's.
+func TestGenconfFileFollowsProfile(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"genconf"}, &out, &errb, nil); code != 0 {
+		t.Fatalf("genconf: %d %s", code, errb.String())
+	}
+	file := writeFile(t, out.String())
+	cons := config.Constrained()
+	for name, load := range map[string]func() (config.Config, error){
+		"flag": func() (config.Config, error) { return loadConfig(file, nodeFlags(t, "--profile", "constrained"), nil) },
+		"env": func() (config.Config, error) {
+			return loadConfig(file, nodeFlags(t), []string{"QPC_PROFILE=constrained"})
+		},
+	} {
+		c, err := load()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if c.Profile != "constrained" || c.Announce.Interval.D() != 60*time.Minute || c.Transports.QueueFrames != 64 ||
+			c.Routing.MaxRoutes != cons.Routing.MaxRoutes || c.Transports.MaxFrameSize != cons.Transports.MaxFrameSize {
+			t.Errorf("%s: genconf file + constrained profile: profile %s interval %s queue_frames %d max_routes %d",
+				name, c.Profile, c.Announce.Interval.D(), c.Transports.QueueFrames, c.Routing.MaxRoutes)
+		}
+	}
+	// A value changed in the genconf file is the operator's and stays.
+	edited := strings.Replace(out.String(), "queue_frames = 1024", "queue_frames = 500", 1)
+	c, err := loadConfig(writeFile(t, edited), nodeFlags(t, "--profile", "constrained"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Transports.QueueFrames != 500 || c.Announce.Interval.D() != 60*time.Minute {
+		t.Fatalf("edited genconf file: queue_frames %d interval %s", c.Transports.QueueFrames, c.Announce.Interval.D())
+	}
+	// A hand-written file without a profile key states only choices.
+	c, err = loadConfig(writeFile(t, "[announce]\ninterval = \"10m\"\n"), nodeFlags(t, "--profile", "constrained"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Announce.Interval.D() != 10*time.Minute || c.Transports.QueueFrames != 64 {
+		t.Fatalf("file without profile: interval %s queue_frames %d", c.Announce.Interval.D(), c.Transports.QueueFrames)
+	}
+}
+
+func TestConfigShow(t *testing.T) {
+	file := writeFile(t, "profile = \"default\"\n[routing]\nmax_routes = 77\n[announce]\ninterval = \"10m\"\n")
+	env := []string{"QPC_API_ADDR=127.0.0.1:2222", "QPC_API_TOKEN=s3cret"}
+	args := []string{"config", "show", "--config", file, "--profile", "constrained", "--log-level", "debug"}
+	var out, errb bytes.Buffer
+	if code := run(args, &out, &errb, env); code != 0 {
+		t.Fatalf("config show: %d %s", code, errb.String())
+	}
+	text := out.String()
+	for _, want := range []struct{ value, source string }{
+		{"profile = 'constrained'", "# flag --profile"},
+		{"max_routes = 77", "# file " + file},
+		{"interval = '1h0m0s'", "# profile constrained"}, // 10m is the file profile's default: not a change
+		{"queue_frames = 64", "# profile constrained"},
+		{"key_file = 'identity.pem'", "# default"},
+		{"addr = '127.0.0.1:2222'", "# env QPC_API_ADDR"},
+		{"token = '***'", "# env QPC_API_TOKEN"},
+		{"level = 'debug'", "# flag --log-level"},
+	} {
+		found := false
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(line, want.value+" ") && strings.Contains(line, want.source) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no line %q … %q in\n%s", want.value, want.source, text)
+		}
+	}
+	if strings.Contains(text, "s3cret") {
+		t.Error("config show prints the API token")
+	}
+
+	out.Reset()
+	if code := run(append(args, "--json"), &out, &errb, env); code != 0 {
+		t.Fatalf("config show --json: %d %s", code, errb.String())
+	}
+	var body struct {
+		Profile string `json:"profile"`
+		Keys    []struct {
+			Key    string `json:"key"`
+			Value  any    `json:"value"`
+			Source string `json:"source"`
+			From   string `json:"from"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &body); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	got := map[string]string{}
+	for _, k := range body.Keys {
+		got[k.Key] = k.Source + " " + k.From + " = " + strings.TrimSpace(strings.ReplaceAll(string(mustJSON(t, k.Value)), "\n", ""))
+	}
+	for key, want := range map[string]string{
+		"profile":                 `flag --profile = "constrained"`,
+		"routing.max_routes":      "file " + file + " = 77",
+		"announce.interval":       `profile constrained = "1h0m0s"`,
+		"transports.queue_frames": "profile constrained = 64",
+		"store.ttl":               `default  = "168h0m0s"`,
+		"api.addr":                `env QPC_API_ADDR = "127.0.0.1:2222"`,
+		"api.token":               `env QPC_API_TOKEN = "***"`,
+		"transports.listen":       `default  = ["tcp://127.0.0.1:7701","quic://127.0.0.1:7702"]`,
+	} {
+		if got[key] != want {
+			t.Errorf("json %s: %q, want %q", key, got[key], want)
+		}
+	}
+	if body.Profile != "constrained" || len(body.Keys) != len(config.Keys()) {
+		t.Errorf("json: profile %q, %d keys", body.Profile, len(body.Keys))
+	}
+
+	// The printed configuration loads as a file and means the same.
+	out.Reset()
+	run([]string{"config", "show", "--config", file}, &out, &errb, nil)
+	c, err := loadConfig(writeFile(t, out.String()), nodeFlags(t), nil)
+	if err != nil || c.Routing.MaxRoutes != 77 {
+		t.Fatalf("config show output does not load back: %v\n%s", err, out.String())
+	}
+
+	// An invalid configuration is shown, then refused with exit 2.
+	out.Reset()
+	errb.Reset()
+	code := run([]string{"config", "show"}, &out, &errb, []string{"QPC_ANNOUNCE_MAX_HOPS=99"})
+	if code != 2 || !strings.Contains(out.String(), "max_hops = 99") || !strings.Contains(out.String(), "env QPC_ANNOUNCE_MAX_HOPS") ||
+		!strings.Contains(errb.String(), "announce.max_hops") {
+		t.Fatalf("invalid config: exit %d, out %q, err %q", code, out.String(), errb.String())
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// An unknown QPC_* variable is refused like an unknown key in the file;
+// every variable the CLI documents keeps working.
+func TestConfigUnknownEnvRefused(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"node", "--data-dir", t.TempDir()}, &out, &errb, []string{"QPC_ANNOUNCE_INTERVALL=5m"})
+	if code != 2 || !strings.Contains(errb.String(), "QPC_ANNOUNCE_INTERVALL") || !strings.Contains(errb.String(), "did you mean QPC_ANNOUNCE_INTERVAL?") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"config", "show"}, &out, &errb, []string{"QPC_FROBNICATE=1"}); code != 2 || !strings.Contains(errb.String(), "QPC_FROBNICATE") {
+		t.Fatalf("config show with QPC_FROBNICATE: exit %d, %q", code, errb.String())
+	}
+	env := []string{"QPC_API_ADDR=127.0.0.1:7790", "QPC_API_TOKEN=t", "QPC_PROFILE=constrained", "QPC_TEST_LOG=1",
+		"QPC_IDENTITY_KEY_FILE=/k.pem", "QPC_OUTBOX_MAX_PENDING=100", "QPC_TRANSPORTS_PEERS=tcp://a:1"}
+	c, err := loadConfig("", nodeFlags(t), env)
+	if err != nil {
+		t.Fatalf("documented variables refused: %v", err)
+	}
+	if c.API.Addr != "127.0.0.1:7790" || c.API.Token != "t" || c.Profile != "constrained" || c.Identity.KeyFile != "/k.pem" || c.Outbox.MaxPending != 100 {
+		t.Fatalf("documented variables not applied: %+v", c)
+	}
+	def := config.Default()
+	for _, k := range config.Keys() {
+		if _, err := loadConfig("", nodeFlags(t), []string{k.Env() + "=" + fmt.Sprint(def.Get(k.Name))}); err != nil &&
+			strings.Contains(err.Error(), "unknown") {
+			t.Errorf("%s: %v", k.Env(), err)
+		}
+	}
+}
+
+// A duration without a unit is refused, naming the field and asking for a
+// unit, instead of meaning nanoseconds.
+func TestConfigDurationNeedsUnit(t *testing.T) {
+	for name, tc := range map[string]struct {
+		file string
+		env  []string
+	}{
+		"file number": {"[announce]\ninterval = 600\n", nil},
+		"file string": {"[announce]\ninterval = \"600\"\n", nil},
+		"env":         {"", []string{"QPC_ANNOUNCE_INTERVAL=600"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"node", "--data-dir", t.TempDir()}
+			if tc.file != "" {
+				args = append(args, "--config", writeFile(t, tc.file))
+			}
+			var out, errb bytes.Buffer
+			code := run(args, &out, &errb, tc.env)
+			if code != 2 || !strings.Contains(errb.String(), "announce.interval") ||
+				!strings.Contains(errb.String(), "a duration with a unit, e.g. 600s or 10m") {
+				t.Fatalf("exit %d, stderr %q", code, errb.String())
+			}
+		})
+	}
+	c, err := loadConfig(writeFile(t, "[announce]\ninterval = \"600s\"\n"), nodeFlags(t), []string{"QPC_STORE_TTL=48h"})
+	if err != nil || c.Announce.Interval.D() != 10*time.Minute || c.Store.TTL.D() != 48*time.Hour {
+		t.Fatalf("durations with units: %v %v", c.Announce.Interval.D(), err)
+	}
+}
+
+// TOML syntax errors give the line and column; values of the wrong type
+// name the key and what it takes, in our words.
+func TestConfigFileErrorsInOurWords(t *testing.T) {
+	cases := []struct{ name, file, env, want string }{
+		{"syntax", "[announce]\nmax_hops = 8\ninterval = \"10m\n", "", "line 3, column"},
+		{"syntax key", "data_dir = '/x'\n[api\naddr = '1'\n", "", "line 2, column"},
+		{"word for number", "[announce]\nmax_hops = \"eight\"\n", "", `announce.max_hops: "eight" is not a whole number`},
+		{"fraction for number", "[routing]\nmax_routes = 1.5\n", "", "routing.max_routes: 1.5 is not a whole number"},
+		{"env word for number", "", "QPC_ANNOUNCE_MAX_HOPS=eight", `announce.max_hops: "eight" is not a whole number (from QPC_ANNOUNCE_MAX_HOPS)`},
+		{"bool", "[transports]\ndiscovery = \"maybe\"\n", "", `transports.discovery: "maybe" is not true or false`},
+		{"number for text", "[api]\naddr = 7780\n", "", "api.addr: 7780 is not text"},
+		{"list", "[transports]\npeers = [1, 2]\n", "", "transports.peers: [1, 2] is not a list of quoted strings"},
+		{"section as value", "announce = 5\n", "", "announce is a section"},
+		{"value as section", "[api.addr]\nx = 1\n", "", "api.addr is a value, not a section"},
+		{"unknown key suggests", "[routing]\nmax_route = 5\n", "", "unknown key routing.max_route"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"node", "--data-dir", t.TempDir()}
+			if tc.file != "" {
+				args = append(args, "--config", writeFile(t, tc.file))
+			}
+			var env []string
+			if tc.env != "" {
+				env = []string{tc.env}
+			}
+			var out, errb bytes.Buffer
+			code := run(args, &out, &errb, env)
+			if code != 2 || !strings.Contains(errb.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errb.String(), tc.want)
+			}
+			if strings.Contains(errb.String(), "expected type") || strings.Contains(errb.String(), "decoding") {
+				t.Fatalf("decoder's words in %q", errb.String())
+			}
+		})
 	}
 }

@@ -20,30 +20,29 @@ func newNodeCmd(environ []string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run a mesh node until SIGINT or SIGTERM",
-		Long: `Run a mesh node. Configuration precedence: embedded defaults < --config FILE
-< QPC_* environment (e.g. QPC_API_ADDR) < flags. With nothing given the node keeps
+		Long: `Run a mesh node. Configuration precedence: the defaults of the profile
+(--profile, QPC_PROFILE or the file's profile key) < --config FILE < QPC_*
+environment (e.g. QPC_API_ADDR) < flags; 'qpc config show' prints the result. With nothing given the node keeps
 its identity in ./qpc-data, listens on TCP and QUIC on loopback and serves the
 admin API on 127.0.0.1:7780. SIGINT or SIGTERM drain, persist and stop it.`,
 	}
-	f := cmd.Flags()
-	f.StringVarP(&file, "config", "c", "", "TOML config file (see 'qpc genconf')")
-	f.String("data-dir", "", "directory for identity and database (default ./qpc-data)")
-	f.String("api", "", "admin API address host:port; empty string disables it (default 127.0.0.1:7780)")
-	f.String("api-token", "", "bearer token for the admin API (required off loopback)")
-	f.StringArray("listen", nil, "transport URI to listen on, repeatable (tcp://, quic://, ...)")
-	f.StringArray("peer", nil, "peer URI to keep connected, repeatable")
-	f.String("profile", "", "default or constrained")
-	f.String("log-level", "", "debug, info, warn or error")
-	f.String("log-format", "", "text or json")
-	f.Bool("discovery", false, "find peers on the LAN by signed multicast beacons")
+	addConfigFlags(cmd.Flags(), &file)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := loadConfig(file, cmd.Flags(), environ)
+		r, err := resolveConfig(file, cmd.Flags(), environ)
 		if err != nil {
 			return err
 		}
+		if err := r.cfg.Validate(); err != nil {
+			return err
+		}
+		cfg := r.cfg
 		log, err := logging.New(cmd.ErrOrStderr(), cfg.Logging.Level, cfg.Logging.Format)
 		if err != nil {
 			return usageError{err}
+		}
+		if len(r.followed) > 0 {
+			log.Info("config file was written for another profile; its values left at that profile's defaults follow this one (see 'qpc config show')",
+				"file", r.file, "file_profile", r.fileProfile, "profile", cfg.Profile, "keys", len(r.followed))
 		}
 		n, err := node.New(node.WithConfig(cfg), node.WithLogger(log), node.WithVersion(version), node.WithProcessMetrics())
 		if err != nil {

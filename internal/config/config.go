@@ -19,6 +19,8 @@ import (
 )
 
 // Duration is a time.Duration that reads and writes as "10m", "1h30m".
+// A number without a unit is refused (see Config.Set), never read as
+// nanoseconds.
 type Duration time.Duration
 
 // D converts to time.Duration.
@@ -27,9 +29,10 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // MarshalText writes the Go duration syntax.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
-// UnmarshalText reads the Go duration syntax ("90s", "10m").
+// UnmarshalText reads the Go duration syntax ("90s", "10m"); a bare
+// number ("600") is an error asking for a unit.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	v, err := convertDuration("duration", string(b))
 	if err != nil {
 		return err
 	}
@@ -406,8 +409,13 @@ func (c *Config) DBPath() string { return filepath.Join(c.DataDir, "qpc.db") }
 // TOML renders c as a commented TOML file, what `qpc genconf` prints.
 func (c *Config) TOML() ([]byte, error) {
 	var b strings.Builder
-	b.WriteString("# qpc node configuration. Precedence: defaults < this file < QPC_* environment < flags.\n")
-	b.WriteString("# Environment variables name a key by section and key, e.g. QPC_API_ADDR, QPC_ANNOUNCE_INTERVAL.\n\n")
+	fmt.Fprintf(&b, "# qpc node configuration, written by `qpc genconf` for profile %q.\n", c.Profile)
+	b.WriteString("# Precedence: the profile's defaults < this file < QPC_* environment < flags.\n")
+	fmt.Fprintf(&b, "# The file is read as changes to profile %q: a value left equal to that profile's\n", c.Profile)
+	b.WriteString("# default is not a change, so it follows the profile the node runs with (--profile,\n")
+	b.WriteString("# QPC_PROFILE); change a value and it is yours. `qpc config show` prints what applies.\n")
+	b.WriteString("# Durations need a unit (\"90s\", \"10m\", \"1h30m\"). Environment variables name a key by\n")
+	b.WriteString("# section and key, e.g. QPC_API_ADDR, QPC_ANNOUNCE_INTERVAL.\n\n")
 	enc := toml.NewEncoder(&b)
 	enc.SetIndentTables(false)
 	if err := enc.Encode(c); err != nil {

@@ -129,3 +129,107 @@ func TestKeyPath(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestConfigSetDurationNeedsUnit(t *testing.T) {
+	c := Default()
+	for _, raw := range []any{int64(600), float64(600), "600", " 600 "} {
+		err := c.SetFrom("announce.interval", raw, "QPC_ANNOUNCE_INTERVAL")
+		var ve *ValueError
+		if !errors.As(err, &ve) || ve.Field != "announce.interval" || !errors.Is(err, ErrInvalid) ||
+			!strings.Contains(err.Error(), "a duration with a unit, e.g. 600s or 10m") {
+			t.Errorf("%#v: %v", raw, err)
+		}
+	}
+	if err := c.Set("announce.interval", "90s"); err != nil || c.Announce.Interval.D() != 90*time.Second {
+		t.Fatalf("90s: %v %v", err, c.Announce.Interval.D())
+	}
+	var d Duration
+	if err := d.UnmarshalText([]byte("600")); err == nil || !strings.Contains(err.Error(), "with a unit") {
+		t.Fatalf("UnmarshalText(600) = %v, want an error asking for a unit", err)
+	}
+	if err := d.UnmarshalText([]byte("5m")); err != nil || d.D() != 5*time.Minute {
+		t.Fatalf("UnmarshalText(5m): %v", err)
+	}
+}
+
+func TestConfigSetTypeErrorsInOurWords(t *testing.T) {
+	c := Default()
+	cases := []struct {
+		key  string
+		raw  any
+		want string
+	}{
+		{"announce.max_hops", "eight", `config: announce.max_hops: "eight" is not a whole number`},
+		{"announce.max_hops", 2.5, "announce.max_hops: 2.5 is not a whole number"},
+		{"store.enabled", "perhaps", `store.enabled: "perhaps" is not true or false`},
+		{"transports.lora.data_share", "half", `transports.lora.data_share: "half" is not a number`},
+		{"api.addr", int64(7780), "api.addr: 7780 is not text"},
+		{"transports.listen", []any{"tcp://a:1", int64(2)}, "is not a list of quoted strings"},
+	}
+	for _, tc := range cases {
+		err := c.Set(tc.key, tc.raw)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Set(%s, %#v) = %v, want %q", tc.key, tc.raw, err, tc.want)
+		}
+	}
+	for key, raw := range map[string]any{"announce.max_hops": "6", "store.enabled": "false", "transports.peers": "tcp://a:1, quic://b:2", "ratelimit.envelopes_per_sec": int64(5)} {
+		if err := c.Set(key, raw); err != nil {
+			t.Errorf("Set(%s, %#v): %v", key, raw, err)
+		}
+	}
+	if c.Announce.MaxHops != 6 || c.Store.Enabled || len(c.Transports.Peers) != 2 || c.RateLimit.EnvelopesPerSec != 5 {
+		t.Fatalf("set values: %+v", c)
+	}
+}
+
+func TestConfigParseTOML(t *testing.T) {
+	vals, err := ParseTOML("f.toml", []byte("profile = 'constrained'\n[transports]\nqueue_frames = 9\n[transports.lora]\nmtu = 100\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals["profile"] != "constrained" || vals["transports.queue_frames"] != int64(9) || vals["transports.lora.mtu"] != int64(100) || len(vals) != 3 {
+		t.Fatalf("values %v", vals)
+	}
+	for body, want := range map[string]string{
+		"[announce]\ninterval = \"10m\n": "f.toml: line 2, column",
+		"a = \n":                         "f.toml: line 1, column 5",
+		"[announce]\nintervall = '5m'\n": "unknown key announce.intervall in f.toml (did you mean announce.interval?)",
+		"[anounce]\ninterval = '5m'\n":   "unknown section [anounce] in f.toml (did you mean [announce]?)",
+		"[frobnicate]\nx = 1\n":          "unknown section [frobnicate] in f.toml",
+		"routing = 3\n":                  "routing is a section",
+		"[api]\naddr = { host = 'x' }\n": "api.addr is a value, not a section",
+	} {
+		_, err := ParseTOML("f.toml", []byte(body))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
+	}
+	if s := Suggest("QPC_ANNOUNCE_INTERVALL", []string{"QPC_ANNOUNCE_INTERVAL", "QPC_API_ADDR"}); s != "QPC_ANNOUNCE_INTERVAL" {
+		t.Errorf("Suggest = %q", s)
+	}
+	if s := Suggest("QPC_FROBNICATE", []string{"QPC_ANNOUNCE_INTERVAL", "QPC_API_ADDR"}); s != "" {
+		t.Errorf("Suggest far = %q", s)
+	}
+}
+
+func TestConfigKeysCoverEveryField(t *testing.T) {
+	names := KeyNames()
+	b, _ := toml.Marshal(Default())
+	vals, err := ParseTOML("genconf", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vals) != len(names) {
+		t.Fatalf("%d keys, genconf writes %d", len(names), len(vals))
+	}
+	c := Config{}
+	for _, n := range names {
+		if err := c.Set(n, vals[n]); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	d := Default()
+	if strings.Join(c.Transports.Listen, ",") != strings.Join(d.Transports.Listen, ",") || c.Store.TTL != d.Store.TTL || c.RateLimit != d.RateLimit {
+		t.Fatalf("genconf values through Set: %+v", c)
+	}
+}
