@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/quicprochat/qpc/actors/inbox"
 	"github.com/quicprochat/qpc/messages"
 )
