@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -33,7 +34,29 @@ func addClientFlags(cmd *cobra.Command, environ []string) *clientFlags {
 	cmd.Flags().StringVar(&cf.api, "api", def, "admin API address of the node (env QPC_API_ADDR)")
 	cmd.Flags().StringVar(&cf.token, "token", env["QPC_API_TOKEN"], "bearer token (env QPC_API_TOKEN)")
 	cmd.Flags().BoolVar(&cf.json, "json", false, "print JSON")
+	next := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		if err := checkAPIAddr(cf.api); err != nil {
+			return err
+		}
+		if next != nil {
+			return next(c, args)
+		}
+		return nil
+	}
 	return cf
+}
+
+// checkAPIAddr refuses an admin API address without a port (--api
+// localhost would mean port 80, where no node listens).
+func checkAPIAddr(a string) error {
+	if strings.HasPrefix(a, "http://") || strings.HasPrefix(a, "https://") {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+		return usagef("--api %q: want HOST:PORT, e.g. 127.0.0.1:7780", a)
+	}
+	return nil
 }
 
 func (cf *clientFlags) client() *api.Client { return &api.Client{Addr: cf.api, Token: cf.token} }

@@ -485,3 +485,29 @@ func TestConfigFileErrorsInOurWords(t *testing.T) {
 		})
 	}
 }
+
+// --api without a port is refused as bad usage (it meant port 80), and a
+// usage hint names the command as it is typed.
+func TestAPIAddrNeedsPortAndHintsNameTheCommand(t *testing.T) {
+	for _, args := range [][]string{{"status", "--api", "localhost"}, {"inbox", "--api", "127.0.0.1"}} {
+		_, errOut, code := runQPC(t, args...)
+		if code != 2 || !strings.Contains(errOut, "want HOST:PORT") {
+			t.Errorf("%v: exit %d, %q", args, code, errOut)
+		}
+	}
+	_, errOut, code := runQPC(t, "--no-such-flag")
+	if code != 2 || strings.Contains(errOut, "qpc qpc") || !strings.Contains(errOut, "see 'qpc --help'") {
+		t.Errorf("root flag error: exit %d, %q", code, errOut)
+	}
+	_, errOut, _ = runQPC(t, "send", "--no-such-flag")
+	if !strings.Contains(errOut, "see 'qpc send --help'") {
+		t.Errorf("send flag error: %q", errOut)
+	}
+}
+
+func runQPC(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb, nil)
+	return out.String(), errb.String(), code
+}
