@@ -126,6 +126,8 @@ func TestExitCodes(t *testing.T) {
 		{"extra argument", []string{"genconf", "x"}, nil, "", 2, "takes no arguments"},
 		{"missing config file", []string{"node", "--config", filepath.Join(dir, "nope.toml")}, nil, "", 2, "nope.toml"},
 		{"status without node", []string{"status", "--api", "127.0.0.1:1"}, nil, "", 1, "is a node running"},
+		{"api port out of range", []string{"node", "--api", "127.0.0.1:99999"}, nil, "", 2, "api.addr"},
+		{"lora spreading factor out of range", []string{"node", "--listen", "lora+mock://ch?sf=14"}, nil, "", 2, "want 5 to 12 for sf"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/quicprochat/qpc/transports"
+	"github.com/quicprochat/qpc/transports/lora/link"
 )
 
 // Duration is a time.Duration that reads and writes as "10m", "1h30m".
@@ -359,8 +361,8 @@ func (c *Config) Validate() error {
 	}
 	if c.API.Addr != "" {
 		host, port, err := net.SplitHostPort(c.API.Addr)
-		if err != nil || port == "" {
-			bad("api.addr", c.API.Addr, "host:port, e.g. 127.0.0.1:7780 (empty disables the API)")
+		if n, perr := strconv.Atoi(port); err != nil || port == "" || perr != nil || n < 0 || n > 65535 {
+			bad("api.addr", c.API.Addr, "host:port with a port from 0 to 65535, e.g. 127.0.0.1:7780 (empty disables the API)")
 		} else if !IsLoopbackHost(host) && c.API.Token == "" {
 			bad("api.token", "", fmt.Sprintf("a bearer token, because api.addr %s is not a loopback address", c.API.Addr))
 		}
@@ -372,12 +374,23 @@ func (c *Config) Validate() error {
 // CheckURI validates a transport URI with transports.ParseURI, the parser
 // the node itself uses, and phrases the error as what is allowed.
 func CheckURI(s string) error {
-	_, _, err := transports.ParseURI(s)
+	scheme, addr, err := transports.ParseURI(s)
+	if err == nil && (scheme == transports.SchemeLoRaMock || scheme == transports.SchemeLoRaSerial) {
+		// The radio's parameters too (sf=14 is not a spreading factor).
+		_, err = link.ParseAddr(addr, link.RadioParams{})
+	}
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, transports.ErrUnknownScheme):
 		return fmt.Errorf("a scheme of %s", strings.Join(transports.Schemes, ", "))
+	}
+	// A radio parameter: `…: malformed transport URI: sf="14", want 5 to 12`.
+	if _, kv, ok := strings.Cut(err.Error(), transports.ErrBadURI.Error()+": "); ok {
+		if got, want, ok := strings.Cut(kv, ", want "); ok {
+			key, _, _ := strings.Cut(got, "=")
+			return fmt.Errorf("%s for %s (got %s)", want, key, got)
+		}
 	}
 	if _, want, ok := strings.Cut(err.Error(), "want "); ok {
 		return errors.New(want)
