@@ -54,6 +54,16 @@ func TestInboxFollowAcrossNodeRestart(t *testing.T) {
 	if n := strings.Count(follow.log.String(), ": first"); n != 1 {
 		t.Fatalf("the follower showed the first message %d times:\n%s", n, follow.log)
 	}
+	// The operator empties the inbox: one message, then the rest.
+	if out, e, code := qpc(t, "inbox", "--delete", "1", "--api", apiC); code != 0 || !strings.Contains(out, "deleted 1 message") {
+		t.Fatalf("inbox --delete 1: %d %q %q", code, out, e)
+	}
+	if out, e, code := qpc(t, "inbox", "--clear", "--api", apiC); code != 0 || !strings.Contains(out, "deleted 1 message") {
+		t.Fatalf("inbox --clear: %d %q %q", code, out, e)
+	}
+	if out, _, code := qpc(t, "inbox", "--api", apiC); code != 0 || !strings.Contains(out, "no messages") {
+		t.Fatalf("inbox after clear: %d %q", code, out)
+	}
 }
 
 // waitRouteTo polls a node's routes until it has one to addr.

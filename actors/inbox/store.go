@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
@@ -18,7 +19,26 @@ import (
 // Entry is one stored message (the admin API's JSON type).
 type Entry = api.InboxEntry
 
-var bucket = []byte("inbox")
+var (
+	bucket     = []byte("inbox")
+	lastBucket = []byte("inbox/last") // "last" → the highest number handed out, kept when entries are deleted
+	lastKey    = []byte("last")
+)
+
+// keepLast records the highest number handed out, so deleting entries
+// never lets a number be handed out again (after a restart either).
+func (s *Store) keepLast(tx *bolt.Tx) error {
+	b, err := tx.CreateBucketIfNotExists(lastBucket)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], last)
+	return b.Put(lastKey, v[:])
+}
 
 // Store keeps delivered messages in the database, numbered in arrival
 // order. It is safe for concurrent use: AddTx and Notify from the router
@@ -41,6 +61,11 @@ func Open(db *bolt.DB) (*Store, error) {
 		}
 		if k, _ := bk.Cursor().Last(); len(k) == 8 {
 			s.last = binary.BigEndian.Uint64(k)
+		}
+		if lb := tx.Bucket(lastBucket); lb != nil {
+			if v := lb.Get(lastKey); len(v) == 8 {
+				s.last = max(s.last, binary.BigEndian.Uint64(v))
+			}
 		}
 		return nil
 	})
@@ -121,4 +146,91 @@ func (s *Store) List(after uint64, max int) ([]Entry, <-chan struct{}, error) {
 		return nil
 	})
 	return out, wait, err
+}
+
+// Prune deletes the oldest entries while more than maxN are kept or they
+// arrived before now-maxAge, and reports how many went. Numbers are never
+// reused: the next message still gets the next one.
+func (s *Store) Prune(now time.Time, maxN int, maxAge time.Duration) (int, error) {
+	cutoff := now.Add(-maxAge)
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return fmt.Errorf("inbox: bucket %s missing", bucket)
+		}
+		keep := b.Stats().KeyN
+		var doomed [][]byte
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if keep <= maxN {
+				var e Entry
+				if err := json.Unmarshal(v, &e); err == nil && !e.At.Before(cutoff) {
+					break // entries are in arrival order: the rest are younger
+				}
+			}
+			doomed = append(doomed, append([]byte(nil), k...))
+			keep--
+		}
+		for _, k := range doomed {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(doomed)
+		if n == 0 {
+			return nil
+		}
+		return s.keepLast(tx)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inbox: prune: %w", err)
+	}
+	return n, nil
+}
+
+// Delete removes the entry numbered seq; it reports whether there was one.
+func (s *Store) Delete(seq uint64) (bool, error) {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	found := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return fmt.Errorf("inbox: bucket %s missing", bucket)
+		}
+		if b.Get(k[:]) == nil {
+			return nil
+		}
+		found = true
+		if err := b.Delete(k[:]); err != nil {
+			return err
+		}
+		return s.keepLast(tx)
+	})
+	return found, err
+}
+
+// Clear removes every entry and reports how many went.
+func (s *Store) Clear() (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return fmt.Errorf("inbox: bucket %s missing", bucket)
+		}
+		var doomed [][]byte
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		for _, k := range doomed {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(doomed)
+		return s.keepLast(tx)
+	})
+	return n, err
 }

@@ -171,6 +171,21 @@ func (n *Node) InboxSince(ctx context.Context, after uint64, wait time.Duration)
 	}
 }
 
+// InboxDelete is DELETE /v1/inbox/{seq}.
+func (n *Node) InboxDelete(_ context.Context, seq uint64) error {
+	ok, err := n.box.Delete(seq)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &api.NotFound{Err: fmt.Errorf("no message #%d in the inbox", seq)}
+	}
+	return nil
+}
+
+// InboxClear is DELETE /v1/inbox.
+func (n *Node) InboxClear(context.Context) (int, error) { return n.box.Clear() }
+
 // RouteTable is GET /v1/routes.
 func (n *Node) RouteTable(ctx context.Context) ([]api.Route, error) {
 	rs, err := n.Routes(ctx)

@@ -140,6 +140,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 	inboxPID := r.spawn(ctx, inbox.Name, inbox.New(inbox.Config{
 		Store: n.box, Out: n.inbox,
 		OnHanded: n.metrics.FramesDelivered.Inc, OnDropped: n.metrics.InboxDropped.Inc,
+		MaxMessages: cfg.Inbox.MaxMessages, MaxAge: cfg.Inbox.MaxAge.D(), Clock: n.clock, Log: meshLog("inbox"),
 	}))
 	keysPID := r.spawn(ctx, keys.Name, keys.New())
 	fappPID := r.spawn(ctx, fapp.Name, fapp.New())

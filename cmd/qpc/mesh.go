@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -205,7 +206,31 @@ func newInboxCmd(environ []string) *cobra.Command {
 	cf := addClientFlags(cmd, environ)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep waiting for new messages")
 	cmd.Flags().Uint64Var(&after, "after", 0, "only messages after this number")
+	var del uint64
+	var clearAll bool
+	cmd.Flags().Uint64Var(&del, "delete", 0, "delete message number N from the inbox")
+	cmd.Flags().BoolVar(&clearAll, "clear", false, "delete every message in the inbox")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if del != 0 || clearAll {
+			if follow || (del != 0 && clearAll) {
+				return usagef("--delete and --clear go alone")
+			}
+			path := "/v1/inbox"
+			if del != 0 {
+				path += "/" + strconv.FormatUint(del, 10)
+			}
+			var res map[string]int
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := cf.client().Do(ctx, http.MethodDelete, path, nil, &res); err != nil {
+				return err
+			}
+			if cf.json {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", plural(res["deleted"], "message"))
+			return nil
+		}
 		down := false // following, and the node went away
 		for delay := time.Second; ; {
 			wait := "0s"

@@ -183,6 +183,10 @@ type Backend interface {
 	MessageState(ctx context.Context, id string) (Message, error)
 	Outbox(ctx context.Context) (OutboxResponse, error)
 	InboxSince(ctx context.Context, after uint64, wait time.Duration) (InboxResponse, error)
+	// InboxDelete removes message seq (NotFound when there is none);
+	// InboxClear removes all and says how many.
+	InboxDelete(ctx context.Context, seq uint64) error
+	InboxClear(ctx context.Context) (int, error)
 	RouteTable(ctx context.Context) ([]Route, error)
 	TraceTo(ctx context.Context, to string, timeout time.Duration) (TraceResponse, error)
 }
@@ -393,6 +397,26 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("DELETE /v1/inbox/{seq}", func(w http.ResponseWriter, r *http.Request) {
+		seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+		if err != nil {
+			writeError(w, &Error{Code: "bad_request", Message: "the message number must be a whole number", Status: http.StatusBadRequest})
+			return
+		}
+		if err := s.backend.InboxDelete(r.Context(), seq); err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"deleted": 1})
+	})
+	mux.HandleFunc("DELETE /v1/inbox", func(w http.ResponseWriter, r *http.Request) {
+		n, err := s.backend.InboxClear(r.Context())
+		if err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"deleted": n})
 	})
 	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
 		res, err := s.backend.RouteTable(r.Context())

@@ -61,6 +61,13 @@ func (f *fakeBackend) Outbox(context.Context) (OutboxResponse, error) {
 func (f *fakeBackend) InboxSince(context.Context, uint64, time.Duration) (InboxResponse, error) {
 	return InboxResponse{}, nil
 }
+func (f *fakeBackend) InboxDelete(_ context.Context, seq uint64) error {
+	if seq != 1 {
+		return &NotFound{Err: errors.New("no such message")}
+	}
+	return nil
+}
+func (f *fakeBackend) InboxClear(context.Context) (int, error) { return 3, nil }
 func (f *fakeBackend) RouteTable(context.Context) ([]Route, error) { return nil, nil }
 func (f *fakeBackend) TraceTo(context.Context, string, time.Duration) (TraceResponse, error) {
 	return TraceResponse{}, nil
@@ -245,5 +252,25 @@ func TestSendWithAnotherMethodIs405(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
 		t.Fatalf("GET /v1/send: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
+
+func TestInboxDeleteAndClear(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, &fakeBackend{reg: m})
+	c := &Client{Addr: s.Addr()}
+	var res map[string]int
+	if err := c.Do(context.Background(), http.MethodDelete, "/v1/inbox/1", nil, &res); err != nil || res["deleted"] != 1 {
+		t.Fatalf("delete 1: %v %v", res, err)
+	}
+	var apiErr *Error
+	if err := c.Do(context.Background(), http.MethodDelete, "/v1/inbox/2", nil, &res); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+		t.Fatalf("delete 2: %v", err)
+	}
+	if err := c.Do(context.Background(), http.MethodDelete, "/v1/inbox/x", nil, &res); !errors.As(err, &apiErr) || apiErr.Status != 400 {
+		t.Fatalf("delete x: %v", err)
+	}
+	if err := c.Do(context.Background(), http.MethodDelete, "/v1/inbox", nil, &res); err != nil || res["deleted"] != 3 {
+		t.Fatalf("clear: %v %v", res, err)
 	}
 }

@@ -54,6 +54,7 @@ type Config struct {
 	Routing    RoutingConfig   `toml:"routing" comment:"Routing table." mapstructure:"routing"`
 	Store      StoreConfig     `toml:"store" comment:"Store-and-forward queue for peers that are offline." mapstructure:"store"`
 	Outbox     OutboxConfig    `toml:"outbox" comment:"This node's own messages, kept until the destination's receipt arrives and retransmitted meanwhile." mapstructure:"outbox"`
+	Inbox      InboxConfig     `toml:"inbox" comment:"Messages delivered to this node, kept in the database." mapstructure:"inbox"`
 	Transports TransportConfig `toml:"transports" comment:"Links to other nodes. URIs: tcp://host:port, quic://host:port, mem://name, lora+mock://channel, lora+serial:///dev/ttyUSB0?freq=869525000&sf=9." mapstructure:"transports"`
 	Crypto     CryptoConfig    `toml:"crypto" comment:"Encryption modes." mapstructure:"crypto"`
 	RateLimit  RateLimitConfig `toml:"ratelimit" comment:"Per-peer limits on what a peer can make this node do." mapstructure:"ratelimit"`
@@ -90,6 +91,12 @@ type StoreConfig struct {
 	TTL            Duration `toml:"ttl" comment:"Held messages expire after this." mapstructure:"ttl"`
 	GCInterval     Duration `toml:"gc_interval" comment:"How often expired entries are collected." mapstructure:"gc_interval"`
 	RelayForOthers bool     `toml:"relay" comment:"Also hold messages for other nodes (act as a store relay)." mapstructure:"relay"`
+}
+
+// InboxConfig bounds the inbox: the oldest messages go first.
+type InboxConfig struct {
+	MaxMessages int      `toml:"max_messages" comment:"Delivered messages kept at most; the oldest go first." mapstructure:"max_messages"`
+	MaxAge      Duration `toml:"max_age" comment:"Delivered messages older than this are deleted." mapstructure:"max_age"`
 }
 
 // OutboxConfig governs end-to-end delivery of this node's own messages.
@@ -174,6 +181,7 @@ func Default() Config {
 			TTL: Duration(7 * 24 * time.Hour), GCInterval: Duration(time.Minute), RelayForOthers: true,
 		},
 		Outbox: OutboxConfig{MaxPending: 16384, RetryBase: Duration(5 * time.Second), RetryMax: Duration(5 * time.Minute)},
+		Inbox:  InboxConfig{MaxMessages: 100000, MaxAge: Duration(30 * 24 * time.Hour)},
 		Transports: TransportConfig{
 			Listen:       []string{"tcp://127.0.0.1:7701", "quic://127.0.0.1:7702"},
 			Peers:        []string{},
@@ -207,6 +215,7 @@ func Constrained() Config {
 	c.Store.GCInterval = Duration(10 * time.Minute)
 	c.Transports.MaxFrameSize = 64 << 10
 	c.Transports.QueueFrames = 64
+	c.Inbox.MaxMessages = 1000
 	c.Transports.QueueBytes = 256 << 10
 	c.RateLimit.EnvelopesPerSec = 20
 	c.RateLimit.EnvelopeBurst = 40
@@ -324,6 +333,10 @@ func (c *Config) Validate() error {
 		bad("transports.lora.mtu", m, "bytes from 51 to 255")
 	}
 	positiveDur("transports.dial_backoff_max", c.Transports.DialBackoff, 100*time.Millisecond)
+	if c.Inbox.MaxMessages < 1 {
+		bad("inbox.max_messages", c.Inbox.MaxMessages, "a positive integer")
+	}
+	positiveDur("inbox.max_age", c.Inbox.MaxAge, time.Minute)
 	if c.Outbox.MaxPending < 1 {
 		bad("outbox.max_pending", c.Outbox.MaxPending, "a positive integer")
 	}
