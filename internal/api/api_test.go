@@ -67,7 +67,7 @@ func (f *fakeBackend) InboxDelete(_ context.Context, seq uint64) error {
 	}
 	return nil
 }
-func (f *fakeBackend) InboxClear(context.Context) (int, error) { return 3, nil }
+func (f *fakeBackend) InboxClear(context.Context) (int, error)     { return 3, nil }
 func (f *fakeBackend) RouteTable(context.Context) ([]Route, error) { return nil, nil }
 func (f *fakeBackend) TraceTo(context.Context, string, time.Duration) (TraceResponse, error) {
 	return TraceResponse{}, nil
