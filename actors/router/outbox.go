@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"time"
 
@@ -87,7 +88,8 @@ type OutMsg struct {
 	Reason    string    // why it failed
 	Frame     []byte    // the signed envelope; dropped once finished
 
-	hi int // position in the retry heap; -1 when not in it
+	hi  int    // position in the retry heap; -1 when not in it
+	key uint64 // where the record is stored (see outboxMsgs); 0: not yet
 }
 
 // Finished reports whether the message is delivered or failed.
@@ -115,7 +117,13 @@ type Outbox struct {
 	pending int
 	done    [][16]byte // finished ids, oldest first (for MaxFinished)
 
-	dirty    map[[16]byte]bool // ids to write (or delete when gone)
+	// Records are stored under a local key counting up in the order the
+	// messages were added, not under their random ids: a group commit of
+	// messages added (or delivered) together then rewrites a few adjacent
+	// B+tree pages instead of one page per message.
+	nextKey  uint64
+	dirty    map[uint64]*OutMsg // records to write; nil: delete the key
+	legacy   [][]byte           // version-1 keys (the id) to delete once rewritten
 	seqDirty map[[16]byte]bool
 }
 
@@ -137,7 +145,7 @@ func (d *destQueue) lo() uint64 {
 
 // Bucket names in the node's database.
 var (
-	outboxMsgs = []byte("outbox/msgs") // id(16) → record (encodeOutMsg)
+	outboxMsgs = []byte("outbox/msgs") // key(8, big-endian, in order of Add) → record (encodeOutMsg)
 	outboxSeqs = []byte("outbox/seqs") // dest(16) → next seq (8, big-endian)
 )
 
@@ -147,7 +155,7 @@ func OpenOutbox(db *bolt.DB, lim OutboxLimits) (*Outbox, error) {
 	o := &Outbox{
 		lim: lim.withDefaults(), db: db,
 		msgs: make(map[[16]byte]*OutMsg), dests: make(map[[16]byte]*destQueue),
-		dirty: make(map[[16]byte]bool), seqDirty: make(map[[16]byte]bool),
+		nextKey: 1, dirty: make(map[uint64]*OutMsg), seqDirty: make(map[[16]byte]bool),
 	}
 	if db == nil {
 		return o, nil
@@ -178,6 +186,11 @@ func OpenOutbox(db *bolt.DB, lim OutboxLimits) (*Outbox, error) {
 			if err != nil {
 				return err
 			}
+			if m.key == 0 { // version 1, keyed by id: rewritten under a new key
+				o.legacy = append(o.legacy, bytes.Clone(k))
+			} else {
+				o.nextKey = max(o.nextKey, m.key+1)
+			}
 			loaded = append(loaded, m)
 			return nil
 		})
@@ -194,6 +207,9 @@ func OpenOutbox(db *bolt.DB, lim OutboxLimits) (*Outbox, error) {
 	var finished []*OutMsg
 	for _, m := range loaded {
 		m.hi = -1
+		if m.key == 0 {
+			o.markDirty(m)
+		}
 		o.msgs[m.ID] = m
 		if m.Finished() {
 			finished = append(finished, m)
@@ -250,8 +266,18 @@ func (o *Outbox) Add(m *OutMsg, now time.Time) error {
 	d.q = append(d.q, m)
 	o.pending++
 	heap.Push(&o.retry, m)
-	o.dirty[m.ID] = true
+	o.markDirty(m)
 	return nil
+}
+
+// markDirty schedules m's record to be written by the next Prepare,
+// giving it its storage key first if it has none.
+func (o *Outbox) markDirty(m *OutMsg) {
+	if m.key == 0 {
+		m.key = o.nextKey
+		o.nextKey++
+	}
+	o.dirty[m.key] = m
 }
 
 // Get returns a copy of the message's record.
@@ -299,7 +325,7 @@ func (o *Outbox) Transmit(m *OutMsg, now time.Time) bool {
 	m.State = StateSent
 	m.LastSent = now
 	o.reschedule(m, now.Add(o.backoff(m.Attempts)))
-	o.dirty[m.ID] = true
+	o.markDirty(m)
 	return true
 }
 
@@ -425,17 +451,17 @@ func (o *Outbox) finish(m *OutMsg, state, reason string, now time.Time) {
 	if m.hi >= 0 {
 		heap.Remove(&o.retry, m.hi)
 	}
-	o.dirty[m.ID] = true
+	o.markDirty(m)
 	for len(o.done) > o.lim.MaxFinished {
-		old := o.done[0]
+		old := o.msgs[o.done[0]]
 		o.done = o.done[1:]
-		delete(o.msgs, old)
-		o.dirty[old] = true // gone from msgs: Commit deletes it
+		delete(o.msgs, old.ID)
+		o.dirty[old.key] = nil // gone: Prepare deletes its record
 	}
 }
 
 // Dirty reports whether Commit has anything to write.
-func (o *Outbox) Dirty() bool { return len(o.dirty) > 0 || len(o.seqDirty) > 0 }
+func (o *Outbox) Dirty() bool { return len(o.dirty) > 0 || len(o.seqDirty) > 0 || len(o.legacy) > 0 }
 
 // Commit writes what changed since the last Commit into tx.
 func (o *Outbox) Commit(tx *bolt.Tx) error {
@@ -452,13 +478,23 @@ func (o *Outbox) Prepare(w *writes) {
 		o.clearDirty()
 		return
 	}
-	for id := range o.dirty {
-		if m, ok := o.msgs[id]; ok {
-			w.put(outboxMsgs, bytes.Clone(id[:]), encodeOutMsg(m))
+	keys := make([]uint64, 0, len(o.dirty))
+	for k := range o.dirty {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // bbolt writes in key order touch each page once
+	for _, k := range keys {
+		kb := binary.BigEndian.AppendUint64(nil, k)
+		if m := o.dirty[k]; m != nil {
+			w.put(outboxMsgs, kb, encodeOutMsg(m))
 		} else {
-			w.del(outboxMsgs, bytes.Clone(id[:]))
+			w.del(outboxMsgs, kb)
 		}
 	}
+	for _, k := range o.legacy {
+		w.del(outboxMsgs, k)
+	}
+	o.legacy = nil
 	for to := range o.seqDirty {
 		v := make([]byte, 8)
 		binary.BigEndian.PutUint64(v, o.dests[to].next)
@@ -472,19 +508,25 @@ func (o *Outbox) clearDirty() {
 	clear(o.seqDirty)
 }
 
-// Record layout, version 1, big-endian:
+// Record layout, version 2, big-endian, under an 8-byte key:
 //
 //	version(1) state(1) attempts(4) to(16) seq(8) created(8) expiry(8)
-//	next(8) done(8) reason_len(2) reason frame
+//	next(8) done(8) reason_len(2) id(16) reason frame
 //
-// Times are Unix nanoseconds (0: zero time).
-const outRecordHead = 1 + 1 + 4 + 16 + 8 + 5*8 + 2
+// Times are Unix nanoseconds (0: zero time). Version 1 (before
+// 2026-12-02) was stored under the id as key, without the id in the
+// record and with 8 unused bytes where version 2 begins the id; it is
+// still read, and rewritten as version 2 at the next commit.
+const (
+	outRecordHeadV1 = 1 + 1 + 4 + 16 + 8 + 4*8 + 2 + 8
+	outRecordHead   = 1 + 1 + 4 + 16 + 8 + 4*8 + 2 + 16
+)
 
 var stateCodes = []string{"", StateQueued, StateSent, StateDelivered, StateFailed}
 
 func encodeOutMsg(m *OutMsg) []byte {
 	b := make([]byte, outRecordHead, outRecordHead+len(m.Reason)+len(m.Frame))
-	b[0] = 1
+	b[0] = 2
 	for i, s := range stateCodes {
 		if s == m.State {
 			b[1] = byte(i)
@@ -501,18 +543,35 @@ func encodeOutMsg(m *OutMsg) []byte {
 		binary.BigEndian.PutUint64(b[30+8*i:], uint64(n))
 	}
 	binary.BigEndian.PutUint16(b[62:], uint16(len(m.Reason)))
+	copy(b[64:], m.ID[:])
 	b = append(b, m.Reason...)
 	return append(b, m.Frame...)
 }
 
 func decodeOutMsg(k, v []byte) (*OutMsg, error) {
-	if len(k) != 16 || len(v) < outRecordHead || v[0] != 1 || int(v[1]) == 0 || int(v[1]) >= len(stateCodes) {
+	head := outRecordHead
+	switch {
+	case len(k) == 8 && len(v) > 0 && v[0] == 2:
+	case len(k) == 16 && len(v) > 0 && v[0] == 1:
+		head = outRecordHeadV1
+	default:
+		return nil, fmt.Errorf("%w: %x (%d bytes)", ErrOutboxCorrupt, k, len(v))
+	}
+	if len(v) < head || int(v[1]) == 0 || int(v[1]) >= len(stateCodes) {
 		return nil, fmt.Errorf("%w: %x (%d bytes)", ErrOutboxCorrupt, k, len(v))
 	}
 	m := &OutMsg{State: stateCodes[v[1]], Attempts: int(binary.BigEndian.Uint32(v[2:])), Seq: binary.BigEndian.Uint64(v[22:]), hi: -1}
-	copy(m.ID[:], k)
+	if head == outRecordHeadV1 {
+		copy(m.ID[:], k)
+	} else {
+		m.key = binary.BigEndian.Uint64(k)
+		copy(m.ID[:], v[64:80])
+		if m.key == 0 {
+			return nil, fmt.Errorf("%w: key 0", ErrOutboxCorrupt)
+		}
+	}
 	copy(m.To[:], v[6:22])
-	ts := make([]time.Time, 4)
+	var ts [4]time.Time
 	for i := range ts {
 		if n := int64(binary.BigEndian.Uint64(v[30+8*i:])); n != 0 {
 			ts[i] = time.Unix(0, n)
@@ -520,11 +579,11 @@ func decodeOutMsg(k, v []byte) (*OutMsg, error) {
 	}
 	m.Created, m.Expiry, m.NextRetry, m.Done = ts[0], ts[1], ts[2], ts[3]
 	rl := int(binary.BigEndian.Uint16(v[62:]))
-	if len(v) < outRecordHead+rl {
+	if len(v) < head+rl {
 		return nil, fmt.Errorf("%w: %x: reason of %d bytes in a record of %d", ErrOutboxCorrupt, k, rl, len(v))
 	}
-	m.Reason = string(v[outRecordHead : outRecordHead+rl])
-	if f := v[outRecordHead+rl:]; len(f) > 0 {
+	m.Reason = string(v[head : head+rl])
+	if f := v[head+rl:]; len(f) > 0 {
 		m.Frame = bytes.Clone(f)
 	}
 	if !m.Finished() && len(m.Frame) == 0 {

@@ -1,8 +1,10 @@
 package router
 
 import (
+	"encoding/binary"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -257,24 +259,146 @@ func TestOutboxRecordRoundTripAndCorrupt(t *testing.T) {
 	now := time.Unix(1_800_000_000, 123)
 	m := &OutMsg{ID: [16]byte{1, 2}, To: [16]byte{3}, Seq: 99, State: StateSent, Attempts: 3, Created: now,
 		Expiry: now.Add(time.Hour), NextRetry: now.Add(time.Minute), Frame: []byte("frame")}
-	got, err := decodeOutMsg(m.ID[:], encodeOutMsg(m))
+	key := binary.BigEndian.AppendUint64(nil, 7)
+	got, err := decodeOutMsg(key, encodeOutMsg(m))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got.ID != m.ID || got.key != 7 {
+		t.Fatalf("id %x key %d, want %x 7", got.ID, got.key, m.ID)
 	}
 	if got.Seq != 99 || got.State != StateSent || got.Attempts != 3 || !got.Created.Equal(now) || string(got.Frame) != "frame" || got.To != m.To {
 		t.Fatalf("round trip: %+v", got)
 	}
 	f := &OutMsg{ID: m.ID, State: StateFailed, Reason: "expired", Done: now}
-	if got, err := decodeOutMsg(f.ID[:], encodeOutMsg(f)); err != nil || got.Reason != "expired" || got.Frame != nil {
+	if got, err := decodeOutMsg(key, encodeOutMsg(f)); err != nil || got.Reason != "expired" || got.Frame != nil {
 		t.Fatalf("finished: %+v %v", got, err)
 	}
-	bad := [][]byte{nil, {1}, append([]byte{2}, encodeOutMsg(m)[1:]...), encodeOutMsg(m)[:outRecordHead-1]}
+	bad := [][]byte{nil, {2}, append([]byte{3}, encodeOutMsg(m)[1:]...), encodeOutMsg(m)[:outRecordHead-1]}
 	pendingNoFrame := encodeOutMsg(&OutMsg{State: StateQueued})
 	bad = append(bad, pendingNoFrame)
 	for i, v := range bad {
-		if _, err := decodeOutMsg(m.ID[:], v); !errors.Is(err, ErrOutboxCorrupt) {
+		if _, err := decodeOutMsg(key, v); !errors.Is(err, ErrOutboxCorrupt) {
 			t.Fatalf("bad record %d: %v", i, err)
 		}
+	}
+	// A version-2 record under a 16-byte key, or version 1 under an 8-byte
+	// one, is corrupt; so is key 0.
+	for _, kv := range [][2][]byte{{m.ID[:], encodeOutMsg(m)}, {key, encodeOutMsgV1(m)}, {make([]byte, 8), encodeOutMsg(m)}} {
+		if _, err := decodeOutMsg(kv[0], kv[1]); !errors.Is(err, ErrOutboxCorrupt) {
+			t.Fatalf("key %x with version %d: %v", kv[0], kv[1][0], err)
+		}
+	}
+	// Version 1 still reads.
+	if got, err := decodeOutMsg(m.ID[:], encodeOutMsgV1(m)); err != nil || got.ID != m.ID || got.Seq != 99 || string(got.Frame) != "frame" || got.key != 0 {
+		t.Fatalf("version 1: %+v %v", got, err)
+	}
+}
+
+// encodeOutMsgV1 is the record layout before the records were keyed in
+// order of Add: stored under the id, no id inside, 8 spare bytes.
+func encodeOutMsgV1(m *OutMsg) []byte {
+	v2 := encodeOutMsg(m)
+	v1 := append([]byte{1}, v2[1:64]...)
+	v1 = append(v1, make([]byte, 8)...)
+	return append(v1, v2[outRecordHead:]...)
+}
+
+// Records written by the node before the records were keyed in order of
+// Add are read, rewritten under new keys at the next commit, and read
+// back from the new layout.
+func TestOutboxReadsAndRewritesVersion1(t *testing.T) {
+	db := openTestDB(t)
+	now := time.Unix(1_800_000_000, 0)
+	pend := &OutMsg{ID: [16]byte{9}, To: [16]byte{3}, Seq: 1, State: StateSent, Attempts: 1, Created: now, Expiry: now.Add(time.Hour), NextRetry: now.Add(time.Minute), Frame: []byte("f1")}
+	done := &OutMsg{ID: [16]byte{8}, To: [16]byte{3}, Seq: 2, State: StateDelivered, Created: now, Expiry: now.Add(time.Hour), Done: now}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(outboxMsgs)
+		if err != nil {
+			return err
+		}
+		for _, m := range []*OutMsg{pend, done} {
+			if err := b.Put(m.ID[:], encodeOutMsgV1(m)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := OpenOutbox(db, OutboxLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Pending() != 1 || !o.Dirty() {
+		t.Fatalf("pending %d dirty %v after loading version 1", o.Pending(), o.Dirty())
+	}
+	if err := db.Update(o.Commit); err != nil {
+		t.Fatal(err)
+	}
+	var keys []int
+	if err := db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(outboxMsgs).ForEach(func(k, v []byte) error {
+			keys = append(keys, len(k))
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0] != 8 || keys[1] != 8 {
+		t.Fatalf("keys after the rewrite: lengths %v, want two of 8", keys)
+	}
+	again, err := OpenOutbox(db, OutboxLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := again.Get(pend.ID); !ok || g.State != StateSent || g.Seq != 1 {
+		t.Fatalf("pending after the rewrite: %+v %v", g, ok)
+	}
+	if g, ok := again.Get(done.ID); !ok || g.State != StateDelivered {
+		t.Fatalf("delivered after the rewrite: %+v %v", g, ok)
+	}
+	if again.Dirty() {
+		t.Fatal("nothing to rewrite the second time")
+	}
+}
+
+// A commit of messages added together writes them under adjacent keys,
+// in the order they were added.
+func TestOutboxKeysFollowAddOrder(t *testing.T) {
+	db := openTestDB(t)
+	o, err := OpenOutbox(db, OutboxLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	var ids [][16]byte
+	for i := range 50 {
+		id := [16]byte{byte(255 - i), 0x55} // ids in falling order
+		m := &OutMsg{ID: id, To: [16]byte{3}, Seq: o.NextSeq([16]byte{3}), Expiry: now.Add(time.Hour), Frame: []byte("f")}
+		if err := o.Add(m, now); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := db.Update(o.Commit); err != nil {
+		t.Fatal(err)
+	}
+	var got [][16]byte
+	if err := db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(outboxMsgs).ForEach(func(k, v []byte) error {
+			m, err := decodeOutMsg(k, v)
+			if err != nil {
+				return err
+			}
+			got = append(got, m.ID)
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("stored order %x, want the order of Add", got[:3])
 	}
 }
 
@@ -282,16 +406,17 @@ func FuzzOutboxRecord(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
 	f.Add(encodeOutMsg(&OutMsg{State: StateSent, Seq: 1, Frame: []byte("x"), Created: now}))
 	f.Add(encodeOutMsg(&OutMsg{State: StateFailed, Reason: "expired"}))
-	f.Add([]byte{1, 1})
+	f.Add([]byte{2, 1})
 	f.Fuzz(func(t *testing.T, v []byte) {
-		m, err := decodeOutMsg(make([]byte, 16), v)
+		k := []byte{0, 0, 0, 0, 0, 0, 0, 1}
+		m, err := decodeOutMsg(k, v)
 		if err != nil {
 			if !errors.Is(err, ErrOutboxCorrupt) {
 				t.Fatalf("untyped error %v", err)
 			}
 			return
 		}
-		again, err := decodeOutMsg(make([]byte, 16), encodeOutMsg(m))
+		again, err := decodeOutMsg(k, encodeOutMsg(m))
 		if err != nil || again.Seq != m.Seq || again.State != m.State || string(again.Frame) != string(m.Frame) || again.Reason != m.Reason {
 			t.Fatalf("round trip of %+v: %+v %v", m, again, err)
 		}
