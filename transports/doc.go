@@ -67,7 +67,8 @@
 // being reflected to its maker, and the two nonces bind it to this
 // session. A side refuses a peer that presents its own key or echoes its
 // nonce. Any failure, or not finishing within the handshake timeout
-// (10 s by default), closes the connection with ErrHandshake. Then frames
+// (10 s by default for the dialer, 3 s for the listener), closes the
+// connection with ErrHandshake. Then frames
 // flow both ways. Each side sends two messages and never waits for more than
 // the peer's previous one, so the exchange adds about one round trip to
 // TCP's.
@@ -86,5 +87,17 @@
 // opens one bidirectional stream and writes one byte, 01 (the frame
 // stream), followed by frames in the layout above, both ways. A normal
 // close sends CONNECTION_CLOSE with application error code 0; a broken
-// stream setup uses code 1.
+// stream setup uses code 1; a listener with too many setups pending (from
+// the dialer's source or in all) closes a new connection with code 2.
+//
+// # Limits on what a stranger can hold
+//
+// A listener admits an inbound connection to its handshake only while
+// fewer than 8 are pending from the same source (an IPv4 address or an
+// IPv6 /64) and fewer than 64 in all, plus 16 slots kept for sources that
+// completed a handshake recently; it closes the others at once (they see
+// the connection close, and retry). A frame that has started arriving must
+// be complete within the frame timeout (30 s by default) or the read fails
+// with ErrFrameTimeout; frames above 64 KiB reserve their length from a
+// FrameBudget shared by all connections before their body is read.
 package transports

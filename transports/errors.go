@@ -25,6 +25,16 @@ var (
 	// connection has been closed.
 	ErrHandshake = errors.New("handshake failed")
 
+	// ErrListenerBusy: a listener closed an inbound connection before its
+	// handshake because too many handshakes were pending, from its source
+	// or in all. The dialer sees the connection close and retries later.
+	ErrListenerBusy = errors.New("listener busy: too many pending handshakes")
+
+	// ErrFrameTimeout: a frame that had started arriving was not complete
+	// within the frame timeout (a peer stalled inside it). The connection
+	// is unusable; close it.
+	ErrFrameTimeout = errors.New("frame not completed in time")
+
 	// ErrPeerMismatch: the peer authenticated as a different identity than
 	// the one the caller expected (see DialPeer).
 	ErrPeerMismatch = errors.New("peer is not the expected identity")

@@ -3,11 +3,14 @@ package transports
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"sync"
+	"time"
 )
 
 // MaxFramePrefix is the longest length prefix, in bytes: 5 bytes of
@@ -33,32 +36,106 @@ const (
 
 // FrameReader reads length-prefixed frames from a byte stream. It is what
 // the stream transports (tcp, quic) put behind Conn.ReadFrame, and is not
-// safe for concurrent use.
+// safe for concurrent use (but Close is).
 //
 // Limits are enforced before allocation: a declared length above the limit
 // fails with a *FrameTooLargeError without allocating anything, and a frame
 // larger than 64 KiB is allocated in steps as its bytes arrive, so a peer
 // that declares a large frame and then stalls pins at most about twice what
-// it actually sent.
+// it actually sent. With FrameReaderOptions a reader also bounds the time
+// a started frame may take (FrameTimeout) and reserves large frames from a
+// FrameBudget shared with other connections.
 type FrameReader struct {
 	src   io.Reader     // the stream
 	r     *bufio.Reader // src, buffered: prefixes and small frames come from here
 	limit int
+
+	budget      *FrameBudget
+	timeout     time.Duration
+	setDeadline func(time.Time) error
+	deadline    time.Time // of the frame being read; zero when not armed
+	done        chan struct{}
+	closeOnce   sync.Once
+}
+
+// FrameReaderOptions configure NewFrameReaderWith.
+type FrameReaderOptions struct {
+	// Limit is the largest frame accepted, in bytes.
+	Limit int
+	// FrameTimeout, when positive, bounds the reading of a frame from the
+	// moment its first byte has arrived: if the rest does not follow in
+	// time, ReadFrame fails with an error matching ErrFrameTimeout. It
+	// needs SetReadDeadline. A frame already in the read buffer whole
+	// never touches the deadline.
+	FrameTimeout time.Duration
+	// SetReadDeadline sets the stream's read deadline (net.Conn's, a QUIC
+	// stream's).
+	SetReadDeadline func(time.Time) error
+	// Budget, when set, is reserved from for every frame above 64 KiB
+	// before its body is read; see FrameBudget.
+	Budget *FrameBudget
 }
 
 // NewFrameReader reads frames of at most limit bytes from r.
 func NewFrameReader(r io.Reader, limit int) *FrameReader {
-	return &FrameReader{src: r, r: bufio.NewReaderSize(r, readBufferSize), limit: limit}
+	return NewFrameReaderWith(r, FrameReaderOptions{Limit: limit})
 }
+
+// NewFrameReaderWith reads frames from r as o says.
+func NewFrameReaderWith(r io.Reader, o FrameReaderOptions) *FrameReader {
+	fr := &FrameReader{src: r, r: bufio.NewReaderSize(r, readBufferSize), limit: o.Limit, budget: o.Budget, done: make(chan struct{})}
+	if o.FrameTimeout > 0 && o.SetReadDeadline != nil {
+		fr.timeout, fr.setDeadline = o.FrameTimeout, o.SetReadDeadline
+	}
+	return fr
+}
+
+// Close makes a ReadFrame that waits for budget return net.ErrClosed. It
+// does not close the stream; its owner does, which ends a blocked read.
+func (fr *FrameReader) Close() { fr.closeOnce.Do(func() { close(fr.done) }) }
 
 // ReadFrame reads the next frame; the caller owns the returned slice. It
 // returns io.EOF when the stream ends cleanly between frames,
 // io.ErrUnexpectedEOF when it ends inside one, an error matching
-// ErrBadFrame for a malformed length prefix and one matching
-// ErrFrameTooLarge for a declared length above the limit. Errors of the
-// underlying reader are returned as they are.
+// ErrBadFrame for a malformed length prefix, one matching
+// ErrFrameTooLarge for a declared length above the limit and one matching
+// ErrFrameTimeout for a frame not complete within the frame timeout.
+// Errors of the underlying reader are returned as they are.
 func (fr *FrameReader) ReadFrame() ([]byte, error) {
-	length, err := fr.readLength()
+	// The wait for a frame's first byte has no deadline: an idle link is
+	// fine (keep-alives find a dead one).
+	first, err := fr.r.ReadByte()
+	if err != nil {
+		return nil, err // io.EOF here is a clean end between frames
+	}
+	f, err := fr.readFrame(first)
+	if !fr.deadline.IsZero() {
+		if err == nil {
+			err = fr.setDeadline(time.Time{})
+		}
+		if err != nil && isTimeout(err) {
+			err = fmt.Errorf("%w: %w", ErrFrameTimeout, err)
+		}
+		fr.deadline = time.Time{}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// arm starts the frame's deadline if the next read may block: nothing
+// happens while the bytes wanted are already buffered.
+func (fr *FrameReader) arm(want int) error {
+	if fr.timeout == 0 || !fr.deadline.IsZero() || fr.r.Buffered() >= want {
+		return nil
+	}
+	fr.deadline = time.Now().Add(fr.timeout)
+	return fr.setDeadline(fr.deadline)
+}
+
+func (fr *FrameReader) readFrame(first byte) ([]byte, error) {
+	length, err := fr.readLength(first)
 	if err != nil {
 		return nil, err
 	}
@@ -66,12 +143,28 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 		return nil, &FrameTooLargeError{Size: length, Limit: fr.limit}
 	}
 	n := int(length)
+	if err := fr.arm(n); err != nil {
+		return nil, err
+	}
 	if n <= allocChunk {
 		buf := make([]byte, n)
 		if err := fr.readFull(buf); err != nil {
 			return nil, err
 		}
 		return buf, nil
+	}
+	if fr.budget != nil {
+		if fr.deadline.IsZero() && fr.timeout > 0 {
+			// Budget waits are bounded by the frame's deadline too.
+			fr.deadline = time.Now().Add(fr.timeout)
+			if err := fr.setDeadline(fr.deadline); err != nil {
+				return nil, err
+			}
+		}
+		if err := fr.budget.acquire(int64(n), fr.deadline, fr.done); err != nil {
+			return nil, err
+		}
+		defer fr.budget.release(int64(n))
 	}
 	buf := make([]byte, allocChunk)
 	got := 0
@@ -86,6 +179,14 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 		next := min(2*len(buf), n)
 		buf = slices.Grow(buf, next-len(buf))[:next]
 	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // directRead: bodies above this are read straight from the stream into
@@ -107,18 +208,21 @@ func (fr *FrameReader) readFull(buf []byte) error {
 	return noEOF(err)
 }
 
-// readLength reads a uvarint length prefix, refusing prefixes longer than
-// MaxFramePrefix and ones not in their shortest form (so every frame has
-// exactly one encoding).
-func (fr *FrameReader) readLength() (uint64, error) {
+// readLength reads a uvarint length prefix whose first byte is first,
+// refusing prefixes longer than MaxFramePrefix and ones not in their
+// shortest form (so every frame has exactly one encoding).
+func (fr *FrameReader) readLength(first byte) (uint64, error) {
 	var x uint64
+	b := first
 	for i := range MaxFramePrefix {
-		b, err := fr.r.ReadByte()
-		if err != nil {
-			if i == 0 {
-				return 0, err // io.EOF here is a clean end between frames
+		if i > 0 {
+			if err := fr.arm(1); err != nil {
+				return 0, err
 			}
-			return 0, noEOF(err)
+			var err error
+			if b, err = fr.r.ReadByte(); err != nil {
+				return 0, noEOF(err)
+			}
 		}
 		if b < 0x80 {
 			if i > 0 && b == 0 {

@@ -113,9 +113,26 @@ const (
 
 // Defaults shared by the stream transports (tcp, quic).
 const (
+	// DefaultHandshakeTimeout bounds an outbound connection's handshake.
 	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultLinger           = 1 * time.Second
-	DefaultMaxPending       = 64
+	// DefaultAcceptTimeout bounds an inbound connection's handshake, from
+	// accept to the proven identity (TCP) or to the frame stream (QUIC,
+	// after TLS). The exchange is one and a half round trips of 132 bytes
+	// each way: even at a 1 s round trip with one lost segment resent
+	// after TCP's 1 s initial RTO it is done in 2.5 s, and every second
+	// more is a second an idle connection holds a slot.
+	DefaultAcceptTimeout = 3 * time.Second
+	DefaultLinger        = 1 * time.Second
+	// DefaultMaxPending bounds a listener's pending handshakes (plus
+	// connections waiting for Accept) from all sources.
+	DefaultMaxPending = 64
+	// DefaultMaxPendingPerSource bounds those from one source (an IPv4
+	// address or an IPv6 /64). An honest handshake takes a round trip or
+	// two, so even many peers behind one NAT rarely have 8 in flight.
+	DefaultMaxPendingPerSource = 8
+	// DefaultFrameTimeout bounds the reading of one frame once its first
+	// byte arrived: a 1 MiB frame needs 280 kbit/s to make it.
+	DefaultFrameTimeout = 30 * time.Second
 	// DefaultBitrate is the nominal bitrate (bit/s) an IP transport reports
 	// when not told its real uplink speed: 100 Mbit/s.
 	DefaultBitrate = 100_000_000

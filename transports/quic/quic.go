@@ -45,6 +45,7 @@ const streamFrames = 0x01
 const (
 	codeClosed   quicgo.ApplicationErrorCode = 0 // normal close
 	codeProtocol quicgo.ApplicationErrorCode = 1 // the peer broke the stream setup
+	codeBusy     quicgo.ApplicationErrorCode = 2 // too many pending setups (from the peer's source)
 )
 
 // Options configure a Transport. Only Identity is required.
@@ -57,6 +58,10 @@ type Options struct {
 	// HandshakeTimeout bounds the TLS handshake plus the stream setup.
 	// Zero means transports.DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
+	// AcceptTimeout bounds, on a listener, the wait for an authenticated
+	// peer to open its frame stream after TLS (the slot it holds meanwhile).
+	// Zero means transports.DefaultAcceptTimeout (3 s).
+	AcceptTimeout time.Duration
 	// MaxIdleTimeout closes a connection that received nothing for this
 	// long (the smaller of both sides' values applies). Zero means 15 s:
 	// three missed keep-alives, so a peer that died is noticed within 15 s.
@@ -78,6 +83,20 @@ type Options struct {
 	// MaxPending bounds a listener's concurrent stream setups plus
 	// connections waiting for Accept. Zero means DefaultMaxPending (64).
 	MaxPending int
+	// MaxPendingPerSource bounds those from one source address (an IPv4
+	// address, an IPv6 /64); connections beyond it are closed at once with
+	// application error code 2 (busy). Zero means
+	// transports.DefaultMaxPendingPerSource (8).
+	MaxPendingPerSource int
+	// ReservedPending slots beyond MaxPending are kept for sources that
+	// completed a stream setup recently. Zero means a quarter of
+	// MaxPending; negative means none.
+	ReservedPending int
+	// FrameTimeout and FrameBudget are as in tcp.Options: a deadline on a
+	// frame once its first byte arrived (zero: transports.DefaultFrameTimeout;
+	// negative: none), and the budget large frames reserve from.
+	FrameTimeout time.Duration
+	FrameBudget  *transports.FrameBudget
 	// OnHandshakeError, when set, is called (on a listener goroutine) for
 	// every inbound connection that failed its stream setup after TLS, for
 	// metrics. Connections that TLS refuses (no or bad certificate, other
@@ -127,6 +146,12 @@ func New(opts Options) (*Transport, error) {
 	opts.MaxFrameSize = limit
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = transports.DefaultHandshakeTimeout
+	}
+	if opts.AcceptTimeout <= 0 {
+		opts.AcceptTimeout = transports.DefaultAcceptTimeout
+	}
+	if opts.FrameTimeout == 0 {
+		opts.FrameTimeout = transports.DefaultFrameTimeout
 	}
 	if opts.MaxIdleTimeout <= 0 {
 		opts.MaxIdleTimeout = 15 * time.Second
@@ -203,9 +228,14 @@ func (t *Transport) Listen(ctx context.Context, addr string) (transports.Listene
 		Upgrade: func(ctx context.Context, qc *quicgo.Conn) (transports.Conn, error) {
 			return t.acceptStream(ctx, ep, qc)
 		},
-		Remote:     func(qc *quicgo.Conn) string { return qc.RemoteAddr().String() },
-		MaxPending: t.opts.MaxPending,
-		OnError:    t.reportHandshakeError,
+		Remote: func(qc *quicgo.Conn) net.Addr { return qc.RemoteAddr() },
+		Refuse: func(qc *quicgo.Conn) { qc.CloseWithError(codeBusy, "busy") },
+		Limits: acceptq.Limits{
+			MaxPending: t.opts.MaxPending,
+			PerSource:  t.opts.MaxPendingPerSource,
+			Reserved:   t.opts.ReservedPending,
+		},
+		OnError: t.reportHandshakeError,
 	})
 	return &listener{t: t, ep: ep, ln: ln, q: q}, nil
 }
@@ -230,7 +260,7 @@ func (t *Transport) acceptStream(ctx context.Context, ep *endpoint, qc *quicgo.C
 	if !ep.acquire() {
 		return fail(codeClosed, net.ErrClosed)
 	}
-	ctx, cancel := context.WithTimeout(ctx, t.opts.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, t.opts.AcceptTimeout)
 	defer cancel()
 	st, err := qc.AcceptStream(ctx)
 	if err != nil {
@@ -335,12 +365,15 @@ func (t *Transport) newConn(ep *endpoint, qc *quicgo.Conn, st *quicgo.Stream) (t
 			ep.release()
 			return err
 		},
-		PeerKey:      key,
-		Info:         t.info,
-		LocalAddr:    qc.LocalAddr().String(),
-		RemoteAddr:   qc.RemoteAddr().String(),
-		MaxFrameSize: t.opts.MaxFrameSize,
-		Linger:       t.opts.Linger,
+		PeerKey:         key,
+		Info:            t.info,
+		LocalAddr:       qc.LocalAddr().String(),
+		RemoteAddr:      qc.RemoteAddr().String(),
+		MaxFrameSize:    t.opts.MaxFrameSize,
+		Linger:          t.opts.Linger,
+		FrameTimeout:    t.opts.FrameTimeout,
+		FrameBudget:     t.opts.FrameBudget,
+		SetReadDeadline: st.SetReadDeadline,
 	}), nil
 }
 

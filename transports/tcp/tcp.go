@@ -32,9 +32,14 @@ type Options struct {
 	// MaxFrameSize is the largest frame sent or accepted, in bytes.
 	// Zero means transports.DefaultMaxFrameSize.
 	MaxFrameSize int
-	// HandshakeTimeout bounds the identity handshake of each connection.
-	// Zero means transports.DefaultHandshakeTimeout (10 s).
+	// HandshakeTimeout bounds the identity handshake of each outbound
+	// connection. Zero means transports.DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
+	// AcceptTimeout bounds the handshake of each inbound connection, from
+	// accept to the verified signature: how long a stranger that sends
+	// nothing holds a handshake slot. Zero means
+	// transports.DefaultAcceptTimeout (3 s).
+	AcceptTimeout time.Duration
 	// KeepAlive is the TCP keep-alive period, which detects dead peers on
 	// idle links. Zero means 15 s; negative disables keep-alives.
 	KeepAlive time.Duration
@@ -47,8 +52,28 @@ type Options struct {
 	// MaxPending bounds a listener's concurrent handshakes plus connections
 	// waiting for Accept. Zero means transports.DefaultMaxPending (64).
 	MaxPending int
+	// MaxPendingPerSource bounds those from one source address (an IPv4
+	// address, an IPv6 /64); connections beyond it are closed at once.
+	// Zero means transports.DefaultMaxPendingPerSource (8).
+	MaxPendingPerSource int
+	// ReservedPending slots beyond MaxPending are kept for sources that
+	// completed a handshake recently (the listener remembers the last
+	// 1024). Zero means a quarter of MaxPending; negative means none.
+	ReservedPending int
+	// FrameTimeout bounds the reading of one frame once its first byte has
+	// arrived; a peer that stalls inside a frame for longer fails the read
+	// with transports.ErrFrameTimeout. Zero means
+	// transports.DefaultFrameTimeout (30 s); negative disables it.
+	FrameTimeout time.Duration
+	// FrameBudget, when set, is shared by every connection (of this and
+	// other transports) for the frames they are reading: a frame above
+	// 64 KiB reserves its length from it before its body is read, and
+	// waits, within FrameTimeout, while the budget is used up.
+	FrameBudget *transports.FrameBudget
 	// OnHandshakeError, when set, is called (on a listener goroutine) for
-	// every inbound connection that failed its handshake, for metrics.
+	// every inbound connection that failed its handshake or was refused
+	// for lack of slots (an error matching transports.ErrListenerBusy), for
+	// metrics.
 	OnHandshakeError func(remoteAddr string, err error)
 	// Logger receives debug lines about failed inbound handshakes. Nil
 	// means no logging.
@@ -76,6 +101,12 @@ func New(opts Options) (*Transport, error) {
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = transports.DefaultHandshakeTimeout
 	}
+	if opts.AcceptTimeout <= 0 {
+		opts.AcceptTimeout = transports.DefaultAcceptTimeout
+	}
+	if opts.FrameTimeout == 0 {
+		opts.FrameTimeout = transports.DefaultFrameTimeout
+	}
 	if opts.KeepAlive == 0 {
 		opts.KeepAlive = 15 * time.Second
 	}
@@ -102,7 +133,7 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: dial %s: %w", prefix, addr, err)
 	}
-	return t.upgrade(ctx, raw, roleDialer)
+	return t.upgrade(ctx, raw, roleDialer, t.opts.HandshakeTimeout)
 }
 
 // Listen binds addr (host:port; port 0 picks a free one) and accepts
@@ -118,11 +149,16 @@ func (t *Transport) Listen(ctx context.Context, addr string) (transports.Listene
 		Accept:   ln.Accept,
 		IsClosed: func(err error) bool { return errors.Is(err, net.ErrClosed) },
 		Upgrade: func(ctx context.Context, raw net.Conn) (transports.Conn, error) {
-			return t.upgrade(ctx, raw, roleListener)
+			return t.upgrade(ctx, raw, roleListener, t.opts.AcceptTimeout)
 		},
-		Remote:     func(raw net.Conn) string { return raw.RemoteAddr().String() },
-		MaxPending: t.opts.MaxPending,
-		OnError:    t.reportHandshakeError,
+		Remote: func(raw net.Conn) net.Addr { return raw.RemoteAddr() },
+		Refuse: func(raw net.Conn) { raw.Close() },
+		Limits: acceptq.Limits{
+			MaxPending: t.opts.MaxPending,
+			PerSource:  t.opts.MaxPendingPerSource,
+			Reserved:   t.opts.ReservedPending,
+		},
+		OnError: t.reportHandshakeError,
 	})
 	return &listener{ln: ln, q: q}, nil
 }
@@ -139,11 +175,11 @@ func (t *Transport) reportHandshakeError(remote string, err error) {
 // aLongTimeAgo is a deadline in the past: setting it unblocks I/O at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// upgrade runs the handshake on raw within the handshake timeout and ctx,
-// and wraps the result in a Conn. It closes raw on failure.
-func (t *Transport) upgrade(ctx context.Context, raw net.Conn, r role) (transports.Conn, error) {
+// upgrade runs the handshake on raw within timeout and ctx, and wraps the
+// result in a Conn. It closes raw on failure.
+func (t *Transport) upgrade(ctx context.Context, raw net.Conn, r role, timeout time.Duration) (transports.Conn, error) {
 	remote := raw.RemoteAddr().String()
-	deadline := time.Now().Add(t.opts.HandshakeTimeout)
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -160,15 +196,18 @@ func (t *Transport) upgrade(ctx context.Context, raw net.Conn, r role) (transpor
 		return nil, fmt.Errorf("%s: handshake with %s: %w", prefix, remote, err)
 	}
 	return streamconn.New(streamconn.Config{
-		Prefix:       prefix,
-		Stream:       raw,
-		Close:        func(bool) error { return raw.Close() },
-		PeerKey:      peerKey,
-		Info:         t.info,
-		LocalAddr:    raw.LocalAddr().String(),
-		RemoteAddr:   remote,
-		MaxFrameSize: t.opts.MaxFrameSize,
-		Linger:       t.opts.Linger,
+		Prefix:          prefix,
+		Stream:          raw,
+		Close:           func(bool) error { return raw.Close() },
+		PeerKey:         peerKey,
+		Info:            t.info,
+		LocalAddr:       raw.LocalAddr().String(),
+		RemoteAddr:      remote,
+		MaxFrameSize:    t.opts.MaxFrameSize,
+		Linger:          t.opts.Linger,
+		FrameTimeout:    t.opts.FrameTimeout,
+		FrameBudget:     t.opts.FrameBudget,
+		SetReadDeadline: raw.SetReadDeadline,
 	}), nil
 }
 

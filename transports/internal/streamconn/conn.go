@@ -39,6 +39,13 @@ type Config struct {
 	MaxFrameSize int
 	// Linger bounds how long Close waits for queued frames to be written.
 	Linger time.Duration
+	// FrameTimeout, when positive, bounds the reading of a frame once its
+	// first byte arrived (see transports.FrameReaderOptions); it needs
+	// SetReadDeadline, the stream's.
+	FrameTimeout    time.Duration
+	SetReadDeadline func(time.Time) error
+	// FrameBudget, when set, is reserved from for frames above 64 KiB.
+	FrameBudget *transports.FrameBudget
 }
 
 // Conn is a transports.Conn over a byte stream.
@@ -60,8 +67,11 @@ func New(cfg Config) *Conn {
 	return &Conn{
 		cfg:  cfg,
 		peer: crypto.AddressOf(cfg.PeerKey),
-		r:    transports.NewFrameReader(cfg.Stream, cfg.MaxFrameSize),
-		w:    transports.NewFrameWriter(cfg.Stream, cfg.MaxFrameSize),
+		r: transports.NewFrameReaderWith(cfg.Stream, transports.FrameReaderOptions{
+			Limit: cfg.MaxFrameSize, FrameTimeout: cfg.FrameTimeout,
+			SetReadDeadline: cfg.SetReadDeadline, Budget: cfg.FrameBudget,
+		}),
+		w: transports.NewFrameWriter(cfg.Stream, cfg.MaxFrameSize),
 	}
 }
 
@@ -101,6 +111,7 @@ func (c *Conn) ReadFrame() ([]byte, error) {
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		c.r.Close() // a read waiting for frame budget returns
 		c.w.Close()
 		linger := time.NewTimer(c.cfg.Linger)
 		flushed := false
