@@ -16,11 +16,6 @@ const Name = "inbox"
 // Config wires the inbox actor.
 type Config struct {
 	Store *Store
-	// Out receives every delivered message (the Go API's Deliveries); a
-	// full channel does not block: OnDropped counts what it missed.
-	Out       chan<- *messages.InboxMessage
-	OnHanded  func()
-	OnDropped func()
 	// Retention: every PruneEvery (default a minute) the oldest entries go
 	// while more than MaxMessages are kept or they are older than MaxAge.
 	// Zero MaxMessages keeps everything.
@@ -44,7 +39,7 @@ func New(cfg Config) *actor.Props {
 }
 
 func (a *inboxActor) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
+	switch ctx.Message().(type) {
 	case *actor.Started:
 		a.schedule(ctx)
 	case *pruneTick:
@@ -60,19 +55,9 @@ func (a *inboxActor) Receive(ctx actor.Context) {
 			a.timer = nil
 		}
 	case *messages.Delivered:
+		// The messages are on disk: readers (long polls, the Go API's
+		// Deliveries feed) read them from there. No copy is kept here.
 		a.cfg.Store.Notify()
-		for _, msg := range m.Msgs {
-			select {
-			case a.cfg.Out <- msg:
-				if a.cfg.OnHanded != nil {
-					a.cfg.OnHanded()
-				}
-			default:
-				if a.cfg.OnDropped != nil {
-					a.cfg.OnDropped()
-				}
-			}
-		}
 	case *messages.Drain:
 		ctx.Respond(&messages.Drained{Actor: Name})
 	case *messages.Persist:

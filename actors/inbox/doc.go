@@ -7,8 +7,9 @@
 // read by List (the admin API's GET /v1/inbox) from any goroutine.
 //
 // The actor owns what happens after a commit: it receives
-// *messages.Delivered from the router once the transaction is durable,
-// wakes readers waiting for new messages (qpc inbox --follow), and hands
-// the messages to the Go API's Deliveries channel (never blocking: what
-// the channel cannot take is counted, and stays in the inbox).
+// *messages.Delivered from the router once the transaction is durable and
+// wakes the readers waiting for new messages: long polls (qpc inbox
+// --follow) and the Feed behind the Go API's Deliveries channel. Both read
+// the messages from the database; nothing delivered is kept in memory for
+// a reader that may never come. It also applies retention on its clock.
 package inbox

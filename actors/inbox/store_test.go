@@ -117,7 +117,7 @@ func TestActorPrunesOnItsClock(t *testing.T) {
 	clk := clock.NewManual(now)
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	defer sys.Shutdown()
-	pid := sys.Root.Spawn(New(Config{Store: s, Out: make(chan *messages.InboxMessage, 1), MaxMessages: 2, MaxAge: 24 * time.Hour,
+	pid := sys.Root.Spawn(New(Config{Store: s, MaxMessages: 2, MaxAge: 24 * time.Hour,
 		Clock: clk, Log: slog.New(slog.DiscardHandler)}))
 	defer sys.Root.Stop(pid)
 	deadline := time.Now().Add(10 * time.Second)

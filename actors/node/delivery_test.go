@@ -67,8 +67,8 @@ func sendAll(t *testing.T, a *Node, dest crypto.Address, n, k int, prefix string
 	return ids
 }
 
-// collect reads the receiver's inbox (the durable record; the Deliveries
-// channel drops what nobody reads) until every text in want is there, and
+// collect reads the receiver's inbox (the durable record) until every
+// text in want is there, and
 // fails on a duplicate or a stranger.
 func collect(t *testing.T, c *Node, want map[[16]byte]string, timeout time.Duration) {
 	t.Helper()

@@ -59,6 +59,9 @@ type Node struct {
 	listeners  []links.Bound
 	radios     []*link.Transport
 
+	// deliveries feeds inbox (Deliveries, unbuffered) from box.
+	deliveries deliveryFeed
+
 	inbox     chan *messages.InboxMessage
 	box       *inbox.Store
 	keys      *verify.Directory
@@ -90,7 +93,7 @@ func New(opts ...Option) (*Node, error) {
 	}
 	n := &Node{
 		opts: o, cfg: o.cfg, log: o.log, clock: o.clock, id: o.identity,
-		inbox: make(chan *messages.InboxMessage, o.inboxSize), readyCh: make(chan struct{}), done: make(chan struct{}),
+		inbox: make(chan *messages.InboxMessage), readyCh: make(chan struct{}), done: make(chan struct{}),
 		draining: make(chan struct{}),
 	}
 	if n.log == nil {
@@ -139,6 +142,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.box, err = inbox.Open(n.db.DB); err != nil {
 		return err
 	}
+	n.inboxOpened()
 	// Before the API serves: its handlers read the directory.
 	n.keys = verify.NewDirectory(n.id.PublicKey())
 	if err := n.openTransports(ctx); err != nil {
@@ -324,12 +328,6 @@ func (n *Node) Inject(link string, from crypto.Address, frame []byte) error {
 	n.system.Root.Send(pid, &messages.InboundFrame{Link: link, From: from, Data: frame})
 	return nil
 }
-
-// Deliveries are the messages delivered to this node and opened, as they
-// arrive (they are also kept in the inbox, Inbox). Read it, or deliveries
-// beyond its buffer are dropped from the channel (not from the inbox) and
-// counted.
-func (n *Node) Deliveries() <-chan *messages.InboxMessage { return n.inbox }
 
 // Address is the node's mesh address (valid after Start, or when an
 // identity was given).

@@ -47,7 +47,7 @@ func defaultOptions() options {
 		caps:        messages.CapRelay | messages.CapStore,
 		restart:     DefaultRestartPolicy,
 		version:     "dev",
-		inboxSize:   1024,
+		inboxSize:   deliveriesReadAhead,
 		lockTimeout: time.Second,
 	}
 }
@@ -86,7 +86,9 @@ func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 // process; not the simulator).
 func WithProcessMetrics() Option { return func(o *options) { o.processMetrics = true } }
 
-// WithInboxSize sets the buffer of Deliveries (default 1024).
+// WithInboxSize sets how many delivered messages Deliveries reads from the
+// inbox ahead of its reader (default 8). Nothing is read before
+// Deliveries is first called.
 func WithInboxSize(n int) Option { return func(o *options) { o.inboxSize = max(n, 1) } }
 
 // WithMemNetwork attaches the node to an in-process network, for mem://

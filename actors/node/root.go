@@ -138,8 +138,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		GCInterval: cfg.Store.GCInterval.D(), Router: routerPID, Clock: n.clock, Metrics: n.metrics.Mesh, Log: meshLog("store"),
 	}))
 	inboxPID := r.spawn(ctx, inbox.Name, inbox.New(inbox.Config{
-		Store: n.box, Out: n.inbox,
-		OnHanded: n.metrics.FramesDelivered.Inc, OnDropped: n.metrics.InboxDropped.Inc,
+		Store:       n.box,
 		MaxMessages: cfg.Inbox.MaxMessages, MaxAge: cfg.Inbox.MaxAge.D(), Clock: n.clock, Log: meshLog("inbox"),
 	}))
 	keysPID := r.spawn(ctx, keys.Name, keys.New())

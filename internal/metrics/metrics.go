@@ -26,7 +26,6 @@ type Node struct {
 	APIRequests     *prometheus.CounterVec // path, code
 	FramesInjected  prometheus.Counter
 	FramesDelivered prometheus.Counter
-	InboxDropped    prometheus.Counter
 	FramesRefused   *prometheus.CounterVec // reason
 	Links           *Links
 	Mesh            *Mesh
@@ -75,11 +74,7 @@ func New(o Options) *Node {
 		}),
 		FramesDelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "frames_delivered_total",
-			Help: "Delivered messages handed to the Go API's Deliveries channel.",
-		}),
-		InboxDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "deliveries_unread_total",
-			Help: "Delivered messages the Go API's Deliveries channel could not take because nobody read it; they are in the inbox all the same.",
+			Help: "Delivered messages the Go API's Deliveries channel handed to its reader (read from the inbox).",
 		}),
 		FramesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "frames_refused_total",
@@ -87,7 +82,7 @@ func New(o Options) *Node {
 		}, []string{"reason"}),
 	}
 	r.MustRegister(m.ActorRestarts, m.ActorFailures, m.ActorsRunning, m.ShutdownPhase,
-		m.StartTime, m.APIRequests, m.FramesInjected, m.FramesDelivered, m.InboxDropped, m.FramesRefused)
+		m.StartTime, m.APIRequests, m.FramesInjected, m.FramesDelivered, m.FramesRefused)
 	m.Links = newLinks(r)
 	m.Mesh = newMesh(r)
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{
