@@ -17,6 +17,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -244,6 +245,9 @@ type Server struct {
 	srv     *http.Server
 	ln      net.Listener
 	done    chan error
+	// panicked is the cause of the first panic in a request handler
+	// (recoverPanics): the node is not ready from then on.
+	panicked atomic.Pointer[string]
 }
 
 // Options for New.
@@ -306,6 +310,11 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if cause := s.Panicked(); cause != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready: a request handler panicked:", cause)
+			return
+		}
 		if !s.backend.Ready(r.Context()) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready")
@@ -319,6 +328,9 @@ func (s *Server) Handler() http.Handler {
 		if err != nil {
 			writeError(w, &Error{Code: "unavailable", Message: err.Error(), Status: http.StatusServiceUnavailable})
 			return
+		}
+		if s.Panicked() != "" {
+			st.Ready = false
 		}
 		writeJSON(w, http.StatusOK, st)
 	})
@@ -458,7 +470,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path, Status: http.StatusNotFound})
 	})
-	return s.count(s.auth(mux))
+	return s.count(s.recoverPanics(s.auth(mux)))
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {
