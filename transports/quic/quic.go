@@ -305,6 +305,11 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 			return nil, fmt.Errorf("%s: dial %s: %w", prefix, addr, err)
 		}
 	}
+	return t.dialOn(ctx, ep, udpAddr, addr)
+}
+
+// dialOn dials udpAddr from ep, whose reference it takes over.
+func (t *Transport) dialOn(ctx context.Context, ep *endpoint, udpAddr *net.UDPAddr, addr string) (transports.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.opts.HandshakeTimeout)
 	defer cancel()
 	qc, err := ep.tr.Dial(ctx, udpAddr, t.tls, t.conf)
