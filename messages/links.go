@@ -61,6 +61,40 @@ type LinksRequest struct{}
 // LinksReply answers LinksRequest.
 type LinksReply struct {
 	Links []LinkInfo
+	// Peers are the configured peers (transports.peers), in the order of
+	// the configuration, with how dialing them goes.
+	Peers []PeerStatus
+}
+
+// Peer states in PeerStatus.State.
+const (
+	PeerStatePending  = "pending"  // the node has not started dialing yet
+	PeerStateDialling = "dialling" // an attempt is under way
+	PeerStateUp       = "up"       // a link to it is up
+	PeerStateDown     = "down"     // its link just went; a re-dial is being scheduled
+	PeerStateBackoff  = "backoff"  // the last attempt failed; the next is at NextAttempt
+	PeerStateStopped  = "stopped"  // the node is shutting down and dials no more
+	PeerStateGivenUp  = "given_up" // not dialled again: LastError says why
+)
+
+// PeerStatus is one configured peer as the transports actor sees it.
+type PeerStatus struct {
+	URI   string
+	State string    // one of the PeerState* values
+	Since time.Time // when it entered State
+	// Attempts counts dial attempts since the node started; Failures
+	// those that failed since the peer was last up.
+	Attempts, Failures int
+	// LastError is the last failed dial or the reason the last link
+	// ended ("link down: closed by peer"), at LastErrorAt; kept after the
+	// peer is up again, as history.
+	LastError   string
+	LastErrorAt time.Time
+	// NextAttempt is when the next dial is due (state backoff).
+	NextAttempt time.Time
+	// Peer is the address the peer authenticated as, once linked (kept
+	// after the link goes); zero before.
+	Peer [16]byte
 }
 
 // BroadcastFrame asks the transports actor to send a frame to every

@@ -44,6 +44,10 @@ type Config struct {
 	Backoff   Backoff
 	// QueueFrames and QueueBytes bound each link's outbound mailbox.
 	QueueFrames, QueueBytes int
+	// MaxInboundLinks caps the links accepted from other nodes, across all
+	// listeners; 0 means DefaultMaxInboundLinks. Links the node dials are
+	// not capped.
+	MaxInboundLinks int
 }
 
 // quiesce tells listeners to stop accepting and dialers to stop dialing;
@@ -57,6 +61,7 @@ type manager struct {
 	cfg      Config
 	deps     *deps
 	table    *Table[*actor.PID]
+	peers    *Peers                // the configured peers, for qpc status
 	dialers  map[string]*actor.PID // by URI
 	byPeer   map[crypto.Address]*actor.PID
 	children []*actor.PID // listeners and dialers
@@ -87,6 +92,7 @@ func (m *manager) Receive(ctx actor.Context) {
 		m.gauge()
 		ctx.ActorSystem().EventStream.Publish(&messages.PeerUp{Node: m.deps.self, Link: msg.info})
 	case *linkDown:
+		m.peers.LinkDown(msg.info.ID, msg.reason, m.deps.clock.Now())
 		if info, ok := m.table.Remove(msg.info.ID); ok {
 			m.gauge()
 			ctx.ActorSystem().EventStream.Publish(&messages.PeerDown{Node: m.deps.self, Link: info, Reason: msg.reason})
@@ -107,6 +113,8 @@ func (m *manager) Receive(ctx actor.Context) {
 				ctx.Send(pid, &messages.OutboundFrame{Data: msg.Data, Prio: msg.Priority})
 			}
 		}
+	case *peerEvent:
+		m.peers.Apply(*msg)
 	case *discovered:
 		m.onDiscovered(ctx, msg.d)
 	case *actor.Terminated:
@@ -121,11 +129,12 @@ func (m *manager) Receive(ctx actor.Context) {
 			}
 		}
 	case *messages.LinksRequest:
-		ctx.Respond(&messages.LinksReply{Links: m.table.List()})
+		ctx.Respond(&messages.LinksReply{Links: m.table.List(), Peers: m.peers.List()})
 	case *messages.Drain:
 		// No new links: stop accepting, dialing and discovering. The links
 		// themselves keep sending until the tree stops.
 		m.draining = true
+		m.peers.Stopped(m.deps.clock.Now())
 		m.closeDiscovery()
 		for _, pid := range m.children {
 			ctx.Send(pid, &quiesce{})
@@ -147,12 +156,14 @@ func (m *manager) start(ctx actor.Context) {
 	m.deps.log = c.Log
 	m.deps.clock = c.Clock
 	m.deps.backoff = c.Backoff
+	m.deps.inbound = newInboundLimit(c.MaxInboundLinks, c.Metrics.Refused, c.Log, c.Clock)
 	m.deps.mailboxes = make(map[string]actor.MailboxProducer)
 	for name := range c.Transports {
 		m.deps.mailboxes[name] = mailboxFor(name, c.QueueFrames, c.QueueBytes, c.Metrics)
 		c.Metrics.InitTransport(name)
 	}
 	m.table = NewTable[*actor.PID]()
+	m.peers = NewPeers(c.Peers, c.Clock.Now())
 	m.dialers = make(map[string]*actor.PID)
 	m.byPeer = make(map[crypto.Address]*actor.PID)
 }
@@ -187,11 +198,13 @@ func (m *manager) spawnDialer(ctx actor.Context, uri string, want crypto.Address
 	scheme, addr, err := transports.ParseURI(uri)
 	if err != nil {
 		m.deps.log.Error("bad peer URI", "uri", uri, "err", err)
+		m.peers.GaveUp(uri, "bad peer URI: "+err.Error(), m.deps.clock.Now())
 		return nil
 	}
 	t, ok := m.cfg.Transports[scheme]
 	if !ok {
 		m.deps.log.Error("no transport for peer URI", "uri", uri)
+		m.peers.GaveUp(uri, "no "+scheme+" transport on this node", m.deps.clock.Now())
 		return nil
 	}
 	d := &dialerActor{deps: m.deps, uri: uri, transport: t, addr: addr, want: want, once: once}

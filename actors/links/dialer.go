@@ -3,11 +3,13 @@ package links
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
 )
 
@@ -63,7 +65,8 @@ func (d *dialerActor) Receive(ctx actor.Context) {
 				return
 			}
 			d.attempt = 0
-			d.schedule(ctx)
+			next := d.schedule(ctx)
+			d.report(ctx, peerEvent{kind: evWaiting, next: next})
 		}
 	case *quiesce:
 		d.once = true // no re-dial once the link ends
@@ -87,6 +90,7 @@ func (d *dialerActor) Receive(ctx actor.Context) {
 // dial starts one attempt in a goroutine; its result comes back as a
 // message, so Receive never blocks on the network.
 func (d *dialerActor) dial(ctx actor.Context) {
+	d.report(ctx, peerEvent{kind: evDialling})
 	dctx, cancel := context.WithTimeout(context.Background(), 2*transports.DefaultHandshakeTimeout)
 	d.cancel = cancel
 	sys, self := ctx.ActorSystem(), ctx.Self()
@@ -125,7 +129,8 @@ func (d *dialerActor) onResult(ctx actor.Context, m *dialResult) {
 		} else {
 			d.deps.log.Debug("dial failed", "uri", d.uri, "attempt", d.attempt, "err", m.err)
 		}
-		d.schedule(ctx)
+		next := d.schedule(ctx)
+		d.report(ctx, peerEvent{kind: evFailed, err: m.err.Error(), next: next})
 		return
 	}
 	if d.lastErr != "" {
@@ -135,17 +140,28 @@ func (d *dialerActor) onResult(ctx actor.Context, m *dialResult) {
 	if m.conn.Peer() == d.deps.self {
 		d.deps.metrics.Dials.WithLabelValues(name, "self").Inc()
 		d.deps.log.Warn("peer URI reaches this node itself; not dialing it again", "uri", d.uri)
+		d.report(ctx, peerEvent{kind: evGaveUp, err: "the URI reaches this node itself"})
 		m.conn.Close()
 		ctx.Stop(ctx.Self())
 		return
 	}
 	d.deps.metrics.Dials.WithLabelValues(name, "ok").Inc()
-	d.link = d.deps.spawnLink(ctx, m.conn, true)
+	var info messages.LinkInfo
+	d.link, info = d.deps.spawnLink(ctx, m.conn, true)
 	ctx.Watch(d.link)
+	d.report(ctx, peerEvent{kind: evUp, peer: info.Peer, link: info.ID})
 }
 
-func (d *dialerActor) schedule(ctx actor.Context) {
+// schedule arms the next dial and returns when it is due.
+func (d *dialerActor) schedule(ctx actor.Context) time.Time {
 	delay := d.deps.backoff.Delay(max(d.attempt-1, 0))
 	sys, self := ctx.ActorSystem(), ctx.Self()
 	d.timer = d.deps.clock.AfterFunc(delay, func() { sys.Root.Send(self, &dialNow{}) })
+	return d.deps.clock.Now().Add(delay)
+}
+
+// report tells the manager a step with this peer (for qpc status).
+func (d *dialerActor) report(ctx actor.Context, e peerEvent) {
+	e.uri, e.at = d.uri, d.deps.clock.Now()
+	ctx.Send(d.deps.manager, &e)
 }

@@ -26,6 +26,7 @@ type deps struct {
 	backoff   Backoff
 	mailboxes map[string]actor.MailboxProducer // by transport name
 	linkIDs   *atomic.Uint64
+	inbound   *inboundLimit // shared by the listeners (atomic)
 }
 
 // stopLinks is the supervision of link actors: a link that panics is
@@ -45,8 +46,8 @@ func mailboxFor(transport string, frames, bytes int, m *metrics.Links) actor.Mai
 }
 
 // spawnLink starts the link actor for a connection under ctx (a listener
-// or dialer actor).
-func (d *deps) spawnLink(ctx actor.Context, conn transports.Conn, outbound bool) *actor.PID {
+// or dialer actor) and returns it with the link's description.
+func (d *deps) spawnLink(ctx actor.Context, conn transports.Conn, outbound bool) (*actor.PID, messages.LinkInfo) {
 	info := conn.Info()
 	li := messages.LinkInfo{
 		ID:        d.linkIDs.Add(1),
@@ -69,5 +70,5 @@ func (d *deps) spawnLink(ctx actor.Context, conn transports.Conn, outbound bool)
 		log: d.log.With("peer", crypto.Address(li.Peer).Short(), "transport", li.Transport, "remote", li.Remote, "link", li.ID),
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return la }, actor.WithMailbox(mb))
-	return ctx.Spawn(props)
+	return ctx.Spawn(props), li
 }

@@ -395,6 +395,7 @@ func (n *Node) Status(ctx context.Context) (api.Status, error) {
 		Phase:     n.Phase().String(),
 		Listeners: []api.Listener{},
 		Links:     []api.Link{},
+		Peers:     []api.Peer{},
 		Actors:    []api.ActorStatus{},
 	}
 	up := n.clock.Now().Sub(n.startedAt)
@@ -407,7 +408,7 @@ func (n *Node) Status(ctx context.Context) (api.Status, error) {
 		return st, err
 	}
 	st.Ready = as.Ready && n.Phase() == messages.PhaseRunning
-	if st.Listeners, st.Links, err = n.statusLinks(ctx); err != nil {
+	if st.Listeners, st.Links, st.Peers, err = n.statusLinks(ctx); err != nil {
 		return st, err
 	}
 	for _, a := range as.Actors {

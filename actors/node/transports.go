@@ -207,6 +207,25 @@ func (n *Node) Send(peer crypto.Address, frame []byte, prio messages.Priority) e
 
 // Links lists the node's connected links.
 func (n *Node) Links(ctx context.Context) ([]messages.LinkInfo, error) {
+	r, err := n.linksReply(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Links, nil
+}
+
+// Peers lists the configured peers (transports.peers) with their state:
+// up, dialling, backing off until the next attempt, given up; attempts
+// and the last error.
+func (n *Node) Peers(ctx context.Context) ([]messages.PeerStatus, error) {
+	r, err := n.linksReply(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Peers, nil
+}
+
+func (n *Node) linksReply(ctx context.Context) (*messages.LinksReply, error) {
 	if !n.running.Load() {
 		return nil, ErrNotRunning
 	}
@@ -222,7 +241,7 @@ func (n *Node) Links(ctx context.Context) ([]messages.LinkInfo, error) {
 	if !ok {
 		return nil, fmt.Errorf("node: unexpected links reply %T", res)
 	}
-	return r.Links, nil
+	return r, nil
 }
 
 // ListenAddrs are the bound listen addresses as URIs (useful with port 0).
@@ -235,18 +254,22 @@ func (n *Node) ListenAddrs() []string {
 	return out
 }
 
-func (n *Node) statusLinks(ctx context.Context) ([]api.Listener, []api.Link, error) {
+func (n *Node) statusLinks(ctx context.Context) ([]api.Listener, []api.Link, []api.Peer, error) {
 	ls := make([]api.Listener, 0, len(n.listeners))
 	for _, b := range n.listeners {
 		scheme, _, _ := transports.ParseURI(b.URI)
 		ls = append(ls, api.Listener{Transport: scheme, Addr: b.Listener.Addr()})
 	}
-	infos, err := n.Links(ctx)
+	r, err := n.linksReply(ctx)
 	if err != nil {
-		return ls, []api.Link{}, err
+		return ls, []api.Link{}, []api.Peer{}, err
 	}
-	out := make([]api.Link, 0, len(infos))
-	for _, l := range infos {
+	peers := make([]api.Peer, 0, len(r.Peers))
+	for _, p := range r.Peers {
+		peers = append(peers, apiPeer(p))
+	}
+	out := make([]api.Link, 0, len(r.Links))
+	for _, l := range r.Links {
 		dir := "inbound"
 		if l.Outbound {
 			dir = "outbound"
@@ -256,7 +279,24 @@ func (n *Node) statusLinks(ctx context.Context) ([]api.Listener, []api.Link, err
 			Direction: dir, Since: l.Since, Class: l.Class,
 		})
 	}
-	return ls, out, nil
+	return ls, out, peers, nil
+}
+
+// apiPeer is a configured peer's status as /v1/status shows it.
+func apiPeer(p messages.PeerStatus) api.Peer {
+	out := api.Peer{URI: p.URI, State: p.State, Since: p.Since, Attempts: p.Attempts, Failures: p.Failures, LastError: p.LastError}
+	if p.Peer != ([16]byte{}) {
+		out.Peer = crypto.Address(p.Peer).String()
+	}
+	if !p.LastErrorAt.IsZero() {
+		at := p.LastErrorAt
+		out.LastErrorAt = &at
+	}
+	if !p.NextAttempt.IsZero() {
+		next := p.NextAttempt
+		out.NextAttempt = &next
+	}
+	return out
 }
 
 // linksConfig wires the transports subtree.

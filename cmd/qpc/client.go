@@ -78,7 +78,7 @@ func printJSON(w io.Writer, v any) error {
 func newStatusCmd(environ []string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show a running node's address, uptime, listeners, links and actors",
+		Short: "Show a running node's address, uptime, listeners, links, configured peers and actors",
 	}
 	cf := addClientFlags(cmd, environ)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -104,6 +104,10 @@ func newStatusCmd(environ []string) *cobra.Command {
 		for _, l := range st.Links {
 			fmt.Fprintf(w, "link\t%s via %s %s (%s, %s, since %s)\n", l.Peer, l.Transport, l.Remote, l.Direction, l.Class, l.Since.Format(time.RFC3339))
 		}
+		now := time.Now()
+		for _, p := range st.Peers {
+			fmt.Fprintf(w, "peer\t%s\n", peerLine(p, now))
+		}
 		var actors []string
 		for _, a := range st.Actors {
 			s := a.Name + "=" + a.State
@@ -116,6 +120,42 @@ func newStatusCmd(environ []string) *cobra.Command {
 		return w.Flush()
 	}
 	return cmd
+}
+
+// peerLine describes a configured peer for qpc status: its state, when
+// the next attempt is due, the attempts that failed and the last error
+// (shown escaped: it may quote what a remote sent).
+func peerLine(p api.Peer, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", p.URI, p.State)
+	switch {
+	case p.State == "up" && p.Peer != "":
+		fmt.Fprintf(&b, " (%s, since %s)", p.Peer, p.Since.Format(time.RFC3339))
+	case p.State == "backoff" && p.NextAttempt != nil:
+		fmt.Fprintf(&b, ", next attempt in %s", ago(p.NextAttempt.Sub(now)))
+	}
+	if p.Failures > 0 {
+		fmt.Fprintf(&b, ", %s failed", plural(p.Failures, "attempt"))
+	}
+	if p.LastError != "" {
+		b.WriteString(", last error")
+		if p.LastErrorAt != nil {
+			fmt.Fprintf(&b, " %s ago", ago(now.Sub(*p.LastErrorAt)))
+		}
+		b.WriteString(": " + shown(api.InboxEntry{Text: p.LastError}))
+	}
+	return b.String()
+}
+
+// ago rounds a duration for people: 0s, 1.5s, 12s, 3m20s.
+func ago(d time.Duration) string {
+	switch {
+	case d < 0:
+		d = 0
+	case d < 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
 }
 
 func newStatsCmd(environ []string) *cobra.Command {

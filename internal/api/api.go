@@ -41,6 +41,7 @@ type Status struct {
 	Ready     bool          `json:"ready"`
 	Listeners []Listener    `json:"listeners"`
 	Links     []Link        `json:"links"`
+	Peers     []Peer        `json:"peers"`
 	Actors    []ActorStatus `json:"actors"`
 }
 
@@ -58,6 +59,23 @@ type Link struct {
 	Direction string    `json:"direction"` // inbound or outbound
 	Class     string    `json:"class"`     // capability class of the link
 	Since     time.Time `json:"since"`
+}
+
+// Peer is a configured peer (transports.peers) and how dialing it goes.
+// State is pending (not dialled yet), dialling, up, down (its link just
+// ended), backoff (waiting for NextAttempt after a failure or a lost
+// link), stopped (the node is shutting down) or given_up (LastError says
+// why). LastError stays after the peer is up again, as history.
+type Peer struct {
+	URI         string     `json:"uri"`
+	State       string     `json:"state"`
+	Since       time.Time  `json:"since"`
+	Attempts    int        `json:"attempts"`
+	Failures    int        `json:"failures"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	Peer        string     `json:"peer,omitempty"`
 }
 
 // ActorStatus is one top-level actor.
