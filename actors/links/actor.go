@@ -44,6 +44,10 @@ type Config struct {
 	Backoff   Backoff
 	// QueueFrames and QueueBytes bound each link's outbound mailbox.
 	QueueFrames, QueueBytes int
+	// MaxInboundLinks caps the links accepted from other nodes, across all
+	// listeners; 0 means DefaultMaxInboundLinks. Links the node dials are
+	// not capped.
+	MaxInboundLinks int
 }
 
 // quiesce tells listeners to stop accepting and dialers to stop dialing;
@@ -152,6 +156,7 @@ func (m *manager) start(ctx actor.Context) {
 	m.deps.log = c.Log
 	m.deps.clock = c.Clock
 	m.deps.backoff = c.Backoff
+	m.deps.inbound = newInboundLimit(c.MaxInboundLinks, c.Metrics.Refused, c.Log, c.Clock)
 	m.deps.mailboxes = make(map[string]actor.MailboxProducer)
 	for name := range c.Transports {
 		m.deps.mailboxes[name] = mailboxFor(name, c.QueueFrames, c.QueueBytes, c.Metrics)

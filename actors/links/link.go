@@ -84,6 +84,8 @@ func (l *linkActor) Receive(ctx actor.Context) {
 			l.fail(ctx, "frame_too_large", m.err)
 		case errors.Is(m.err, transports.ErrBadFrame):
 			l.fail(ctx, "bad_frame", m.err)
+		case errors.Is(m.err, transports.ErrFrameTimeout):
+			l.fail(ctx, "frame_timeout", m.err) // the peer stalled inside a frame
 		case errors.Is(m.err, net.ErrClosed):
 			if l.reason == "" {
 				l.reason = "closed"

@@ -20,6 +20,7 @@ type listenerActor struct {
 	ln     transports.Listener
 	name   string
 	cancel context.CancelFunc
+	links  int // inbound link actors spawned and not yet terminated, each holding a slot of deps.inbound
 }
 
 func (l *listenerActor) Receive(ctx actor.Context) {
@@ -34,11 +35,28 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			m.conn.Close()
 			return
 		}
+		if !l.deps.inbound.tryAcquire() {
+			l.deps.inbound.refuse(m.conn.Info().Name, m.conn.RemoteAddr(), m.conn.Peer())
+			m.conn.Close()
+			return
+		}
+		l.links++
 		l.deps.spawnLink(ctx, m.conn, false)
+	case *actor.Terminated:
+		// Only link actors are children of a listener; a stopped link has
+		// closed its connection, so its slot is free again.
+		if l.links > 0 {
+			l.links--
+			l.deps.inbound.release()
+		}
 	case *quiesce:
 		l.cancel()
 	case *actor.Stopping:
 		l.cancel()
+	case *actor.Stopped:
+		for ; l.links > 0; l.links-- {
+			l.deps.inbound.release()
+		}
 	}
 }
 

@@ -26,6 +26,7 @@ type deps struct {
 	backoff   Backoff
 	mailboxes map[string]actor.MailboxProducer // by transport name
 	linkIDs   *atomic.Uint64
+	inbound   *inboundLimit // shared by the listeners (atomic)
 }
 
 // stopLinks is the supervision of link actors: a link that panics is

@@ -13,6 +13,7 @@ type Links struct {
 	Backpressure   *prometheus.CounterVec // transport: reads held back for lack of credit
 	Peers          *prometheus.GaugeVec   // transport
 	Dials          *prometheus.CounterVec // transport, result
+	Refused        *prometheus.CounterVec // transport, reason: inbound links refused after the handshake
 	NoLink         prometheus.Counter
 }
 
@@ -29,6 +30,7 @@ func newLinks(r *prometheus.Registry) *Links {
 		Shed:           cv("frames_shed_total", "Outbound frames shed by a full link queue, by priority.", "transport", "priority"),
 		Backpressure:   cv("backpressure_total", "Times a link's reader waited for credit (the node was busy with that peer's frames): the peer is slowed, nothing is dropped.", "transport"),
 		Dials:          cv("dials_total", "Outbound dial attempts by result (ok, error, self).", "transport", "result"),
+		Refused:        cv("refused_total", "Inbound links refused after the handshake, by reason (max_inbound_links).", "transport", "reason"),
 		Peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Subsystem: "link", Name: "peers_connected", Help: "Connected links by transport.",
 		}, []string{"transport"}),
@@ -36,7 +38,7 @@ func newLinks(r *prometheus.Registry) *Links {
 			Namespace: Namespace, Subsystem: "link", Name: "no_route_total", Help: "Frames for a peer with no connected link, dropped.",
 		}),
 	}
-	r.MustRegister(l.FramesSent, l.BytesSent, l.FramesReceived, l.BytesReceived, l.Errors, l.Shed, l.Backpressure, l.Dials, l.Peers, l.NoLink)
+	r.MustRegister(l.FramesSent, l.BytesSent, l.FramesReceived, l.BytesReceived, l.Errors, l.Shed, l.Backpressure, l.Dials, l.Refused, l.Peers, l.NoLink)
 	return l
 }
 
