@@ -40,6 +40,7 @@ type tick struct{}
 
 type announcer struct {
 	cfg      Config
+	last     *uint64 // the newest own announce's time (ms), shared by the instances New's producer makes
 	lastSeq  uint64
 	own      []byte // the current own announce frame
 	timer    clock.Timer
@@ -49,12 +50,19 @@ type announcer struct {
 
 // New returns the announcer's Props.
 func New(cfg Config) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &announcer{cfg: cfg} })
+	last := new(uint64)
+	return actor.PropsFromProducer(func() actor.Actor { return &announcer{cfg: cfg, last: last} })
 }
 
 func (a *announcer) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		if a.last != nil {
+			// After a restart: the next announce must be newer than the
+			// last one sent, even within the same millisecond, or
+			// receivers refuse it as a duplicate.
+			a.lastSeq = *a.last
+		}
 		if ctx.Parent() != nil {
 			ctx.Request(ctx.Parent(), &messages.CapabilitiesRequest{})
 		}
@@ -95,7 +103,9 @@ func (a *announcer) Receive(ctx actor.Context) {
 		ctx.Respond(&messages.Drained{Actor: Name})
 	case *messages.Persist:
 		ctx.Respond(&messages.Persisted{Actor: Name})
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
+		// A restarted instance arms its own timer and subscription; this
+		// one's must not go on delivering to the same PID.
 		if a.timer != nil {
 			a.timer.Stop()
 		}
@@ -121,6 +131,9 @@ func (a *announcer) refresh() {
 		panic(err)
 	}
 	a.lastSeq, a.own = ann.UnixMilli, frame
+	if a.last != nil {
+		*a.last = a.lastSeq
+	}
 }
 
 func (a *announcer) schedule(ctx actor.Context) {

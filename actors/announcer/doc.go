@@ -18,4 +18,10 @@
 // event stream, for this node), its own tick, Drain, Persist.
 // Sends: *messages.AnnounceHeard to the router, *messages.SendFrame and
 // *messages.BroadcastFrame to the transports actor.
+//
+// Restarts: the time of the newest own announce survives a restart (New's
+// producer shares it between instances), so the next announce is newer
+// even within the same millisecond; the failing instance stops its timer
+// and its event subscription. Capabilities are asked from the parent
+// again. Nothing else is state.
 package announcer

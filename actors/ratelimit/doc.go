@@ -17,4 +17,8 @@
 // peer that sends too fast is slowed, not dropped. Every frame it drops
 // gives its credit back. After *messages.Drain it refuses new frames
 // (qpc_frames_refused_total{reason="draining"}).
+//
+// Restarts: the token buckets start full again. They are not persisted or
+// handed over: a restart is rare, a bucket refills within seconds anyway,
+// and a restart never lets a peer send more than one burst extra.
 package ratelimit

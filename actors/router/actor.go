@@ -158,6 +158,20 @@ type routerActor struct {
 	committer  *committer
 	inflight   *commitJob // the transaction the committer is running
 	lazy       clock.Timer
+	carry      *handover // what this instance leaves its successor after a restart
+}
+
+// handover is what a router that fails hands to the instance its
+// supervisor starts next (New's producer gives every instance the same
+// one): the state that is not on disk. The table, the keys and the
+// announce frames are on disk: the failing instance writes their snapshot
+// before it goes. The outbox, the replay window and the inbox are only
+// ever what their last commit wrote, so nothing the failed batch changed
+// survives it (its senders are told the batch failed).
+type handover struct {
+	set   bool
+	held  Held
+	links map[[16]byte]int
 }
 
 // syncStats moves the table's lookup counts into the metrics.
@@ -173,7 +187,8 @@ var tableKey = []byte("router/table")
 
 // New returns the router's Props.
 func New(cfg Config) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &routerActor{cfg: cfg} })
+	carry := &handover{}
+	return actor.PropsFromProducer(func() actor.Actor { return &routerActor{cfg: cfg, carry: carry} })
 }
 
 func (r *routerActor) Receive(ctx actor.Context) {
@@ -346,9 +361,25 @@ func (r *routerActor) Receive(ctx actor.Context) {
 	case *messages.Persist:
 		r.commitNow(ctx)
 		ctx.Respond(&messages.Persisted{Actor: Name, Err: r.persist()})
-	case *actor.Restarting, *actor.Stopping:
+	case *actor.Restarting:
+		r.shutdown(ctx)
+		r.handOver()
+	case *actor.Stopping:
 		r.shutdown(ctx)
 	}
+}
+
+// handOver leaves the state a restart would lose to the next instance:
+// the table's snapshot on disk (the lazy flush may not have written the
+// latest routes), the held envelopes and the link counts in the handover.
+func (r *routerActor) handOver() {
+	if r.core == nil || r.carry == nil {
+		return // failed before it started: nothing to hand over
+	}
+	if err := r.persist(); err != nil {
+		r.cfg.Log.Error("routing table not written before the restart", "err", err)
+	}
+	*r.carry = handover{set: true, held: r.held, links: r.links}
 }
 
 // shutdown ends this instance (a restart or a stop): the job in flight is
@@ -425,6 +456,11 @@ func (r *routerActor) start(ctx actor.Context) {
 	r.committer = startCommitter(c.DB.DB, func(j *commitJob) { sys.Root.Send(self, &committed{job: j}) })
 	r.traces = Tracer{MaxHops: c.MaxHops}
 	r.links = make(map[[16]byte]int)
+	if r.carry != nil && r.carry.set { // a restart: what the last instance left
+		r.held, r.links = r.carry.held, r.carry.links
+		*r.carry = handover{}
+	}
+	c.Metrics.Held.Set(float64(r.held.Len()))
 	if err := r.restore(); err != nil {
 		c.Log.Warn("routing table not restored", "err", err)
 	}
@@ -489,11 +525,17 @@ func (r *routerActor) hold(src [16]byte, m *messages.InboundFrame, now time.Time
 	if n := r.held.Add(src, m.Data, m.From, now); n > 0 {
 		r.cfg.Metrics.EnvelopesDropped.WithLabelValues(DropUnknownSender).Add(float64(n))
 	}
+	r.cfg.Metrics.Held.Set(float64(r.held.Len()))
 }
 
 // release routes the envelopes held for src, now that its keys are known.
 func (r *routerActor) release(ctx actor.Context, src [16]byte, now time.Time) {
-	for _, f := range r.held.Take(src) {
+	fs := r.held.Take(src)
+	if len(fs) == 0 {
+		return
+	}
+	r.cfg.Metrics.Held.Set(float64(r.held.Len()))
+	for _, f := range fs {
 		r.stage(ctx, r.core.HandleEnvelope(f.Frame, f.From, now), now)
 	}
 }

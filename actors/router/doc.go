@@ -40,4 +40,14 @@
 // Sends: *messages.SendFrame / *messages.BroadcastFrame to transports,
 // *messages.StoreFrame / StoreAck / RouteUp to the store,
 // *messages.Delivered to the inbox actor after each commit.
+//
+// Restarts: a router that panics is restarted by the node's supervisor
+// and keeps what it knew. The failing instance writes the table, the keys
+// and the announce frames (otherwise written by the lazy flush, at most a
+// second behind) and hands the envelopes held for unknown senders and the
+// open-link counts to the next instance (handover, through New's
+// producer). The outbox, the replay window and the inbox are what the last
+// commit wrote: the batch that was not written is answered as failed, so
+// nothing of it is half kept. Announce freshness not yet committed is
+// lost (an announce seen in that second may be accepted once more).
 package router

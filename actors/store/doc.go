@@ -25,4 +25,9 @@
 // blocks. One pass runs per destination; a RouteUp during a pass makes one
 // more pass from the start after it. Frames are not deleted when handed
 // back, only by their receipt (StoreAck) or expiry.
+//
+// Restarts: the queue is on disk, and the failing instance writes what it
+// had accepted and not yet written (Restarting, as at Stopping); a drain
+// in progress goes on, since its continuation stays in the mailbox and the
+// next instance resumes it (drains.resume).
 package store

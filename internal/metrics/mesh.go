@@ -14,6 +14,7 @@ type Mesh struct {
 	Lookups           prometheus.Counter
 	LookupMisses      prometheus.Counter
 	Stored            prometheus.Gauge
+	Held              prometheus.Gauge // envelopes waiting for their sender's announce
 	StoreEvents       *prometheus.CounterVec // event: put, delivered, expired, refused
 	RateLimited       *prometheus.CounterVec // class: envelope, announce, keypackage
 	Receipts          prometheus.Counter
@@ -47,6 +48,7 @@ func newMesh(r *prometheus.Registry) *Mesh {
 		Lookups:           c("route_lookups_total", "Routing table lookups."),
 		LookupMisses:      c("route_misses_total", "Routing table lookups without a route."),
 		Stored:            g("stored", "Envelopes held for unreachable destinations."),
+		Held:              g("held_envelopes", "Envelopes from senders whose announce has not arrived yet, held until it does (or for 30 s)."),
 		StoreEvents:       cv("store_events_total", "Store-and-forward events: put, delivered, expired, refused.", "event"),
 		RateLimited:       cv("ratelimited_total", "Inbound frames over a peer's rate, dropped, by class.", "class"),
 		Receipts:          c("receipts_total", "Delivery receipts received for our own messages."),
@@ -58,7 +60,7 @@ func newMesh(r *prometheus.Registry) *Mesh {
 		CommitOps:         c("commit_ops_total", "Envelopes and sends covered by the router's group commits; divided by commits_total, the mean batch."),
 	}
 	r.MustRegister(m.AnnouncesSent, m.AnnouncesAccepted, m.AnnouncesRefused, m.Rebroadcasts, m.Envelopes,
-		m.EnvelopesDropped, m.Routes, m.Lookups, m.LookupMisses, m.Stored, m.StoreEvents, m.RateLimited, m.Receipts,
+		m.EnvelopesDropped, m.Routes, m.Lookups, m.LookupMisses, m.Stored, m.Held, m.StoreEvents, m.RateLimited, m.Receipts,
 		m.OutboxPending, m.Messages, m.Retransmits, m.OutboxFull, m.Commits, m.CommitOps)
 	return m
 }
