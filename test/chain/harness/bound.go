@@ -2,7 +2,9 @@ package harness
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/quicprochat/qpc/crypto"
@@ -27,6 +29,56 @@ type Bound struct {
 	Relay      time.Duration // (b) per message
 	Receiver   time.Duration // (c) per message
 	MsgsPerSec float64
+
+	// Sync is the median time to make 4 KiB durable (write + fsync) in the
+	// directory the nodes keep their data in. A node answers a send only
+	// once the message is durable, so with k clients each waiting for its
+	// answer, at most k messages share one sync: with one text per
+	// request no run can deliver more than k / Sync messages per second,
+	// however fast the crypto (DurableMsgsPerSec, for k = the run's
+	// clients).
+	Sync time.Duration
+}
+
+// DurableMsgsPerSec is the durability bound for clients senders of one
+// text per request each: clients messages per sync.
+func (b *Bound) DurableMsgsPerSec(clients int) float64 {
+	if b == nil || b.Sync <= 0 {
+		return 0
+	}
+	return float64(clients) / b.Sync.Seconds()
+}
+
+// measureSync is the median of n timed write + fsync rounds of 4 KiB in a
+// fresh file under dir.
+func measureSync(dir string, n int) (time.Duration, error) {
+	f, err := os.CreateTemp(dir, "qpc-sync-probe-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	page := make([]byte, 4096)
+	if _, err := f.Write(page); err != nil {
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	times := make([]time.Duration, n)
+	for i := range times {
+		page[0] = byte(i)
+		t0 := time.Now()
+		if _, err := f.WriteAt(page, 0); err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+		times[i] = time.Since(t0)
+	}
+	slices.Sort(times)
+	return times[n/2], nil
 }
 
 // newEnvelope is the one place that calls the envelope constructor, so a
@@ -62,6 +114,11 @@ func MeasureBound(n int) (Bound, error) {
 	if sum := (best.Sender + best.Relay + best.Receiver).Seconds(); sum > 0 {
 		best.MsgsPerSec = float64(best.NumCPU) / sum
 	}
+	sync, err := measureSync(os.TempDir(), 200)
+	if err != nil {
+		return Bound{}, fmt.Errorf("sync: %w", err)
+	}
+	best.Sync = sync
 	return best, nil
 }
 

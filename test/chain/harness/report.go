@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -234,6 +235,8 @@ func (r Report) Print(w io.Writer) {
 	if b := r.Bound; b != nil {
 		fmt.Fprintf(w, "crypto bound (in-process, %d iterations each, best of %d, %d CPUs): (a) sender %s, (b) relay %s, (c) receiver %s per message → %.0f msgs/s\n",
 			b.Iterations, boundRounds, b.NumCPU, us(b.Sender), us(b.Relay), us(b.Receiver), b.MsgsPerSec)
+		fmt.Fprintf(w, "durability  4 KiB write + fsync in %s: median %s; an answer waits for its message to be durable, so k clients of one text per request get at most k messages per sync\n",
+			os.TempDir(), us(b.Sync))
 	}
 	for _, run := range r.Runs {
 		run.Print(w)
@@ -281,6 +284,10 @@ func (r RunReport) Print(w io.Writer) {
 	fmt.Fprintln(w)
 	if r.Bound != nil {
 		fmt.Fprintf(w, "vs bound    throughput %.2f × bound (%.0f msgs/s); receiver CPU/msg %.2f × (c)\n", r.BoundRatio(), r.Bound.MsgsPerSec, r.ReceiverRatio())
+		if d := r.Bound.DurableMsgsPerSec(r.Clients); r.Batch <= 1 && d > 0 {
+			fmt.Fprintf(w, "            durability bound for %d clients of one text per request: %.0f msgs/s (%d per %s sync); throughput %.2f × that\n",
+				r.Clients, d, r.Clients, us(r.Bound.Sync), r.MsgsPerSec/d)
+		}
 	}
 	for _, e := range r.Events {
 		fmt.Fprintf(w, "event       %s\n", e)
