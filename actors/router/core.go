@@ -23,6 +23,10 @@ const (
 	DropHopLimit      = "hop_limit"
 	DropOpenFailed    = "open_failed"
 	DropNoRoute       = "no_route"
+	// DropStoreRelayOff: no route to another node's destination, and this
+	// node holds no messages for others (store.relay = false). The
+	// sender's outbox retransmits it; once a route exists here it passes.
+	DropStoreRelayOff = "store_relay_off"
 	DropExpiryTooFar  = "expiry_too_far"
 	DropReplayStore   = "replay_store"
 	// DropReplayForgotten: a seq at or below the floor of a sender window
@@ -89,6 +93,9 @@ type Core struct {
 	// KeysChanged is set when Keys changed; whoever publishes a snapshot
 	// of them for the edge (Directory) clears it.
 	KeysChanged bool
+	// RelayStore: with StoreOn, hold other nodes' envelopes too, not only
+	// the receipts and replies this node sends (store.relay).
+	RelayStore bool
 }
 
 // KeySnapshot is a new snapshot of the known keys and this node's, for
@@ -299,18 +306,22 @@ func (c *Core) handle(env messages.Envelope, id [16]byte, frame []byte, from [16
 	if err != nil {
 		return append(acts, Action{Kind: Drop, Reason: DropMalformed})
 	}
-	return append(acts, c.route(env.Destination, id, fwd, env.ExpiresAt())...)
+	return append(acts, c.route(env.Destination, id, fwd, env.ExpiresAt(), env.Source != c.self())...)
 }
 
-// route forwards a frame towards dest or stores it.
-func (c *Core) route(dest, id [16]byte, frame []byte, expiry time.Time) []Action {
+// route forwards a frame towards dest or stores it; relayed says the
+// frame is another node's, not one this node originated.
+func (c *Core) route(dest, id [16]byte, frame []byte, expiry time.Time, relayed bool) []Action {
 	if r, ok := c.Table.Lookup(dest); ok {
 		return []Action{{Kind: Forward, Frame: frame, NextHop: r.NextHop, Dest: dest, ID: id}}
 	}
-	if c.StoreOn {
-		return []Action{{Kind: Store, Frame: frame, Dest: dest, ID: id, Expiry: expiry}}
+	switch {
+	case !c.StoreOn:
+		return []Action{{Kind: Drop, Reason: DropNoRoute}}
+	case relayed && !c.RelayStore:
+		return []Action{{Kind: Drop, Reason: DropStoreRelayOff}}
 	}
-	return []Action{{Kind: Drop, Reason: DropNoRoute}}
+	return []Action{{Kind: Store, Frame: frame, Dest: dest, ID: id, Expiry: expiry}}
 }
 
 // local handles an envelope for this node.
@@ -401,7 +412,7 @@ func (c *Core) Receipts(dest [16]byte, ids [][16]byte, now time.Time) []Action {
 			acts = append(acts, Action{Kind: Drop, Reason: DropMalformed})
 			continue
 		}
-		acts = append(acts, c.route(dest, id, frame, now.Add(c.TTL))...)
+		acts = append(acts, c.route(dest, id, frame, now.Add(c.TTL), false)...)
 	}
 	return acts
 }
@@ -412,7 +423,7 @@ func (c *Core) reply(env messages.Envelope, pt messages.PayloadType, payload []b
 	if err != nil {
 		return []Action{{Kind: Drop, Reason: DropMalformed}}
 	}
-	return c.route(env.Source, id, frame, now.Add(c.TTL))
+	return c.route(env.Source, id, frame, now.Add(c.TTL), false)
 }
 
 // originate builds and signs an envelope from this node.

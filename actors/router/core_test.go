@@ -47,7 +47,7 @@ func (w *coreWorld) newCore() *Core {
 		w.t.Fatal(err)
 	}
 	return &Core{ID: w.self, Seal: seal, Table: NewTable(TableConfig{}), Dedup: NewDedup(0, 0), Loops: NewDedup(0, LoopWindow),
-		Replay: rw, MaxHops: 8, TTL: time.Hour, StoreOn: true}
+		Replay: rw, MaxHops: 8, TTL: time.Hour, StoreOn: true, RelayStore: true}
 }
 
 // learn feeds the core an announce of id heard through next.
