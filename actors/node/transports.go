@@ -13,6 +13,7 @@ import (
 	"github.com/quicprochat/qpc/actors/links"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/api"
+	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/transports/discovery"
@@ -35,9 +36,32 @@ func (n *Node) openTransports(ctx context.Context) error {
 	n.transports = make(map[string]transports.Transport)
 	onHS := func(name string) func(string, error) {
 		return func(remote string, err error) {
-			n.metrics.Links.Errors.WithLabelValues(name, "handshake").Inc()
+			reason := "handshake"
+			if errors.Is(err, transports.ErrListenerBusy) {
+				reason = "handshake_refused" // closed before its handshake: too many pending from its source, or in all
+			}
+			n.metrics.Links.Errors.WithLabelValues(name, reason).Inc()
 		}
 	}
+	// One budget for the large frames being read on every stream link; it
+	// must hold the largest frame (validation says so; a Config built by
+	// hand may leave it zero).
+	budgetSize := cfg.FrameBufferBytes
+	if budgetSize <= 0 {
+		budgetSize = config.Default().Transports.FrameBufferBytes
+	}
+	if limit, err := transports.FrameLimit(cfg.MaxFrameSize); err == nil {
+		budgetSize = max(budgetSize, limit)
+	}
+	budget := transports.NewFrameBudget(int64(budgetSize))
+	n.metrics.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "qpc", Subsystem: "link", Name: "frame_buffer_bytes",
+			Help: "Bytes reserved by frames above 64 KiB still being read, on all links (at most transports.frame_buffer_bytes)."},
+			func() float64 { return float64(budget.InUse()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "qpc", Subsystem: "link", Name: "frame_buffer_waits_total",
+			Help: "Frames that waited for room in transports.frame_buffer_bytes before their body was read."},
+			func() float64 { return float64(budget.Waits()) }),
+	)
 	need := map[string]bool{"tcp": true, "quic": true} // always able to dial IP peers
 	if n.opts.memNet != nil {
 		need["mem"] = true
@@ -58,9 +82,11 @@ func (n *Node) openTransports(ctx context.Context) error {
 		var err error
 		switch scheme {
 		case "tcp":
-			t, err = tcp.New(tcp.Options{Identity: n.id, MaxFrameSize: cfg.MaxFrameSize, OnHandshakeError: onHS("tcp"), Logger: log})
+			t, err = tcp.New(tcp.Options{Identity: n.id, MaxFrameSize: cfg.MaxFrameSize, OnHandshakeError: onHS("tcp"), Logger: log,
+				AcceptTimeout: cfg.AcceptTimeout.D(), FrameTimeout: cfg.FrameTimeout.D(), FrameBudget: budget})
 		case "quic":
-			t, err = quic.New(quic.Options{Identity: n.id, MaxFrameSize: cfg.MaxFrameSize, OnHandshakeError: onHS("quic"), Logger: log})
+			t, err = quic.New(quic.Options{Identity: n.id, MaxFrameSize: cfg.MaxFrameSize, OnHandshakeError: onHS("quic"), Logger: log,
+				AcceptTimeout: cfg.AcceptTimeout.D(), FrameTimeout: cfg.FrameTimeout.D(), FrameBudget: budget})
 		case "mem":
 			if n.opts.memNet == nil {
 				return fmt.Errorf("%w: mem:// needs an in-process network (node.WithMemNetwork)", ErrTransport)
@@ -311,6 +337,7 @@ func (n *Node) linksConfig(ratelimit *actor.PID) links.Config {
 		Identity: n.id, Transports: n.transports, Listeners: n.listeners, Peers: cfg.Peers,
 		Ratelimit: ratelimit, Metrics: n.metrics.Links, Log: n.log.With("component", "transports"),
 		Clock: n.clock, Backoff: b, QueueFrames: cfg.QueueFrames, QueueBytes: cfg.QueueBytes,
+		MaxInboundLinks: cfg.MaxInboundLinks,
 	}
 	switch {
 	case n.opts.discovery != nil:

@@ -116,6 +116,11 @@ type TransportConfig struct {
 	QueueFrames  int        `toml:"queue_frames" comment:"Outbound frames queued per link before the lowest priority is shed." mapstructure:"queue_frames"`
 	LoRa         LoRaConfig `toml:"lora" comment:"LoRa radios (lora+serial:// and lora+mock:// URIs carry the modem settings)." mapstructure:"lora"`
 	DialBackoff  Duration   `toml:"dial_backoff_max" comment:"Upper bound of the re-dial back-off." mapstructure:"dial_backoff_max"`
+	// Limits on what other nodes can hold of this one (issue 10).
+	MaxInboundLinks  int      `toml:"max_inbound_links" comment:"Links accepted from other nodes at most, over all listeners; a connection beyond it is closed after its handshake (qpc_link_refused_total). Links to transports.peers and discovered peers are not capped." mapstructure:"max_inbound_links"`
+	AcceptTimeout    Duration `toml:"accept_timeout" comment:"An inbound TCP connection must finish its handshake within this (QUIC: open its stream after TLS); until then it holds one of the listener's handshake slots." mapstructure:"accept_timeout"`
+	FrameTimeout     Duration `toml:"frame_timeout" comment:"A frame that has started arriving must be complete within this, or its link is closed (reason frame_timeout)." mapstructure:"frame_timeout"`
+	FrameBufferBytes int      `toml:"frame_buffer_bytes" comment:"Bytes that frames above 64 KiB still being read may hold in all links together, at least max_frame_size; a frame waits for room (within frame_timeout) while they are used up." mapstructure:"frame_buffer_bytes"`
 }
 
 // LoRaConfig governs every LoRa radio of the node.
@@ -191,6 +196,11 @@ func Default() Config {
 			QueueBytes:   8 << 20,
 			DialBackoff:  Duration(30 * time.Second),
 			LoRa:         LoRaConfig{Region: "EU868", DataShare: 0.5, MTU: 255},
+
+			MaxInboundLinks:  256,
+			AcceptTimeout:    Duration(transports.DefaultAcceptTimeout),
+			FrameTimeout:     Duration(transports.DefaultFrameTimeout),
+			FrameBufferBytes: 16 << 20,
 		},
 		Crypto:    CryptoConfig{Mode: "auto"},
 		RateLimit: RateLimitConfig{EnvelopesPerSec: 200, EnvelopeBurst: 400, AnnouncesPerMin: 1200, KeyPackagesPerMn: 30},
@@ -217,6 +227,8 @@ func Constrained() Config {
 	c.Transports.QueueFrames = 64
 	c.Inbox.MaxMessages = 1000
 	c.Transports.QueueBytes = 256 << 10
+	c.Transports.MaxInboundLinks = 32
+	c.Transports.FrameBufferBytes = 1 << 20
 	c.RateLimit.EnvelopesPerSec = 20
 	c.RateLimit.EnvelopeBurst = 40
 	c.RateLimit.AnnouncesPerMin = 120
@@ -333,6 +345,18 @@ func (c *Config) Validate() error {
 		bad("transports.lora.mtu", m, "bytes from 51 to 255")
 	}
 	positiveDur("transports.dial_backoff_max", c.Transports.DialBackoff, 100*time.Millisecond)
+	if n := c.Transports.MaxInboundLinks; n < 1 || n > 65536 {
+		bad("transports.max_inbound_links", n, "an integer from 1 to 65536")
+	}
+	if d := c.Transports.AcceptTimeout; d.D() < 100*time.Millisecond || d.D() > time.Minute {
+		bad("transports.accept_timeout", d, "a duration from 100ms to 1m")
+	}
+	if d := c.Transports.FrameTimeout; d.D() < time.Second || d.D() > time.Hour {
+		bad("transports.frame_timeout", d, "a duration from 1s to 1h")
+	}
+	if n := c.Transports.FrameBufferBytes; n < c.Transports.MaxFrameSize || n > 1<<30 {
+		bad("transports.frame_buffer_bytes", n, fmt.Sprintf("bytes from transports.max_frame_size (%d) to 1073741824", c.Transports.MaxFrameSize))
+	}
 	if c.Inbox.MaxMessages < 1 {
 		bad("inbox.max_messages", c.Inbox.MaxMessages, "a positive integer")
 	}

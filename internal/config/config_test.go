@@ -48,6 +48,10 @@ func TestValidateNamesFieldValueAndAllowed(t *testing.T) {
 		{"lora region", func(c *Config) { c.Transports.LoRa.Region = "AS923" }, "transports.lora.region", "EU868 or US915"},
 		{"lora share", func(c *Config) { c.Transports.LoRa.DataShare = 1.5 }, "transports.lora.data_share", "0 to 1"},
 		{"frame size", func(c *Config) { c.Transports.MaxFrameSize = 10 }, "transports.max_frame_size", "256 to 16777216"},
+		{"inbound links", func(c *Config) { c.Transports.MaxInboundLinks = 0 }, "transports.max_inbound_links", "1 to 65536"},
+		{"accept timeout", func(c *Config) { c.Transports.AcceptTimeout = Duration(time.Hour) }, "transports.accept_timeout", "100ms to 1m"},
+		{"frame timeout", func(c *Config) { c.Transports.FrameTimeout = Duration(time.Millisecond) }, "transports.frame_timeout", "1s to 1h"},
+		{"frame buffer under a frame", func(c *Config) { c.Transports.FrameBufferBytes = 1000 }, "transports.frame_buffer_bytes", "transports.max_frame_size (1048576)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
