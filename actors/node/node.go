@@ -123,20 +123,15 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("node: data dir %s: %w", n.cfg.DataDir, err)
 	}
 	if n.id == nil {
-		id, created, err := crypto.LoadOrCreateIdentity(n.cfg.KeyPath())
-		if err != nil {
+		if n.id, err = n.loadIdentity(); err != nil {
 			return err
-		}
-		n.id = id
-		if created {
-			n.log.Info("identity created", "address", id.Address().String(), "file", n.cfg.KeyPath())
 		}
 	}
 	n.log = n.log.With("node", n.id.Address().Short())
 	if n.seal, err = crypto.SealingKeyFor(n.id); err != nil {
 		return err
 	}
-	if n.db, err = persist.Open(n.cfg.DBPath(), n.opts.lockTimeout); err != nil {
+	if err := n.openDB(); err != nil {
 		return err
 	}
 	if n.box, err = inbox.Open(n.db.DB); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/internal/persist"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports/discovery"
 	"github.com/quicprochat/qpc/transports/lora/link"
@@ -38,6 +39,8 @@ type options struct {
 	backoff        *links.Backoff
 	tap            func(*messages.InboundFrame) bool
 	loraMock       *link.MockNetwork
+	newIdentity    bool
+	dbOpts         []persist.Option
 }
 
 func defaultOptions() options {
@@ -50,6 +53,11 @@ func defaultOptions() options {
 		inboxSize:   deliveriesReadAhead,
 		lockTimeout: time.Second,
 	}
+}
+
+// withDBCheck bounds the database check at start (tests).
+func withDBCheck(c persist.CheckOptions) Option {
+	return func(o *options) { o.dbOpts = append(o.dbOpts, persist.WithCheck(c)) }
 }
 
 // WithConfig sets the typed configuration (default: DefaultConfig()).

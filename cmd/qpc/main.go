@@ -12,17 +12,22 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/quicprochat/qpc/actors/node"
 	"github.com/quicprochat/qpc/internal/config"
 )
 
 // Stamped by the Makefile: -ldflags "-X main.version=$(git describe ...)".
 var version = "dev"
 
-// Exit codes: 0 ok, 1 failure, 2 bad usage or bad config.
+// Exit codes: 0 ok, 1 failure, 2 bad usage or bad config, 3 a damaged
+// data dir (a database that fails its check, an empty qpc.db, a missing
+// or unreadable identity beside an existing database, a database of
+// another identity): the node refuses to serve it and leaves it as it is.
 const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	exitDataDir = 3
 )
 
 // usageError marks a mistake in how qpc was called.
@@ -47,7 +52,17 @@ func run(args []string, stdout, stderr io.Writer, environ []string) int {
 	if err == nil {
 		return exitOK
 	}
+	var ec exitCodeError
+	if errors.As(err, &ec) {
+		if ec.msg != "" {
+			fmt.Fprintln(stderr, "qpc:", ec.msg)
+		}
+		return ec.code
+	}
 	fmt.Fprintln(stderr, "qpc:", err)
+	if node.IsDataDirError(err) {
+		return exitDataDir
+	}
 	var ue usageError
 	// Cobra reports an unknown command with a plain error.
 	unknownCmd := strings.HasPrefix(err.Error(), "unknown command")
@@ -66,7 +81,8 @@ func newRootCmd(environ []string) *cobra.Command {
   qpc node                 run a node (embedded defaults: ./qpc-data, admin API on 127.0.0.1:7780)
   qpc genconf > qpc.toml   print the default configuration, commented
   qpc config show          print the effective configuration and where each value came from
-  qpc status               ask a running node how it is`,
+  qpc status               ask a running node how it is
+  qpc db check             check a stopped node's data dir (exit 3 when damaged)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -88,6 +104,7 @@ func newRootCmd(environ []string) *cobra.Command {
 		newTraceCmd(environ),
 		newSizesCmd(),
 		newLoRaCmd(),
+		newDBCmd(environ),
 	)
 	for _, c := range root.Commands() {
 		if c.Args == nil && c.HasSubCommands() == false {

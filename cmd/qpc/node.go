@@ -27,6 +27,9 @@ its identity in ./qpc-data, listens on TCP and QUIC on loopback and serves the
 admin API on 127.0.0.1:7780. SIGINT or SIGTERM drain, persist and stop it.`,
 	}
 	addConfigFlags(cmd.Flags(), &file)
+	var newIdentity bool
+	cmd.Flags().BoolVar(&newIdentity, "new-identity", false,
+		"start with an identity other than the one that wrote the data dir's database (create identity.pem when it is missing); the database is kept under the new identity")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		r, err := resolveConfig(file, cmd.Flags(), environ)
 		if err != nil {
@@ -44,7 +47,11 @@ admin API on 127.0.0.1:7780. SIGINT or SIGTERM drain, persist and stop it.`,
 			log.Info("config file was written for another profile; its values left at that profile's defaults follow this one (see 'qpc config show')",
 				"file", r.file, "file_profile", r.fileProfile, "profile", cfg.Profile, "keys", len(r.followed))
 		}
-		n, err := node.New(node.WithConfig(cfg), node.WithLogger(log), node.WithVersion(version), node.WithProcessMetrics())
+		opts := []node.Option{node.WithConfig(cfg), node.WithLogger(log), node.WithVersion(version), node.WithProcessMetrics()}
+		if newIdentity {
+			opts = append(opts, node.WithNewIdentity())
+		}
+		n, err := node.New(opts...)
 		if err != nil {
 			return err
 		}
