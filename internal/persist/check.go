@@ -57,9 +57,9 @@ type CheckOptions struct {
 	LockTimeout time.Duration
 }
 
-// StartCheck is the check Open runs: at most 10 s of walking, and
-// bbolt's check up to 65,536 pages (256 MiB with 4 KiB pages; about a
-// second on a small machine).
+// StartCheck is the check Open runs: at most 10 s of walking (about
+// 70,000 pages a second on a 2-core machine), and bbolt's check up to
+// 65,536 pages (256 MiB with 4 KiB pages; 40,000 pages took 0.25 s).
 var StartCheck = CheckOptions{TimeLimit: 10 * time.Second, BboltCheckMaxPages: 1 << 16, LockTimeout: time.Second}
 
 // maxListed problems are listed in a report; the rest are counted.
