@@ -16,6 +16,9 @@ import (
 
 // SendMessage is POST /v1/send.
 func (n *Node) SendMessage(ctx context.Context, req api.SendRequest) (api.SendResponse, error) {
+	if err := textSize(req.Text); err != nil {
+		return api.SendResponse{}, err
+	}
 	to, err := crypto.ParseAddress(req.To)
 	if err != nil {
 		return api.SendResponse{}, &api.BadRequest{Err: err}
@@ -50,6 +53,8 @@ func (n *Node) SendMessages(ctx context.Context, reqs []api.SendRequest) (api.Se
 	for i, r := range reqs {
 		addr, err := crypto.ParseAddress(r.To)
 		switch {
+		case textSize(r.Text) != nil:
+			out.Results[i].Error = &api.Error{Code: "too_large", Message: textSize(r.Text).Error()}
 		case err != nil:
 			out.Results[i].Error = &api.Error{Code: "bad_request", Message: err.Error()}
 		case r.Text == "":
@@ -83,6 +88,15 @@ func (n *Node) SendMessages(ctx context.Context, reqs []api.SendRequest) (api.Se
 		}
 	}
 	return out, nil
+}
+
+// textSize refuses a text longer than a message carries (413), before
+// anything else is done with it.
+func textSize(text string) error {
+	if len(text) > MaxTextSize {
+		return &api.TooLarge{Err: fmt.Errorf("%w: text of %d bytes, at most %d bytes", ErrBadSend, len(text), MaxTextSize)}
+	}
+	return nil
 }
 
 // MessageState is GET /v1/messages/{id}.

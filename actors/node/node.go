@@ -147,7 +147,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.metrics.StartTime.Set(float64(n.startedAt.Unix()))
 	if n.cfg.API.Addr != "" {
 		n.api, err = api.Listen(api.Options{
-			Addr: n.cfg.API.Addr, Token: n.cfg.API.Token, Metrics: n.metrics,
+			Addr: n.cfg.API.Addr, Token: n.cfg.API.Token, AllowedHosts: n.cfg.API.AllowedHosts, Metrics: n.metrics,
 			Log: n.log.With("component", "api"),
 		}, n)
 		if err != nil {

@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -229,6 +231,13 @@ type Unavailable struct{ Err error }
 func (e *Unavailable) Error() string { return e.Err.Error() }
 func (e *Unavailable) Unwrap() error { return e.Err }
 
+// TooLarge is a request over a size limit (413 with code too_large); the
+// message says the limit in bytes.
+type TooLarge struct{ Err error }
+
+func (e *TooLarge) Error() string { return e.Err.Error() }
+func (e *TooLarge) Unwrap() error { return e.Err }
+
 // Busy is a refusal for now (429 with Retry-After): the caller should try
 // again later.
 type Busy struct {
@@ -263,6 +272,9 @@ type Server struct {
 	srv     *http.Server
 	ln      net.Listener
 	done    chan error
+	hosts   hostPolicy
+	// writeTimeout is WriteTimeout unless a test set Options.writeTimeout.
+	writeTimeout time.Duration
 	// panicked is the cause of the first panic in a request handler
 	// (recoverPanics): the node is not ready from then on.
 	panicked atomic.Pointer[string]
@@ -270,10 +282,15 @@ type Server struct {
 
 // Options for New.
 type Options struct {
-	Addr    string
-	Token   string
-	Log     *slog.Logger
-	Metrics *metrics.Node
+	Addr  string
+	Token string
+	// AllowedHosts are Host names served besides the listen address and
+	// the loopback names (api.allowed_hosts): "name" on any port,
+	// "name:port" on that port, "*" any Host at all.
+	AllowedHosts []string
+	writeTimeout time.Duration // tests
+	Log          *slog.Logger
+	Metrics      *metrics.Node
 }
 
 // Listen binds the API. It refuses a non-loopback address without a token.
@@ -290,13 +307,21 @@ func Listen(o Options, b Backend) (*Server, error) {
 		return nil, fmt.Errorf("api: listen %s: %w", o.Addr, err)
 	}
 	s := &Server{backend: b, token: o.Token, log: o.Log, ln: ln, done: make(chan error, 1)}
+	_, bound, _ := net.SplitHostPort(ln.Addr().String())
+	s.hosts = newHostPolicy(net.JoinHostPort(host, bound), o.AllowedHosts)
+	s.writeTimeout = WriteTimeout
+	if o.writeTimeout > 0 {
+		s.writeTimeout = o.writeTimeout
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if o.Metrics != nil {
 		s.reqs = o.Metrics.APIRequests
 	}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// No server-wide WriteTimeout: long polls wait up to 5 minutes; guard
+	// gives each request its own write deadline instead.
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout, IdleTimeout: IdleTimeout}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
 }
@@ -362,8 +387,8 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/send", func(w http.ResponseWriter, r *http.Request) {
 		var req SendRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
-			writeError(w, &Error{Code: "bad_request", Message: "body must be JSON {\"to\": ADDRESS, \"text\": TEXT}: " + err.Error(), Status: http.StatusBadRequest})
+		if e := decodeBody(r, &req, `{"to": ADDRESS, "text": TEXT}`); e != nil {
+			writeError(w, e)
 			return
 		}
 		if req.Messages != nil {
@@ -421,6 +446,7 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 		}
+		s.allowWait(w, wait)
 		res, err := s.backend.InboxSince(r.Context(), after, wait)
 		if err != nil {
 			writeBackendError(w, err)
@@ -466,6 +492,7 @@ func (s *Server) Handler() http.Handler {
 			}
 			timeout = d
 		}
+		s.allowWait(w, timeout)
 		res, err := s.backend.TraceTo(r.Context(), r.URL.Query().Get("to"), timeout)
 		if err != nil {
 			writeBackendError(w, err)
@@ -477,8 +504,8 @@ func (s *Server) Handler() http.Handler {
 	// operator needs to see where a busy node spends its time
 	// (go tool pprof http://127.0.0.1:7780/debug/pprof/profile?seconds=10).
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/profile", s.pprofWait(pprof.Profile, 30*time.Second))
+	mux.HandleFunc("GET /debug/pprof/trace", s.pprofWait(pprof.Trace, time.Second))
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	// The send endpoint with another method is 405, not "no such endpoint".
 	mux.HandleFunc("/v1/send", func(w http.ResponseWriter, r *http.Request) {
@@ -488,7 +515,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path, Status: http.StatusNotFound})
 	})
-	return s.count(s.recoverPanics(s.auth(mux)))
+	return s.count(s.recoverPanics(s.guard(s.auth(mux))))
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {
@@ -521,6 +548,9 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.code = code
 	r.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (deadlines).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (s *Server) count(next http.Handler) http.Handler {
 	if s.reqs == nil {
@@ -555,6 +585,11 @@ func writeBackendError(w http.ResponseWriter, err error) {
 	var un *Unavailable
 	if errors.As(err, &un) {
 		writeError(w, &Error{Code: "unavailable", Message: err.Error(), Status: http.StatusServiceUnavailable})
+		return
+	}
+	var tl *TooLarge
+	if errors.As(err, &tl) {
+		writeError(w, &Error{Code: "too_large", Message: err.Error(), Status: http.StatusRequestEntityTooLarge})
 		return
 	}
 	var busy *Busy
@@ -596,12 +631,15 @@ func (c *Client) Post(ctx context.Context, path string, body, v any) error {
 	return c.Do(ctx, http.MethodPost, path, body, v)
 }
 
-// Do makes one request; body (if not nil) is sent as JSON.
+// Do makes one request; body (if not nil) is sent as JSON. An address
+// on all interfaces (0.0.0.0:7780, [::]:7780, :7780), a node's listen
+// address but nowhere to send to, is reached through loopback.
 func (c *Client) Do(ctx context.Context, method, path string, body, v any) error {
 	base := c.Addr
 	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
 		base = "http://" + base
 	}
+	base = loopbackForWildcard(base)
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -649,4 +687,27 @@ func (c *Client) Do(ctx context.Context, method, path string, body, v any) error
 		return fmt.Errorf("api: decode %s: %w", path, err)
 	}
 	return nil
+}
+
+// loopbackForWildcard replaces an unspecified host in base (a URL) with
+// the loopback address of its family.
+func loopbackForWildcard(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	host := u.Hostname()
+	ip, perr := netip.ParseAddr(host)
+	switch {
+	case host == "":
+		host = "127.0.0.1"
+	case perr == nil && ip.IsUnspecified() && ip.Is4():
+		host = "127.0.0.1"
+	case perr == nil && ip.IsUnspecified():
+		host = "::1"
+	default:
+		return base
+	}
+	u.Host = net.JoinHostPort(host, u.Port())
+	return u.String()
 }

@@ -154,6 +154,9 @@ type LoggingConfig struct {
 type APIConfig struct {
 	Addr  string `toml:"addr" comment:"Listen address; empty disables it. A non-loopback address requires token." mapstructure:"addr"`
 	Token string `toml:"token" comment:"Bearer token required on every request when set." mapstructure:"token"`
+	// AllowedHosts are Host headers served besides the listen address and
+	// the loopback names on its port (see CheckAllowedHost).
+	AllowedHosts []string `toml:"allowed_hosts" comment:"Host names the API answers besides its listen address and localhost, 127.0.0.1, [::1] on its port (listening on 0.0.0.0 or [::], also any IP address with that port); a request naming another Host is refused (403), so a web page cannot reach the API through a name of its own (DNS rebinding). \"name\" is served on any port (behind a reverse proxy), \"name:port\" on that port, \"*\" turns the check off." mapstructure:"allowed_hosts"`
 }
 
 // ShutdownConfig bounds the shutdown cascade.
@@ -205,7 +208,7 @@ func Default() Config {
 		Crypto:    CryptoConfig{Mode: "auto"},
 		RateLimit: RateLimitConfig{EnvelopesPerSec: 200, EnvelopeBurst: 400, AnnouncesPerMin: 1200, KeyPackagesPerMn: 30},
 		Logging:   LoggingConfig{Level: "info", Format: "text"},
-		API:       APIConfig{Addr: "127.0.0.1:7780"},
+		API:       APIConfig{Addr: "127.0.0.1:7780", AllowedHosts: []string{}},
 		Shutdown:  ShutdownConfig{Timeout: Duration(4 * time.Second)},
 	}
 }
@@ -404,6 +407,11 @@ func (c *Config) Validate() error {
 			bad("api.token", "", fmt.Sprintf("a bearer token, because api.addr %s is not a loopback address", c.API.Addr))
 		}
 	}
+	for i, h := range c.API.AllowedHosts {
+		if err := CheckAllowedHost(h); err != nil {
+			bad(fmt.Sprintf("api.allowed_hosts[%d]", i), h, err.Error())
+		}
+	}
 	positiveDur("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond)
 	return errors.Join(errs...)
 }
@@ -433,6 +441,52 @@ func CheckURI(s string) error {
 		return errors.New(want)
 	}
 	return err
+}
+
+// CheckAllowedHost validates an entry of api.allowed_hosts: a host name
+// or an IP address, with or without a port ("relay.example.org",
+// "relay.example.org:8443", "192.0.2.7", "[2001:db8::1]:7780"), or "*".
+func CheckAllowedHost(s string) error {
+	want := errors.New(`a host name or IP address, optionally with :port (e.g. relay.example.org or relay.example.org:8443), or "*"`)
+	if s == "*" {
+		return nil
+	}
+	host := s
+	if h, port, err := net.SplitHostPort(s); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return want
+		}
+		host = h
+	} else if strings.HasPrefix(s, "[") {
+		if !strings.HasSuffix(s, "]") {
+			return want
+		}
+		host = s[1 : len(s)-1]
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if strings.HasPrefix(s, "[") && !ip.Is6() {
+			return want
+		}
+		return nil
+	}
+	if strings.HasPrefix(s, "[") {
+		return want
+	}
+	name := strings.TrimSuffix(host, ".")
+	if name == "" || len(name) > 253 {
+		return want
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return want
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return want
+			}
+		}
+	}
+	return nil
 }
 
 // IsLoopbackHost reports whether host (an IP or "localhost") is loopback.
