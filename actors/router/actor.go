@@ -323,6 +323,16 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.endTrace(ctx, m.probe, ErrTraceTimeout)
 	case *messages.PeerUp:
 		r.links[m.Link.Peer]++
+		if r.core.Unlinked[m.Link.Peer] {
+			// Back after our restart: what is held for the destinations
+			// restored through it can go now.
+			delete(r.core.Unlinked, m.Link.Peer)
+			for _, d := range r.core.Table.DestsVia(m.Link.Peer) {
+				if d != m.Link.Peer {
+					r.routeUp(ctx, d, now)
+				}
+			}
+		}
 		// Tell the new neighbour what we know, so it need not wait for
 		// everyone's next announce.
 		for _, f := range r.core.Announces() {
@@ -467,6 +477,14 @@ func (r *routerActor) start(ctx actor.Context) {
 	c.Metrics.Held.Set(float64(r.held.Len()))
 	if err := r.restore(); err != nil {
 		c.Log.Warn("routing table not restored", "err", err)
+	}
+	for _, n := range r.core.Table.NextHops() {
+		if r.links[n] == 0 {
+			if r.core.Unlinked == nil {
+				r.core.Unlinked = make(map[[16]byte]bool)
+			}
+			r.core.Unlinked[n] = true
+		}
 	}
 	r.fresh = make(freshRecords)
 	if _, err := loadFresh(c.DB.DB, r.core.Table); err != nil {

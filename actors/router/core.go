@@ -96,6 +96,12 @@ type Core struct {
 	// RelayStore: with StoreOn, hold other nodes' envelopes too, not only
 	// the receipts and replies this node sends (store.relay).
 	RelayStore bool
+	// Unlinked are neighbours that routes restored at start go through
+	// and that have not linked again since. A best path through one does
+	// not forward (the frame would find no link and be lost until its
+	// sender retransmits): the envelope is held as if there were no route,
+	// and the store drains it when the neighbour's link comes up.
+	Unlinked map[[16]byte]bool
 }
 
 // KeySnapshot is a new snapshot of the known keys and this node's, for
@@ -312,7 +318,7 @@ func (c *Core) handle(env messages.Envelope, id [16]byte, frame []byte, from [16
 // route forwards a frame towards dest or stores it; relayed says the
 // frame is another node's, not one this node originated.
 func (c *Core) route(dest, id [16]byte, frame []byte, expiry time.Time, relayed bool) []Action {
-	if r, ok := c.Table.Lookup(dest); ok {
+	if r, ok := c.Table.Lookup(dest); ok && !c.Unlinked[r.NextHop] {
 		return []Action{{Kind: Forward, Frame: frame, NextHop: r.NextHop, Dest: dest, ID: id}}
 	}
 	switch {
@@ -527,7 +533,7 @@ var ErrNoRoute = errors.New("router: no route to the destination now")
 // HandleStored routes a frame the store held for dest: forward it if a
 // route exists now; otherwise leave it with the store (no action).
 func (c *Core) HandleStored(frame []byte, dest [16]byte) []Action {
-	if r, ok := c.Table.Lookup(dest); ok {
+	if r, ok := c.Table.Lookup(dest); ok && !c.Unlinked[r.NextHop] {
 		return []Action{{Kind: Forward, Frame: frame, NextHop: r.NextHop, Dest: dest}}
 	}
 	return nil

@@ -418,6 +418,30 @@ func (t *Table) Seq(addr [16]byte) (uint64, bool) {
 	return 0, false
 }
 
+// DestsVia lists the addresses whose best path goes through neighbor.
+func (t *Table) DestsVia(neighbor [16]byte) [][16]byte {
+	var out [][16]byte
+	for a, e := range t.entries {
+		if len(e.paths) > 0 && e.paths[0].nextHop == neighbor {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// NextHops lists the neighbours best paths go through, each once.
+func (t *Table) NextHops() [][16]byte {
+	seen := make(map[[16]byte]bool)
+	var out [][16]byte
+	for _, e := range t.entries {
+		if len(e.paths) > 0 && !seen[e.paths[0].nextHop] {
+			seen[e.paths[0].nextHop] = true
+			out = append(out, e.paths[0].nextHop)
+		}
+	}
+	return out
+}
+
 // RemoveVia drops every path through neighbor (its link went down) and
 // returns the addresses left without any route, sorted.
 func (t *Table) RemoveVia(neighbor [16]byte) [][16]byte {
