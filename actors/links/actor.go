@@ -45,8 +45,8 @@ type Config struct {
 	// QueueFrames and QueueBytes bound each link's outbound mailbox.
 	QueueFrames, QueueBytes int
 	// MaxInboundLinks caps the links accepted from other nodes, across all
-	// listeners; 0 means DefaultMaxInboundLinks. Links the node dials are
-	// not capped.
+	// listeners; 0 means DefaultMaxInboundLinks. Links the node dials and
+	// LoRa radio peers are not capped.
 	MaxInboundLinks int
 }
 

@@ -23,7 +23,8 @@ const refusalLogEvery = time.Minute
 // of its listeners. A listener actor takes a slot before it spawns an
 // inbound link and gives it back when the link actor has stopped (its
 // connection is closed then). Links the node dials (configured and
-// discovered peers) take no slot: the operator chose them.
+// discovered peers) take no slot: the operator chose them; nor do peers
+// heard on a LoRa radio, which its transport bounds (link.Options.MaxPeers).
 //
 // A refused connection is closed after its handshake (the peer is known
 // then, for the log), counted in qpc_link_refused_total and logged at warn

@@ -20,6 +20,7 @@ import (
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
+	"github.com/quicprochat/qpc/transports/lora"
 	"github.com/quicprochat/qpc/transports/mem"
 	"github.com/quicprochat/qpc/transports/tcp"
 )
@@ -293,5 +294,54 @@ func TestStalledFrameClosesTheLink(t *testing.T) {
 	}
 	if u := budget.InUse(); u != 0 {
 		t.Fatalf("%d bytes of the frame budget still reserved after the link closed", u)
+	}
+}
+
+// radioConn is a connection as a LoRa radio's listener returns it.
+type radioConn struct{ transports.Conn }
+
+func (c radioConn) Info() transports.Info {
+	i := c.Conn.Info()
+	i.Name = lora.InfoName
+	return i
+}
+
+type radioListener struct{ transports.Listener }
+
+func (l radioListener) Accept(ctx context.Context) (transports.Conn, error) {
+	c, err := l.Listener.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return radioConn{c}, nil
+}
+
+// Peers heard on a radio take no inbound slot (the radio bounds them).
+func TestRadioPeersAreNotCapped(t *testing.T) {
+	id := newIdentity(t)
+	network := mem.NewNetwork()
+	tr, err := network.NewTransport(mem.Options{Identity: id, Name: "hub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipLn, err := tr.Listen(context.Background(), "hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	radio, err := tr.Listen(context.Background(), "radio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHubWith(t, id, 1, map[string]transports.Transport{"mem": tr},
+		Bound{URI: "mem://hub", Listener: ipLn}, Bound{URI: "mem://radio", Listener: radioListener{radio}})
+	h.net = network
+	h.addr = "hub"
+	h.dial(t)
+	h.addr = "radio"
+	h.dial(t)
+	h.dial(t)
+	h.waitLinks(t, 3)
+	if got := testutil.ToFloat64(h.metrics.Refused.WithLabelValues(lora.InfoName, "max_inbound_links")); got != 0 {
+		t.Fatalf("radio peers refused: %v", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/quicprochat/qpc/transports"
+	"github.com/quicprochat/qpc/transports/lora"
 )
 
 // accepted is sent by the accept goroutine for each new connection.
@@ -20,12 +21,13 @@ type listenerActor struct {
 	ln     transports.Listener
 	name   string
 	cancel context.CancelFunc
-	links  int // inbound link actors spawned and not yet terminated, each holding a slot of deps.inbound
+	slots  map[string]bool // link actors (by PID id) holding a slot of deps.inbound
 }
 
 func (l *listenerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		l.slots = make(map[string]bool)
 		actx, cancel := context.WithCancel(context.Background())
 		l.cancel = cancel
 		go l.accept(actx, ctx.ActorSystem(), ctx.Self())
@@ -35,18 +37,22 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			m.conn.Close()
 			return
 		}
-		if !l.deps.inbound.tryAcquire() {
+		// Peers heard on a radio are not connections a stranger opens; the
+		// radio transport bounds them itself (link.Options.MaxPeers).
+		capped := m.conn.Info().Name != lora.InfoName
+		if capped && !l.deps.inbound.tryAcquire() {
 			l.deps.inbound.refuse(m.conn.Info().Name, m.conn.RemoteAddr(), m.conn.Peer())
 			m.conn.Close()
 			return
 		}
-		l.links++
-		l.deps.spawnLink(ctx, m.conn, false)
+		pid, _ := l.deps.spawnLink(ctx, m.conn, false)
+		if capped {
+			l.slots[pid.Id] = true
+		}
 	case *actor.Terminated:
-		// Only link actors are children of a listener; a stopped link has
-		// closed its connection, so its slot is free again.
-		if l.links > 0 {
-			l.links--
+		// A stopped link has closed its connection: its slot is free again.
+		if l.slots[m.Who.Id] {
+			delete(l.slots, m.Who.Id)
 			l.deps.inbound.release()
 		}
 	case *quiesce:
@@ -54,7 +60,8 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		l.cancel()
 	case *actor.Stopped:
-		for ; l.links > 0; l.links-- {
+		for id := range l.slots {
+			delete(l.slots, id)
 			l.deps.inbound.release()
 		}
 	}

@@ -117,7 +117,7 @@ type TransportConfig struct {
 	LoRa         LoRaConfig `toml:"lora" comment:"LoRa radios (lora+serial:// and lora+mock:// URIs carry the modem settings)." mapstructure:"lora"`
 	DialBackoff  Duration   `toml:"dial_backoff_max" comment:"Upper bound of the re-dial back-off." mapstructure:"dial_backoff_max"`
 	// Limits on what other nodes can hold of this one (issue 10).
-	MaxInboundLinks  int      `toml:"max_inbound_links" comment:"Links accepted from other nodes at most, over all listeners; a connection beyond it is closed after its handshake (qpc_link_refused_total). Links to transports.peers and discovered peers are not capped." mapstructure:"max_inbound_links"`
+	MaxInboundLinks  int      `toml:"max_inbound_links" comment:"Links accepted from other nodes at most, over all listeners; a connection beyond it is closed after its handshake (qpc_link_refused_total). Links to transports.peers and discovered peers, and LoRa radio peers, are not capped." mapstructure:"max_inbound_links"`
 	AcceptTimeout    Duration `toml:"accept_timeout" comment:"An inbound TCP connection must finish its handshake within this (QUIC: open its stream after TLS); until then it holds one of the listener's handshake slots." mapstructure:"accept_timeout"`
 	FrameTimeout     Duration `toml:"frame_timeout" comment:"A frame that has started arriving must be complete within this, or its link is closed (reason frame_timeout)." mapstructure:"frame_timeout"`
 	FrameBufferBytes int      `toml:"frame_buffer_bytes" comment:"Bytes that frames above 64 KiB still being read may hold in all links together, at least max_frame_size; a frame waits for room (within frame_timeout) while they are used up." mapstructure:"frame_buffer_bytes"`
