@@ -42,6 +42,11 @@ func TestInboxFollowAcrossNodeRestart(t *testing.T) {
 	if err := c.wait(t, 6*time.Second); err != nil {
 		t.Fatalf("C with a follower attached: exit %v after %s\n%s", err, time.Since(start), c.log)
 	}
+	// In its usual time: the long poll ended when draining began, so the
+	// API had nothing open to wait for until its deadline and cut.
+	if took := time.Since(start); took > 3*time.Second || strings.Contains(c.log.String(), "still open at the shutdown deadline") {
+		t.Fatalf("C with a follower attached took %s to exit 0:\n%s", took, c.log)
+	}
 	follow.log.waitFor(t, "went away", 10*time.Second)
 
 	c2 := startNode(t, dirC, argsC...)
