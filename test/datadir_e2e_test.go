@@ -66,6 +66,11 @@ func TestNodeRefusesDamagedDataDir(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "identity.pem", "--new-identity"},
+		{"identity.pem damaged", func(t *testing.T, d string) {
+			if err := os.WriteFile(filepath.Join(d, "identity.pem"), []byte("-----BEGIN GARBAGE-----\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "identity.pem", "restore it from a backup"},
 		{"identity.pem of another node", func(t *testing.T, d string) {
 			os.Remove(filepath.Join(d, "identity.pem"))
 			other, _ := crypto.NewIdentity(nil)

@@ -35,37 +35,48 @@ func IsDataDirError(err error) bool {
 // --new-identity`.
 func WithNewIdentity() Option { return func(o *options) { o.newIdentity = true } }
 
-// loadIdentity loads the key file, or creates it when the data dir holds
-// no database yet (a first start, or a key made by `qpc keygen`).
-func (n *Node) loadIdentity() (*crypto.Identity, error) {
+// loadIdentity loads the key file (loaded reports that), or creates it
+// when the data dir holds no database yet (a first start).
+func (n *Node) loadIdentity() (id *crypto.Identity, loaded bool, err error) {
 	keyPath, dbPath := n.cfg.KeyPath(), n.cfg.DBPath()
-	id, err := crypto.LoadIdentity(keyPath)
-	if err == nil || !errors.Is(err, crypto.ErrKeyFileNotExists) {
-		return id, err
+	id, err = crypto.LoadIdentity(keyPath)
+	if errors.Is(err, crypto.ErrKeyFileCorrupt) {
+		return nil, false, fmt.Errorf("%w: restore it from a backup; a new key would be another node (move it away and start with --new-identity to keep the database under a new identity)", err)
 	}
-	st, serr := os.Stat(dbPath)
-	hasDB := serr == nil && st.Size() > 0
+	if err == nil {
+		return id, true, nil
+	}
+	if !errors.Is(err, crypto.ErrKeyFileNotExists) {
+		return nil, false, err
+	}
+	// Any database counts, an empty one too (it is refused on its own):
+	// a new identity is never made beside another node's data.
+	_, serr := os.Stat(dbPath)
+	hasDB := serr == nil
 	if hasDB && !n.opts.newIdentity {
-		return nil, fmt.Errorf("%w: %s is missing, but %s holds the data of the node it belonged to (inbox, outbox, routes): restore the key file from a backup, or start once with --new-identity to create a new identity that keeps this data",
+		return nil, false, fmt.Errorf("%w: %s is missing, but %s holds the data of the node it belonged to (inbox, outbox, routes): restore the key file from a backup, or start once with --new-identity to create a new identity that keeps this data",
 			ErrIdentityMissing, keyPath, dbPath)
 	}
 	if id, err = crypto.NewIdentity(nil); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := crypto.SaveIdentity(keyPath, id); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if hasDB {
 		n.log.Warn("identity created for an existing database, as asked (--new-identity)", "address", id.Address().String(), "file", keyPath, "database", dbPath)
 	} else {
 		n.log.Info("identity created", "address", id.Address().String(), "file", keyPath)
 	}
-	return id, nil
+	return id, false, nil
 }
 
 // openDB opens and checks the database and binds it to the identity.
-func (n *Node) openDB() error {
+// keyFileKept: the identity's key file was there before this start, so
+// a missing database is news (lost, or a key from `qpc keygen`).
+func (n *Node) openDB(keyFileKept bool) error {
 	path := n.cfg.DBPath()
+	_, statErr := os.Stat(path)
 	db, err := persist.Open(path, n.opts.lockTimeout, n.opts.dbOpts...)
 	if err != nil {
 		return err
@@ -77,6 +88,9 @@ func (n *Node) openDB() error {
 		}
 		n.log.Info("database checked", "file", path, "pages", rep.Pages, "keys", rep.Keys,
 			"complete", rep.Complete, "bbolt_check", rep.BboltCheck, "took", rep.Elapsed.Round(1000))
+	} else if keyFileKept && errors.Is(statErr, os.ErrNotExist) {
+		n.log.Warn("no database beside the identity's key file; created a new, empty one (right after 'qpc keygen'; otherwise the database was lost: stop the node and restore it)",
+			"file", path, "key_file", n.cfg.KeyPath())
 	} else {
 		n.log.Info("database created", "file", path)
 	}

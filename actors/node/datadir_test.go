@@ -121,3 +121,17 @@ func TestDatabaseCheckTimeLimitStartsAnyway(t *testing.T) {
 		t.Fatalf("no warning about the incomplete check:\n%s", logs)
 	}
 }
+
+// TestMissingDatabaseBesideIdentityIsSaid: a key file kept from before
+// and no database: the new, empty database is a warning, not silent.
+func TestMissingDatabaseBesideIdentityIsSaid(t *testing.T) {
+	c := testConfig(t)
+	path := persisttest.DataDir(t, c.DataDir, 1)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	_, logs := startNode(t, c)
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "no database beside the identity's key file") {
+		t.Fatalf("no warning:\n%s", logs)
+	}
+}

@@ -9,10 +9,10 @@ import (
 )
 
 // TestAnnounceFreshnessSurvivesACrash: the newest announce accepted per
-// origin is written as it arrives, so after the router crashes (no
-// graceful persist: the table snapshot on disk is older) a recorded older
-// announce is still refused as stale. Before, newest-seen times were
-// written only at a graceful stop.
+// origin is written as it arrives, so after the router crashes a recorded
+// older announce is still refused as stale and changes nothing. Before,
+// newest-seen times were written only at a graceful stop. (The crashed
+// router's table survives too now: it is written as the router goes.)
 func TestAnnounceFreshnessSurvivesACrash(t *testing.T) {
 	policy := RestartPolicy{Initial: time.Millisecond, Max: 10 * time.Millisecond, MaxRestarts: 5, Window: time.Minute}
 	n, logs := startNode(t, testConfig(t), WithFaultInjection(), WithRestartPolicy(policy))
@@ -31,9 +31,8 @@ func TestAnnounceFreshnessSurvivesACrash(t *testing.T) {
 	waitRestarted(t, n, "router", 1, logs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// The crashed router's table is gone (nothing was persisted), but the
-	// replay of the older announce is refused, and the newer one is a
-	// duplicate, not a fresh route.
+	// The replay of the older announce is refused, and the route stays
+	// the newer announce's.
 	stale := n.Metrics().Mesh.AnnouncesRefused.WithLabelValues("stale")
 	n.Inject("test", peer.Address(), older)
 	waitCount(t, stale, 1, "stale announces refused after the crash")
@@ -41,10 +40,18 @@ func TestAnnounceFreshnessSurvivesACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := uint64(now.Add(-time.Minute).UnixMilli())
+	found := false
 	for _, r := range rs {
 		if r.Address == peer.Address() {
-			t.Fatalf("a replayed older announce made a route after the crash: %+v", r)
+			found = true
+			if r.Seq != want {
+				t.Fatalf("a replayed older announce changed the route after the crash: %+v (want seq %d)", r, want)
+			}
 		}
+	}
+	if !found {
+		t.Fatal("the route from before the crash is gone")
 	}
 	// A genuinely newer announce is accepted as usual.
 	n.Inject("test", peer.Address(), announceAt(t, peer, now))

@@ -122,8 +122,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("node: data dir %s: %w", n.cfg.DataDir, err)
 	}
+	keyFileKept := false // the identity is a key file that was there before
 	if n.id == nil {
-		if n.id, err = n.loadIdentity(); err != nil {
+		if n.id, keyFileKept, err = n.loadIdentity(); err != nil {
 			return err
 		}
 	}
@@ -131,7 +132,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.seal, err = crypto.SealingKeyFor(n.id); err != nil {
 		return err
 	}
-	if err := n.openDB(); err != nil {
+	if err := n.openDB(keyFileKept); err != nil {
 		return err
 	}
 	if n.box, err = inbox.Open(n.db.DB); err != nil {

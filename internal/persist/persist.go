@@ -84,7 +84,11 @@ func Open(path string, lockTimeout time.Duration, opts ...Option) (*DB, error) {
 	if rep != nil && rep.BboltCheck == "" {
 		// Before anything writes: tx.Check on a read transaction must not
 		// run beside a writer.
-		if err := b.View(func(tx *bolt.Tx) error { runBboltCheck(tx, rep); return nil }); err != nil {
+		start := time.Now()
+		err := b.View(func(tx *bolt.Tx) error { runBboltCheck(tx, rep); return nil })
+		rep.Elapsed += time.Since(start)
+		rep.ElapsedSec = rep.Elapsed.Seconds()
+		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("persist: check %s: %w", path, err)
 		}
