@@ -14,7 +14,7 @@ type Mesh struct {
 	Lookups           prometheus.Counter
 	LookupMisses      prometheus.Counter
 	Stored            prometheus.Gauge
-	Held              prometheus.Gauge // envelopes waiting for their sender's announce
+	Held              prometheus.Gauge       // envelopes waiting for their sender's announce
 	StoreEvents       *prometheus.CounterVec // event: put, delivered, expired, refused
 	RateLimited       *prometheus.CounterVec // class: envelope, announce, keypackage
 	Receipts          prometheus.Counter
