@@ -91,6 +91,9 @@ func New(opts ...Option) (*Node, error) {
 	if err := o.cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if !o.capsSet && !(o.cfg.Store.Enabled && o.cfg.Store.RelayForOthers) {
+		o.caps &^= messages.CapStore // it holds nothing for others: do not announce it
+	}
 	n := &Node{
 		opts: o, cfg: o.cfg, log: o.log, clock: o.clock, id: o.identity,
 		inbox: make(chan *messages.InboxMessage), readyCh: make(chan struct{}), done: make(chan struct{}),

@@ -28,6 +28,7 @@ type options struct {
 	clock          clock.Clock
 	system         *actor.ActorSystem
 	caps           messages.Capabilities
+	capsSet        bool // by WithCapabilities
 	restart        RestartPolicy
 	faults         bool
 	version        string
@@ -77,8 +78,11 @@ func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 func WithActorSystem(s *actor.ActorSystem) Option { return func(o *options) { o.system = s } }
 
 // WithCapabilities sets what the node announces it can do (default relay
-// and store): FAPP therapist / relay / patient, store, relay, gateway.
-func WithCapabilities(c messages.Capabilities) Option { return func(o *options) { o.caps = c } }
+// and store; not store when store.enabled or store.relay is off): FAPP
+// therapist / relay / patient, store, relay, gateway.
+func WithCapabilities(c messages.Capabilities) Option {
+	return func(o *options) { o.caps, o.capsSet = c, true }
+}
 
 // WithRestartPolicy overrides how failed actors are restarted.
 func WithRestartPolicy(p RestartPolicy) Option { return func(o *options) { o.restart = p } }

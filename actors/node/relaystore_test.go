@@ -9,6 +9,7 @@ import (
 
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/messages"
 )
 
 // Issue 9.6: store.relay means what it says. A relay with store.relay =
@@ -27,6 +28,10 @@ func TestRelayStoreOffDropsCountedAndSenderRecovers(t *testing.T) {
 	cb.Transports.Peers = a.ListenAddrs()
 	cb.Store.RelayForOthers = false
 	b, _ := startNode(t, cb)
+	// It does not announce a store it does not keep for others.
+	if b.Capabilities().Has(messages.CapStore) || !b.Capabilities().Has(messages.CapRelay) || !a.Capabilities().Has(messages.CapStore) {
+		t.Fatalf("capabilities: B %v, A %v", b.Capabilities().Names(), a.Capabilities().Names())
+	}
 	cc := testConfig(t)
 	cc.Transports.Listen = nil
 	cc.Transports.Peers = b.ListenAddrs()

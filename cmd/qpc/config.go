@@ -272,6 +272,10 @@ func checkEnv(env map[string]string) error {
 		if known[name] || otherEnv[name] {
 			continue
 		}
+		if key, why, ok := config.Removed(name); ok {
+			errs = append(errs, &config.RemovedKeyError{Key: key, Env: name, Why: why})
+			continue
+		}
 		errs = append(errs, &config.UnknownKeyError{Key: name, Suggestion: config.Suggest(name, names)})
 	}
 	return errors.Join(errs...)

@@ -56,7 +56,6 @@ type Config struct {
 	Outbox     OutboxConfig    `toml:"outbox" comment:"This node's own messages, kept until the destination's receipt arrives and retransmitted meanwhile." mapstructure:"outbox"`
 	Inbox      InboxConfig     `toml:"inbox" comment:"Messages delivered to this node, kept in the database." mapstructure:"inbox"`
 	Transports TransportConfig `toml:"transports" comment:"Links to other nodes. URIs: tcp://host:port, quic://host:port, mem://name, lora+mock://channel, lora+serial:///dev/ttyUSB0?freq=869525000&sf=9." mapstructure:"transports"`
-	Crypto     CryptoConfig    `toml:"crypto" comment:"Encryption modes." mapstructure:"crypto"`
 	RateLimit  RateLimitConfig `toml:"ratelimit" comment:"Per-peer limits on what a peer can make this node do." mapstructure:"ratelimit"`
 	Logging    LoggingConfig   `toml:"logging" comment:"Logs go to standard error." mapstructure:"logging"`
 	API        APIConfig       `toml:"api" comment:"Admin HTTP API: /healthz, /readyz, /metrics, /v1/..." mapstructure:"api"`
@@ -90,7 +89,7 @@ type StoreConfig struct {
 	MaxTotal       int      `toml:"max_total" comment:"Messages held in all at most." mapstructure:"max_total"`
 	TTL            Duration `toml:"ttl" comment:"Held messages expire after this." mapstructure:"ttl"`
 	GCInterval     Duration `toml:"gc_interval" comment:"How often expired entries are collected." mapstructure:"gc_interval"`
-	RelayForOthers bool     `toml:"relay" comment:"Also hold messages for other nodes (act as a store relay)." mapstructure:"relay"`
+	RelayForOthers bool     `toml:"relay" comment:"Also hold other nodes' messages for destinations without a route (act as a store relay). Off: such a message is dropped, counted as store_relay_off, and its sender retransmits it; forwarding is unaffected and this node's own receipts are still held." mapstructure:"relay"`
 }
 
 // InboxConfig bounds the inbox: the oldest messages go first.
@@ -128,12 +127,6 @@ type LoRaConfig struct {
 	Region    string  `toml:"region" comment:"Radio rules: EU868 (duty cycle per sub-band) or US915 (400 ms dwell time)." mapstructure:"region"`
 	DataShare float64 `toml:"data_share" comment:"Share of the airtime budget reserved for user data; announces may use only the rest (0..1)." mapstructure:"data_share"`
 	MTU       int     `toml:"mtu" comment:"Largest radio frame in bytes (51..255); bigger frames are fragmented." mapstructure:"mtu"`
-}
-
-// CryptoConfig picks the 1:1 and group modes.
-type CryptoConfig struct {
-	// Mode is "auto" (chosen per link class), "mls", "mls-lite" or "hybrid-pq".
-	Mode string `toml:"mode" comment:"\"auto\" (by link class), \"mls\", \"mls-lite\" or \"hybrid-pq\"." mapstructure:"mode"`
 }
 
 // RateLimitConfig bounds what one peer may make this node do.
@@ -205,7 +198,6 @@ func Default() Config {
 			FrameTimeout:     Duration(transports.DefaultFrameTimeout),
 			FrameBufferBytes: 16 << 20,
 		},
-		Crypto:    CryptoConfig{Mode: "auto"},
 		RateLimit: RateLimitConfig{EnvelopesPerSec: 200, EnvelopeBurst: 400, AnnouncesPerMin: 1200, KeyPackagesPerMn: 30},
 		Logging:   LoggingConfig{Level: "info", Format: "text"},
 		API:       APIConfig{Addr: "127.0.0.1:7780", AllowedHosts: []string{}},
@@ -371,11 +363,6 @@ func (c *Config) Validate() error {
 	positiveDur("outbox.retry_max", c.Outbox.RetryMax, 10*time.Millisecond)
 	if c.Outbox.RetryMax < c.Outbox.RetryBase {
 		bad("outbox.retry_max", c.Outbox.RetryMax, "a duration of at least outbox.retry_base ("+c.Outbox.RetryBase.D().String()+")")
-	}
-	switch c.Crypto.Mode {
-	case "auto", "mls", "mls-lite", "hybrid-pq":
-	default:
-		bad("crypto.mode", c.Crypto.Mode, "auto, mls, mls-lite or hybrid-pq")
 	}
 	if c.RateLimit.EnvelopesPerSec <= 0 {
 		bad("ratelimit.envelopes_per_sec", c.RateLimit.EnvelopesPerSec, "a positive number")

@@ -41,7 +41,6 @@ func TestValidateNamesFieldValueAndAllowed(t *testing.T) {
 		{"peer without port", func(c *Config) { c.Transports.Peers = []string{"quic://example.org"} }, "transports.peers[0]", "quic://host:port"},
 		{"hops", func(c *Config) { c.Announce.MaxHops = 0 }, "announce.max_hops", "1 to 64"},
 		{"log level", func(c *Config) { c.Logging.Level = "loud" }, "logging.level", "debug, info, warn or error"},
-		{"crypto mode", func(c *Config) { c.Crypto.Mode = "rot13" }, "crypto.mode", "mls-lite"},
 		{"store caps", func(c *Config) { c.Store.MaxTotal = 1 }, "store.max_total", "at least store.max_per_destination"},
 		{"api without token", func(c *Config) { c.API.Addr = "0.0.0.0:7780" }, "api.token", "not a loopback address"},
 		{"api addr", func(c *Config) { c.API.Addr = "7780" }, "api.addr", "host:port"},

@@ -188,6 +188,65 @@ func (e *UnknownKeyError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalid) true.
 func (e *UnknownKeyError) Unwrap() error { return ErrInvalid }
 
+// removedKeys are keys an older qpc had and this one does not, with why:
+// a file or environment that still sets one gets a RemovedKeyError
+// saying so, not a suggestion of another key.
+var removedKeys = map[string]string{
+	"crypto.mode": "nothing can honour it yet: 1:1 messages have one mode (sealed to the recipient, X25519 and ChaCha20-Poly1305), " +
+		"and the group modes it chose between (MLS, MLS-Lite, the post-quantum hybrid) are not built; it returns with the groups work",
+}
+
+// removedSections are the sections of removed keys: [crypto] is read so
+// that its keys get their RemovedKeyError.
+var removedSections = func() map[string]bool {
+	m := map[string]bool{}
+	for k := range removedKeys {
+		for i := strings.Index(k, "."); i >= 0; i = next(k, i) {
+			if !sections[k[:i]] {
+				m[k[:i]] = true
+			}
+		}
+	}
+	return m
+}()
+
+// Removed reports whether name, a dotted key or its QPC_* variable, is a
+// key qpc no longer has, and returns the key and why it went.
+func Removed(name string) (key, why string, ok bool) {
+	for k, why := range removedKeys {
+		if name == k || name == EnvName(k) {
+			return k, why, true
+		}
+	}
+	return "", "", false
+}
+
+// RemovedKeyError is a key that an older qpc had and this one does not.
+type RemovedKeyError struct {
+	Key  string // the dotted key, e.g. "crypto.mode"
+	Env  string // the variable it was set by, if it was
+	From string // the file it was found in, if it was
+	Why  string
+}
+
+func (e *RemovedKeyError) Error() string {
+	s := "config: " + e.Key
+	switch {
+	case e.Env != "":
+		s = "config: " + e.Env + " (" + e.Key + ")"
+	case e.From != "":
+		s += " " + from(e.From)
+	}
+	hint := "delete it"
+	if e.Env != "" {
+		hint = "unset it"
+	}
+	return s + " is no longer a key: " + e.Why + "; " + hint
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *RemovedKeyError) Unwrap() error { return ErrInvalid }
+
 func shownRaw(v any) string {
 	switch x := v.(type) {
 	case string:
@@ -374,6 +433,10 @@ func ParseTOML(name string, b []byte) (map[string]any, error) {
 				walk(full+".", sub)
 			case sections[full]:
 				errs = append(errs, fmt.Errorf("%w: %s: %s is a section ([%s]), not a value", ErrInvalid, name, full, full))
+			case removedSections[full] && isTable:
+				walk(full+".", sub)
+			case removedKeys[full] != "":
+				errs = append(errs, &RemovedKeyError{Key: full, From: name, Why: removedKeys[full]})
 			case isTable:
 				var secs []string
 				for s := range sections {
