@@ -17,6 +17,9 @@ import (
 // for more: peers stalled inside frames cannot deadlock each other, they
 // only make the others wait until their frame timeout closes them.
 //
+// A reserved frame is allocated whole (the budget bounds it), so the
+// memory held by partial frames never exceeds the budget.
+//
 // Frames of at most 64 KiB do not use the budget: each connection reads one
 // frame at a time, so those are bounded by the number of links times 64 KiB.
 //

@@ -44,7 +44,9 @@ const (
 // that declares a large frame and then stalls pins at most about twice what
 // it actually sent. With FrameReaderOptions a reader also bounds the time
 // a started frame may take (FrameTimeout) and reserves large frames from a
-// FrameBudget shared with other connections.
+// FrameBudget shared with other connections; a frame that has its
+// reservation is allocated at once, so partial frames never hold more
+// memory than the budget.
 type FrameReader struct {
 	src   io.Reader     // the stream
 	r     *bufio.Reader // src, buffered: prefixes and small frames come from here
@@ -165,6 +167,13 @@ func (fr *FrameReader) readFrame(first byte) ([]byte, error) {
 			return nil, err
 		}
 		defer fr.budget.release(int64(n))
+		// The reservation bounds it: allocate the frame once (no copies
+		// as it grows, and memory never above the budget).
+		buf := make([]byte, n)
+		if err := fr.readFull(buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
 	}
 	buf := make([]byte, allocChunk)
 	got := 0
