@@ -326,3 +326,22 @@ func actorStatus(t *testing.T, ctx context.Context, n *Node, name string) (api.S
 	t.Fatalf("no actor %q in %+v", name, st.Actors)
 	return st, api.ActorStatus{}
 }
+
+// While the node drains, /readyz answers 503 (a load balancer takes it
+// out) and /healthz 200 (it is alive), instead of refusing connections.
+func TestReadyzIs503WhileDraining(t *testing.T) {
+	n, _ := startNode(t, testConfig(t))
+	base := "http://" + n.APIAddr()
+	if code, _ := get(t, base+"/readyz"); code != 200 {
+		t.Fatalf("readyz = %d before the shutdown", code)
+	}
+	// The phase the shutdown coordinator reports first; the API is open
+	// until the cleanup phase.
+	n.onPhase(messages.PhaseDraining)
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz while draining = %d %q, want 503", code, body)
+	}
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("healthz while draining = %d, want 200", code)
+	}
+}
