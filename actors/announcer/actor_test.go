@@ -6,10 +6,12 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/internal/metrics"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -94,11 +96,73 @@ func TestAnnouncerRestartKeepsSequenceAndOneTimer(t *testing.T) {
 // (the actor arms them on its own goroutine).
 func advanceUntilPending(t *testing.T, clk *clock.Manual, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for clk.Pending() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d timers armed, want %d", clk.Pending(), n)
+	probe.Until(t, 10*time.Second, func() bool { return clk.Pending() >= n }, "%d timers armed, want %d", clk.Pending(), n)
+}
+
+// The announcer re-announces every Interval ±10 % on its clock: the timer
+// never fires before 90 % of the interval nor after 110 %, each tick
+// broadcasts an announce signed at the tick's time, and the waits differ
+// (the jitter keeps neighbours from announcing in step).
+func TestAnnouncerTicksAtIntervalWithJitter(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	clk := clock.NewManual(time.UnixMilli(1_800_000_000_000))
+	sent := make(chan *messages.BroadcastFrame, 16)
+	links := sys.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if m, ok := c.Message().(*messages.BroadcastFrame); ok {
+			sent <- m
 		}
-		<-time.After(time.Millisecond) // polling the clock's timer list
+	}))
+	id, _ := crypto.NewIdentity(nil)
+	const interval = 10 * time.Minute
+	mesh := metrics.New(metrics.Options{}).Mesh
+	sys.Root.Spawn(New(Config{
+		Identity: id, SealPub: make([]byte, 32), Caps: messages.CapRelay, Clock: clk, Interval: interval,
+		MaxAge: time.Hour, MaxHops: 8, Links: links, Metrics: mesh, Log: slog.New(slog.DiscardHandler),
+	}))
+	// The announcer's timer is the only one on the clock. It has fired in
+	// the last Advance when Pending is 0 (Advance takes it off the list
+	// before it returns) or, if the tick was handled and the timer armed
+	// again already, when the tick's count went up (the handler counts
+	// before it arms the next timer).
+	advanceUntilPending(t, clk, 1)
+	fired := func(tick int) bool { return clk.Pending() == 0 || testutil.ToFloat64(mesh.AnnouncesSent) > float64(tick) }
+	const step = time.Second
+	waits := map[time.Duration]bool{}
+	last := clk.Now()
+	for tick := range 20 {
+		for !fired(tick) {
+			if clk.Now().Sub(last) > interval*11/10 {
+				t.Fatalf("tick %d: no announce %v after the last", tick, clk.Now().Sub(last))
+			}
+			clk.Advance(step)
+		}
+		at, wait := clk.Now(), clk.Now().Sub(last)
+		// The timer fired within the last step.
+		if wait < interval*9/10 || wait-step >= interval*11/10 {
+			t.Fatalf("tick %d came %v after the last, want %v ±10 %%", tick, wait, interval)
+		}
+		var f *messages.BroadcastFrame
+		select {
+		case f = <-sent:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("tick %d: the timer fired but nothing was broadcast", tick)
+		}
+		a, err := messages.DecodeAnnounce(f.Data)
+		if err != nil || f.Priority != messages.Control {
+			t.Fatalf("tick %d: %v, priority %v", tick, err, f.Priority)
+		}
+		if !a.SentAt().Equal(at) {
+			t.Fatalf("tick %d: announce signed at %v, the tick was at %v", tick, a.SentAt(), at)
+		}
+		advanceUntilPending(t, clk, 1) // armed again, from the tick's time
+		waits[wait] = true
+		last = at
+	}
+	if len(waits) < 5 {
+		t.Fatalf("20 waits took %d distinct values (%v): no jitter", len(waits), waits)
+	}
+	if got := testutil.ToFloat64(mesh.AnnouncesSent); got != 20 {
+		t.Fatalf("announces sent %v, want 20", got)
 	}
 }
