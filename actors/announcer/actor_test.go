@@ -126,7 +126,9 @@ func TestAnnouncerTicksAtIntervalWithJitter(t *testing.T) {
 	// again already, when the tick's count went up (the handler counts
 	// before it arms the next timer).
 	advanceUntilPending(t, clk, 1)
-	fired := func(tick int) bool { return clk.Pending() == 0 || testutil.ToFloat64(mesh.AnnouncesSent) > float64(tick) }
+	fired := func(tick int) bool {
+		return clk.Pending() == 0 || testutil.ToFloat64(mesh.AnnouncesSent) > float64(tick)
+	}
 	const step = time.Second
 	waits := map[time.Duration]bool{}
 	last := clk.Now()
