@@ -3,6 +3,7 @@ package inbox
 import (
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -106,29 +108,46 @@ func TestDeleteAndClear(t *testing.T) {
 	}
 }
 
-// The actor applies retention on its clock: after a tick, only the newest
-// MaxMessages remain.
+// The actor applies retention on its clock, every PruneEvery and not in
+// between: a millisecond before the tick all four messages are there
+// (two more than MaxMessages, one older than MaxAge by then); at the
+// tick only the newest two remain, and at the next tick the one that has
+// grown older than MaxAge goes too.
 func TestActorPrunesOnItsClock(t *testing.T) {
 	s := openStore(t)
 	now := time.Unix(1_800_000_000, 0)
-	for _, x := range []string{"a", "b", "c", "d"} {
-		add(t, s, now, x)
+	const every, maxAge = time.Minute, 24 * time.Hour
+	for _, m := range []struct {
+		age  time.Duration
+		text string
+	}{{maxAge, "a"}, {time.Hour, "b"}, {maxAge - 90*time.Second, "c"}, {0, "d"}} {
+		add(t, s, now.Add(-m.age), m.text)
 	}
 	clk := clock.NewManual(now)
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	defer sys.Shutdown()
-	pid := sys.Root.Spawn(New(Config{Store: s, MaxMessages: 2, MaxAge: 24 * time.Hour,
+	pid := sys.Root.Spawn(New(Config{Store: s, MaxMessages: 2, MaxAge: maxAge, PruneEvery: every,
 		Clock: clk, Log: slog.New(slog.DiscardHandler)}))
 	defer sys.Root.Stop(pid)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(texts(t, s)) != 2 {
-		clk.Advance(time.Minute) // the actor armed its timer once it started
-		if time.Now().After(deadline) {
-			t.Fatalf("inbox still holds %v", texts(t, s))
-		}
-		time.Sleep(5 * time.Millisecond) // polling the database
+	// The prune timer is the only one on the clock; the actor arms the
+	// next one after it pruned, so Pending back at 1 after a tick means
+	// the tick's prune is done.
+	armed := func() {
+		probe.Until(t, 10*time.Second, func() bool { return clk.Pending() == 1 }, "the prune timer armed")
 	}
-	if got := texts(t, s); got[0] != "c" || got[1] != "d" {
-		t.Fatalf("kept %v, want the newest two", got)
+	armed()
+	for tick, want := range [][]string{{"c", "d"}, {"d"}} {
+		clk.Advance(every - time.Millisecond)
+		if clk.Pending() != 1 {
+			t.Fatalf("tick %d: the timer fired before PruneEvery", tick+1)
+		}
+		if got := texts(t, s); len(got) != 4-tick*2 {
+			t.Fatalf("tick %d: a millisecond before it the inbox holds %v", tick+1, got)
+		}
+		clk.Advance(time.Millisecond)
+		armed()
+		if got := texts(t, s); !slices.Equal(got, want) {
+			t.Fatalf("tick %d: kept %v, want %v", tick+1, got, want)
+		}
 	}
 }
