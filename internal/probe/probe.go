@@ -11,6 +11,8 @@ package probe
 
 import (
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +72,73 @@ func AdvanceUntil(tb testing.TB, clk *clock.Manual, step, within time.Duration, 
 		tb.Fatalf("not within %v (the clock moved %v): %s", within, moved, fmt.Sprintf(what, args...))
 	}
 	return moved
+}
+
+// Parked waits until one goroutine is parked (waiting on a channel, a
+// select, a lock, a condition or network I/O, not running or runnable)
+// in a call whose stack shows every one of frames (function names as the
+// runtime prints them, e.g. "transporttest.blockedRead(" and
+// "ReadFrame("), and found so in two looks a check interval apart. A
+// test that closes something to unblock a call waits with it until the
+// call is provably blocked, so the close cannot come first. It fails tb
+// when no such goroutine shows within the deadline, with the stacks.
+func Parked(tb testing.TB, within time.Duration, frames ...string) {
+	tb.Helper()
+	ParkedFor(tb, within, 0, frames...)
+}
+
+// ParkedFor is Parked for a call that may park for a moment and go on (a
+// write waiting for a send loop): the same goroutine must be found parked
+// in every look for at least stable.
+func ParkedFor(tb testing.TB, within, stable time.Duration, frames ...string) {
+	tb.Helper()
+	var last string // the goroutine id found parked in the last look
+	var since time.Time
+	if Wait(within, func() bool {
+		id := parkedIn(frames)
+		if id == "" || id != last {
+			last, since = id, time.Now()
+			return false
+		}
+		return time.Since(since) >= stable
+	}) {
+		return
+	}
+	buf := make([]byte, 1<<20)
+	tb.Fatalf("no goroutine parked in %v for %v within %v:\n%s", frames, stable, within, buf[:runtime.Stack(buf, true)])
+}
+
+// parkedIn returns the id of a goroutine parked with all of frames on its
+// stack, or "".
+func parkedIn(frames []string) string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+next:
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		// "goroutine 42 [chan receive, 2 minutes]:"
+		head, _, _ := strings.Cut(g, "\n")
+		id, state, ok := strings.Cut(strings.TrimPrefix(head, "goroutine "), " [")
+		if !ok {
+			continue
+		}
+		state, _, _ = strings.Cut(strings.TrimSuffix(state, "]:"), ",")
+		switch state {
+		case "running", "runnable", "syscall", "preempted", "GC assist wait":
+			continue
+		}
+		for _, f := range frames {
+			if !strings.Contains(g, f) {
+				continue next
+			}
+		}
+		return id
+	}
+	return ""
 }

@@ -36,3 +36,23 @@ func TestAdvanceUntil(t *testing.T) {
 		t.Fatalf("moved %v, now %v", moved, clk.Now())
 	}
 }
+
+//go:noinline
+func parkedOnChannel(c chan struct{}) { <-c }
+
+// Parked finds a goroutine blocked in a named call, and only once it is
+// blocked there.
+func TestParked(t *testing.T) {
+	c := make(chan struct{})
+	done := make(chan struct{})
+	go func() { parkedOnChannel(c); close(done) }()
+	Parked(t, 10*time.Second, "probe.parkedOnChannel(")
+	if parkedIn([]string{"probe.parkedOnChannel(", "no such frame"}) != "" {
+		t.Fatal("found a goroutine with a frame it does not have")
+	}
+	close(c)
+	<-done
+	if parkedIn([]string{"probe.parkedOnChannel("}) != "" {
+		t.Fatal("found a goroutine that returned")
+	}
+}

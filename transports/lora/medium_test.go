@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/transports"
 )
 
@@ -298,15 +299,22 @@ func TestRadioErrors(t *testing.T) {
 	}
 }
 
+// blockedRecv is the call TestRadioCloseUnblocksRecv waits on.
+//
+//go:noinline
+func blockedRecv(r *Radio) error {
+	_, err := r.Recv(context.Background())
+	return err
+}
+
 func TestRadioCloseUnblocksRecv(t *testing.T) {
 	m, _ := newMedium(t, 1)
 	a := attach(t, m, "a", sf7)
-	done := make(chan error)
-	go func() {
-		_, err := a.Recv(context.Background())
-		done <- err
-	}()
-	time.Sleep(10 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- blockedRecv(a) }()
+	// Recv is blocked waiting for a frame before Close: Close is what
+	// ends it (a Recv that starts after Close returns at its first check).
+	probe.Parked(t, 5*time.Second, "lora.blockedRecv(", "(*Radio).Recv(")
 	a.Close()
 	select {
 	case err := <-done:
@@ -318,27 +326,49 @@ func TestRadioCloseUnblocksRecv(t *testing.T) {
 	}
 }
 
-// With the real clock the medium runs in real time.
-func TestMediumRealClock(t *testing.T) {
-	m := NewMedium(MediumOptions{Rand: rand.New(rand.NewPCG(1, 1))})
+// A Recv waiting for a frame is woken by the medium's own timer on its
+// clock at the end of the frame's airtime, not before, and not by a
+// Sync, TryRecv or Advance of the test (the frame is delivered from the
+// clock's timer). With no clock given, the medium runs on the real one.
+func TestMediumRecvWokenByTheClock(t *testing.T) {
+	m, clk := newMedium(t, 1)
 	p := params(7, 500000, CR45)
 	a, b := attach(t, m, "a", p), attach(t, m, "b", p)
 	airtime, _ := Airtime(p, 16) // about 12 ms
-	start := time.Now()
+	type got struct {
+		pkt Packet
+		err error
+	}
+	done := make(chan got, 1)
+	go func() {
+		pkt, err := b.Recv(context.Background())
+		done <- got{pkt, err}
+	}()
+	probe.Parked(t, 5*time.Second, "(*Radio).Recv(")
 	if err := a.Send([]byte("real-time frame!")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	pkt, err := b.Recv(ctx)
-	if err != nil {
-		t.Fatal(err)
+	clk.Advance(airtime - time.Nanosecond)
+	if s := m.Stats(); s.Delivered != 0 {
+		t.Fatalf("delivered before the airtime was over: %+v", s)
 	}
-	if el := time.Since(start); el < airtime {
-		t.Errorf("delivered after %v, airtime %v", el, airtime)
+	select {
+	case r := <-done:
+		t.Fatalf("Recv returned before the airtime was over: %+v, %v", r.pkt, r.err)
+	default:
 	}
-	if string(pkt.Data) != "real-time frame!" || pkt.From != "a" {
-		t.Errorf("got %+v", pkt)
+	clk.Advance(time.Nanosecond)
+	select {
+	case r := <-done:
+		if r.err != nil || string(r.pkt.Data) != "real-time frame!" || r.pkt.From != "a" ||
+			!r.pkt.Start.Equal(t0) || r.pkt.End.Sub(r.pkt.Start) != airtime {
+			t.Fatalf("got %+v, %v; want the frame from a, on air from %v for %v", r.pkt, r.err, t0, airtime)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Recv not woken at the end of the airtime")
+	}
+	if _, real := NewMedium(MediumOptions{}).clk.(clock.Real); !real {
+		t.Fatal("a medium without a clock does not run on the real one")
 	}
 }
 

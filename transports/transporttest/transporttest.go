@@ -18,10 +18,12 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/transports"
 )
 
@@ -318,14 +320,47 @@ func testClose(t *testing.T, h Harness) {
 	}
 }
 
+// blockedRead is the call testCloseUnblocksRead waits on; its name marks
+// the goroutine for probe.Parked.
+//
+//go:noinline
+func blockedRead(c transports.Conn) error {
+	_, err := c.ReadFrame()
+	return err
+}
+
+// blockedWrite writes frames until one fails, counting those that did not.
+//
+//go:noinline
+func blockedWrite(c transports.Conn, p []byte, written *atomic.Int64) error {
+	for {
+		if err := c.WriteFrame(p); err != nil {
+			return err
+		}
+		written.Add(1)
+	}
+}
+
+// parked waits until a goroutine is blocked in the named call of this
+// package and inside the transport's method.
+func parked(t *testing.T, call, method string) {
+	t.Helper()
+	probe.Parked(t, wait, "transporttest."+call+"(", method+"(")
+}
+
 func testCloseUnblocksRead(t *testing.T, h Harness) {
 	e := newEnv(t, h)
-	d, _ := e.pair(t)
+	d, _ := e.pair(t) // the accepted end writes nothing
 	done := make(chan error, 1)
-	go func() {
-		_, err := d.ReadFrame()
-		done <- err
-	}()
+	go func() { done <- blockedRead(d) }()
+	// ReadFrame is blocked before Close, not merely started: Close must
+	// be what ends it.
+	parked(t, "blockedRead", "ReadFrame")
+	select {
+	case err := <-done:
+		t.Fatalf("ReadFrame returned %v with nothing sent", err)
+	default:
+	}
 	d.Close()
 	select {
 	case err := <-done:
@@ -340,40 +375,59 @@ func testCloseUnblocksRead(t *testing.T, h Harness) {
 func testCloseUnblocksWrite(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	d, _ := e.pair(t) // nobody reads the accepted end: writes back up
-	started := make(chan struct{})
+	var written atomic.Int64
 	done := make(chan error, 1)
-	go func() {
-		p := make([]byte, Limit)
-		for i := 0; ; i++ {
-			if i == 4 {
-				close(started)
-			}
-			if err := d.WriteFrame(p); err != nil {
-				done <- err
-				return
-			}
+	go func() { done <- blockedWrite(d, make([]byte, Limit), &written) }()
+	// The buffers between the ends fill up until a WriteFrame blocks for
+	// good: wait until one is parked, and stays parked with no frame
+	// written for a while (a write may also wait a moment for the
+	// transport's send loop), so Close comes while a write is blocked.
+	var n int64
+	deadline := time.Now().Add(wait)
+	for {
+		n = written.Load()
+		probe.ParkedFor(t, wait, 100*time.Millisecond, "transporttest.blockedWrite(", "WriteFrame(")
+		if written.Load() == n {
+			break
 		}
-	}()
-	<-started
+		if time.Now().After(deadline) {
+			t.Fatalf("no WriteFrame blocked within %v (%d frames written)", wait, written.Load())
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the writer stopped after %d frames: %v", n, err)
+	default:
+	}
 	d.Close()
 	select {
 	case err := <-done:
 		if !errors.Is(err, net.ErrClosed) {
 			t.Errorf("blocked WriteFrame returned %v, want net.ErrClosed", err)
 		}
+		// The write that failed is the one that was blocked.
+		if got := written.Load(); got != n {
+			t.Errorf("%d frames written while the write was blocked, then %d: the write was not blocked", n, got)
+		}
 	case <-time.After(wait):
 		t.Fatal("Close did not unblock WriteFrame")
 	}
+}
+
+// blockedAccept is the call testListenerClose waits on.
+//
+//go:noinline
+func blockedAccept(ln transports.Listener) error {
+	_, err := ln.Accept(context.Background())
+	return err
 }
 
 func testListenerClose(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	d, a := e.pair(t)
 	blocked := make(chan error, 1)
-	go func() {
-		_, err := e.ln.Accept(context.Background())
-		blocked <- err
-	}()
+	go func() { blocked <- blockedAccept(e.ln) }()
+	parked(t, "blockedAccept", "Accept")
 	if err := e.ln.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

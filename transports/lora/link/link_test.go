@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/transports/lora"
@@ -356,6 +357,8 @@ func TestCloseSemantics(t *testing.T) {
 	// A blocked ReadFrame returns when the connection closes.
 	blocked := make(chan error, 1)
 	go func() { _, err := ba.ReadFrame(); blocked <- err }()
+	// Blocked before Close, so Close is what ends it.
+	probe.Parked(t, 10*time.Second, "(*conn).ReadFrame(")
 	if err := ba.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -419,6 +422,7 @@ func TestCloseSemantics(t *testing.T) {
 	}
 	acceptErr := make(chan error, 1)
 	go func() { _, err := ln.Accept(context.Background()); acceptErr <- err }()
+	probe.Parked(t, 10*time.Second, "link.(*listener).Accept(")
 	a.tr.Close()
 	select {
 	case err := <-acceptErr:
