@@ -16,6 +16,7 @@ import (
 	quicgo "github.com/quic-go/quic-go"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/transports/transporttest"
 )
@@ -143,29 +144,39 @@ func TestListenerRefusesBadClients(t *testing.T) {
 	base := func() *tls.Config {
 		return &tls.Config{InsecureSkipVerify: true, NextProtos: []string{ALPN}, Certificates: []tls.Certificate{good}}
 	}
+	// TLS refuses these inside quic-go with an alert, carried as the
+	// CRYPTO_ERROR 0x100+alert of the connection's close.
+	const (
+		alertBadCertificate        = 42
+		alertCertificateRequired   = 116
+		alertNoApplicationProtocol = 120
+	)
 	tests := []struct {
-		name string
-		conf func() *tls.Config
+		name  string
+		conf  func() *tls.Config
+		alert uint64
 	}{
-		{"no client certificate", func() *tls.Config { c := base(); c.Certificates = nil; return c }},
-		{"ECDSA certificate", func() *tls.Config { c := base(); c.Certificates = []tls.Certificate{ecdsaCert(t)}; return c }},
-		{"other ALPN", func() *tls.Config { c := base(); c.NextProtos = []string{"h3"}; return c }},
+		{"no client certificate", func() *tls.Config { c := base(); c.Certificates = nil; return c }, alertCertificateRequired},
+		{"ECDSA certificate", func() *tls.Config { c := base(); c.Certificates = []tls.Certificate{ecdsaCert(t)}; return c }, alertBadCertificate},
+		{"other ALPN", func() *tls.Config { c := base(); c.NextProtos = []string{"h3"}; return c }, alertNoApplicationProtocol},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			// TLS refuses these inside quic-go: the dial fails, or (TLS 1.3
-			// clients finish before the server checks their certificate)
-			// the server closes the connection right after.
+			// The dial fails, or (TLS 1.3 clients finish before the server
+			// checks their certificate) the server closes the connection
+			// right after: either way with the listener's alert.
 			qc, err := rawDial(t, ln.Addr(), tc.conf())
-			if err != nil {
-				t.Logf("dial failed: %v", err)
-				return
+			if err == nil {
+				select {
+				case <-qc.Context().Done():
+					err = context.Cause(qc.Context())
+				case <-ctxT(t).Done():
+					t.Fatal("the listener kept the connection open")
+				}
 			}
-			select {
-			case <-qc.Context().Done():
-				t.Logf("closed by the listener: %v", context.Cause(qc.Context()))
-			case <-ctxT(t).Done():
-				t.Fatal("the listener kept the connection open")
+			var te *quicgo.TransportError
+			if !errors.As(err, &te) || !te.Remote || te.ErrorCode != quicgo.TransportErrorCode(0x100+tc.alert) {
+				t.Fatalf("refused with %v, want the listener's CRYPTO_ERROR %#x (TLS alert %d)", err, 0x100+tc.alert, tc.alert)
 			}
 		})
 	}
@@ -193,11 +204,28 @@ func TestListenerRefusesBadClients(t *testing.T) {
 		<-qc.Context().Done() // and the listener closed the connection
 	})
 
-	// None of them reached Accept.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if c, err := ln.Accept(ctx); err == nil {
-		t.Errorf("a bad client was accepted: %s", c.Peer())
+	// None of them reached Accept: no handshake of the listener succeeded
+	// (a connection queued for Accept has), their slots are free, and the
+	// first connection Accept returns is a good client's that came after.
+	q := ln.(*listener).q
+	if st := q.Stats(); st.Good != 0 {
+		t.Fatalf("%d sources completed a handshake: %+v", st.Good, st)
+	}
+	probe.Until(t, 10*time.Second, func() bool { return q.Stats().Pending == 0 }, "handshake slots released: %+v", q.Stats())
+	goodTr := newTransport(t, client, Options{})
+	ctx := ctxT(t)
+	d, err := goodTr.Dial(ctx, ln.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Peer() != client.Address() {
+		t.Errorf("Accept returned %s before the good client %s: a bad client was accepted", c.Peer(), client.Address())
 	}
 }
 
