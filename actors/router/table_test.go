@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
@@ -286,8 +287,18 @@ func newSlowTable(cfg TableConfig) *slowTable {
 	return &slowTable{cfg: cfg.withDefaults(), routes: map[[16]byte][]Route{}, seqs: map[[16]byte]SeqRecord{}}
 }
 
-func asPath(r Route) path {
-	return path{nextHop: r.NextHop, link: r.Link, hops: r.Hops, refreshed: r.Refreshed}
+// modelCompare orders two paths to one destination as Table documents
+// it, best first: fewest hops, then the most recently refreshed, then (a
+// tie the documentation leaves open; the table breaks it so) the lower
+// neighbour address. It is the model's own reading of the rule, written
+// apart from the table's comparator so that the comparison is checked
+// too, not trusted.
+func modelCompare(a, b Route) int {
+	return cmp.Or(
+		cmp.Compare(a.Hops, b.Hops),
+		b.Refreshed.Compare(a.Refreshed),
+		bytes.Compare(a.NextHop[:], b.NextHop[:]),
+	)
 }
 
 func (s *slowTable) best(a [16]byte) (Route, bool) {
@@ -297,7 +308,7 @@ func (s *slowTable) best(a [16]byte) (Route, bool) {
 	}
 	b := ps[0]
 	for _, p := range ps[1:] {
-		if better(asPath(p), asPath(b)) {
+		if modelCompare(p, b) < 0 {
 			b = p
 		}
 	}
@@ -376,11 +387,11 @@ func (s *slowTable) update(r Route, now time.Time) (Change, error) {
 	default:
 		w := 0
 		for j := range ps {
-			if better(asPath(ps[w]), asPath(ps[j])) {
+			if modelCompare(ps[j], ps[w]) > 0 {
 				w = j
 			}
 		}
-		if !better(asPath(r), asPath(ps[w])) {
+		if modelCompare(r, ps[w]) >= 0 {
 			return ChangeNone, nil
 		}
 		ps[w] = r
@@ -505,7 +516,7 @@ func compareToModel(t *testing.T, step int, tab *Table, slow *slowTable, nodes [
 		}
 		paths := tab.Paths(n.addr)
 		model := slices.Clone(slow.routes[n.addr])
-		slices.SortFunc(model, func(x, y Route) int { return comparePaths(asPath(x), asPath(y)) })
+		slices.SortFunc(model, modelCompare)
 		if !slices.EqualFunc(paths, model, routesEqual) {
 			t.Fatalf("step %d: Paths(%x) = %+v\nmodel %+v", step, n.addr[:2], paths, model)
 		}
