@@ -82,12 +82,19 @@ func TestNodeProcessLifecycle(t *testing.T) {
 // TestNodeEmbeddedDefaults runs `qpc node` with no flags at all, as
 // `make run` does: identity in ./qpc-data, admin API on 127.0.0.1:7780.
 func TestNodeEmbeddedDefaults(t *testing.T) {
+	// Every port the embedded defaults bind: the admin API and TCP on
+	// 7780 and 7701, QUIC on 7702/udp.
 	for _, addr := range []string{"127.0.0.1:7780", "127.0.0.1:7701"} {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Skipf("SKIP: %s is in use on this machine; cannot run the node on embedded defaults", addr)
+			t.Skipf("SKIP: %s/tcp is in use on this machine; cannot run the node on embedded defaults", addr)
 		}
 		l.Close()
+	}
+	if u, err := net.ListenPacket("udp", "127.0.0.1:7702"); err != nil {
+		t.Skipf("SKIP: 127.0.0.1:7702/udp is in use on this machine; cannot run the node on embedded defaults")
+	} else {
+		u.Close()
 	}
 	dir := t.TempDir()
 	p := startNode(t, dir)
