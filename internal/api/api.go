@@ -605,9 +605,10 @@ func writeBackendError(w http.ResponseWriter, err error) {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	// Compact, one value and a newline: the inbox can answer with a
+	// thousand messages, and indenting them costs the node more than
+	// encoding them (pipe through jq to read it).
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func writeError(w http.ResponseWriter, e *Error) {

@@ -43,11 +43,11 @@ func raw(t *testing.T, addr, method, path, host string, hdr map[string]string, b
 
 func errorCode(b []byte) string {
 	s := string(b)
-	i := strings.Index(s, `"code": "`)
+	i := strings.Index(s, `"code":"`)
 	if i < 0 {
 		return ""
 	}
-	s = s[i+len(`"code": "`):]
+	s = s[i+len(`"code":"`):]
 	return s[:strings.IndexByte(s, '"')]
 }
 
