@@ -174,8 +174,10 @@ func (m *manager) start(ctx actor.Context) {
 func (m *manager) startLinks(ctx actor.Context) {
 	c := m.cfg
 	for _, b := range c.Listeners {
-		la := &listenerActor{deps: m.deps, ln: b.Listener, name: b.URI}
-		pid, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return la },
+		// A fresh instance per (re)start: a restarted listener must not
+		// share the failed one's state or accept loop.
+		deps, ln, name := m.deps, b.Listener, b.URI
+		pid, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &listenerActor{deps: deps, ln: ln, name: name} },
 			actor.WithSupervisor(stopLinks)), "listen-"+sanitize(b.URI))
 		if err != nil {
 			panic(fmt.Sprintf("links: spawn listener %s: %v", b.URI, err))
@@ -207,8 +209,11 @@ func (m *manager) spawnDialer(ctx actor.Context, uri string, want crypto.Address
 		m.peers.GaveUp(uri, "no "+scheme+" transport on this node", m.deps.clock.Now())
 		return nil
 	}
-	d := &dialerActor{deps: m.deps, uri: uri, transport: t, addr: addr, want: want, once: once}
-	pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return d }, actor.WithSupervisor(stopLinks)))
+	deps := m.deps
+	pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		// A fresh instance per (re)start, dialling from its first attempt.
+		return &dialerActor{deps: deps, uri: uri, transport: t, addr: addr, want: want, once: once}
+	}, actor.WithSupervisor(stopLinks)))
 	ctx.Watch(pid)
 	m.dialers[uri] = pid
 	m.children = append(m.children, pid)

@@ -17,8 +17,9 @@ import (
 type (
 	dialNow    struct{}
 	dialResult struct {
-		conn transports.Conn
-		err  error
+		conn  transports.Conn
+		err   error
+		owner *dialerActor // the instance that dialled (a restart makes a new one)
 	}
 )
 
@@ -55,6 +56,12 @@ func (d *dialerActor) Receive(ctx actor.Context) {
 		}
 		d.dial(ctx)
 	case *dialResult:
+		if m.owner != d { // dialled by the instance before a restart
+			if m.conn != nil {
+				m.conn.Close()
+			}
+			return
+		}
 		d.cancel = nil
 		d.onResult(ctx, m)
 	case *actor.Terminated:
@@ -77,13 +84,17 @@ func (d *dialerActor) Receive(ctx actor.Context) {
 		if d.cancel != nil {
 			d.cancel()
 		}
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
+		// A dial in flight ends, and its late result is not for the next
+		// instance: it would count an attempt that instance did not make.
 		if d.cancel != nil {
 			d.cancel()
 		}
 		if d.timer != nil {
 			d.timer.Stop()
 		}
+	case *failForTest:
+		panic("links: dialer test fault")
 	}
 }
 
@@ -93,7 +104,7 @@ func (d *dialerActor) dial(ctx actor.Context) {
 	d.report(ctx, peerEvent{kind: evDialling})
 	dctx, cancel := context.WithTimeout(context.Background(), 2*transports.DefaultHandshakeTimeout)
 	d.cancel = cancel
-	sys, self := ctx.ActorSystem(), ctx.Self()
+	sys, self, owner := ctx.ActorSystem(), ctx.Self(), d
 	t, addr, want := d.transport, d.addr, d.want
 	go func() {
 		defer cancel()
@@ -107,7 +118,7 @@ func (d *dialerActor) dial(ctx actor.Context) {
 		if err != nil && dctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return // the dialer stopped
 		}
-		sys.Root.Send(self, &dialResult{conn: c, err: err})
+		sys.Root.Send(self, &dialResult{conn: c, err: err, owner: owner})
 	}()
 }
 

@@ -35,4 +35,12 @@
 // transports.Listener values) belong to the node, which binds them before
 // the tree starts (so a port in use fails the start with a clear error)
 // and closes them at Cleanup; an actor restart never loses a bound port.
+//
+// Restarts: listeners and dialers are made afresh by their producers; a
+// failing listener cancels its accept loop (the next instance starts its
+// own) and its links stop with it, freeing their inbound slots; a failing
+// dialer cancels its dial, and a result of the instance before is closed,
+// not taken. The manager's link table and peer states are rebuilt from
+// the links that come up again: links are connections, not state worth
+// keeping past the failure of their owner.
 package links

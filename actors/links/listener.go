@@ -57,8 +57,13 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		}
 	case *quiesce:
 		l.cancel()
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
+		// The accept loop ends; on a restart the next instance starts its
+		// own. The links this one spawned stop with it, and their
+		// Terminated (still delivered to this instance) free their slots.
 		l.cancel()
+	case *failForTest:
+		panic("links: listener test fault")
 	case *actor.Stopped:
 		for id := range l.slots {
 			delete(l.slots, id)
@@ -66,6 +71,9 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		}
 	}
 }
+
+// failForTest makes a listener or dialer panic (package tests only).
+type failForTest struct{}
 
 // accept runs until the listener closes or the actor stops.
 func (l *listenerActor) accept(ctx context.Context, sys *actor.ActorSystem, self *actor.PID) {
