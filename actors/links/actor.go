@@ -68,13 +68,21 @@ type manager struct {
 	disc     *discovery.Service
 	draining bool
 	linking  bool // StartLinks received
+	carry    *managerCarry
 }
+
+// managerCarry is what a failing manager leaves the next instance (New's
+// producer gives all instances the same one): whether the node had told
+// it to link, and whether it drains. Without it a restarted manager would
+// wait for a StartLinks that never comes again: no listener, no dialer.
+type managerCarry struct{ linking, draining bool }
 
 // New returns the manager's Props.
 func New(cfg Config) *actor.Props {
 	ids := &atomic.Uint64{} // link ids stay unique across manager restarts
+	carry := &managerCarry{}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &manager{cfg: cfg, deps: &deps{linkIDs: ids}}
+		return &manager{cfg: cfg, deps: &deps{linkIDs: ids}, carry: carry}
 	}, actor.WithSupervisor(actor.NewOneForOneStrategy(10, 0, actor.DefaultDecider)))
 }
 
@@ -82,6 +90,13 @@ func (m *manager) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		m.start(ctx)
+		if c := m.carry; c != nil && c.linking {
+			// A restart: listen, dial and discover again as before.
+			m.linking, m.draining = true, c.draining
+			if !m.draining {
+				m.startLinks(ctx)
+			}
+		}
 	case *messages.StartLinks:
 		if !m.linking && !m.draining {
 			m.linking = true
@@ -144,6 +159,21 @@ func (m *manager) Receive(ctx actor.Context) {
 		ctx.Respond(&messages.Persisted{Actor: Name})
 	case *actor.Stopping:
 		m.closeDiscovery()
+	case *actor.Restarting:
+		// The links, listeners and dialers stop with this instance: tell
+		// the router and the announcer those links are gone (the next
+		// instance does not know them), and leave it the linking state.
+		m.closeDiscovery()
+		for _, info := range m.table.List() {
+			m.table.Remove(info.ID)
+			ctx.ActorSystem().EventStream.Publish(&messages.PeerDown{Node: m.deps.self, Link: info, Reason: "transports manager restarted"})
+		}
+		m.gauge()
+		if m.carry != nil {
+			*m.carry = managerCarry{linking: m.linking, draining: m.draining}
+		}
+	case *failForTest:
+		panic("links: manager test fault")
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/quicprochat/qpc/messages"
 )
 
 // goroutinesIn counts the goroutines whose stack has fn in it.
@@ -62,4 +64,33 @@ func TestListenerRestartIsAFreshInstance(t *testing.T) {
 	if v := testutil.ToFloat64(h.metrics.Refused.WithLabelValues("mem", "max_inbound_links")); v != 0 {
 		t.Fatalf("%v links refused by the cap after the restart: the failed instance's slots were kept", v)
 	}
+}
+
+// A transports manager that panics comes back linking: its links go
+// (PeerDown for each, so the router forgets routes through them), and its
+// listener accepts again without a second StartLinks from the node.
+func TestManagerRestartListensAgain(t *testing.T) {
+	h := newHub(t, 8)
+	downs := make(chan *messages.PeerDown, 8)
+	sub := h.sys.EventStream.Subscribe(func(ev any) {
+		if d, ok := ev.(*messages.PeerDown); ok {
+			downs <- d
+		}
+	})
+	defer h.sys.EventStream.Unsubscribe(sub)
+	h.dial(t)
+	h.waitLinks(t, 1)
+
+	h.sys.Root.Send(h.pid, &failForTest{})
+	select {
+	case d := <-downs:
+		if d.Reason != "transports manager restarted" {
+			t.Fatalf("PeerDown reason %q", d.Reason)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no PeerDown for the link of the failed manager")
+	}
+	h.waitLinks(t, 0)
+	h.dial(t) // through the restarted manager's listener
+	h.waitLinks(t, 1)
 }
