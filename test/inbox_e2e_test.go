@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quicprochat/qpc/internal/probe"
 )
 
 // TestInboxFollowAcrossNodeRestart: SIGTERM to a node with `qpc inbox
@@ -74,15 +76,11 @@ func TestInboxFollowAcrossNodeRestart(t *testing.T) {
 // waitRouteTo polls a node's routes until it has one to addr.
 func waitRouteTo(t *testing.T, api, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, _, _ := qpc(t, "routes", "--json", "--api", api)
-		if strings.Contains(out, addr) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no route to %s at %s:\n%s", addr, api, out)
-		}
-		time.Sleep(50 * time.Millisecond) // polling another process
+	var out string
+	if !probe.WaitEvery(30*time.Second, pollEvery, func() bool {
+		out, _, _ = qpc(t, "routes", "--json", "--api", api)
+		return strings.Contains(out, addr)
+	}) {
+		t.Fatalf("no route to %s at %s:\n%s", addr, api, out)
 	}
 }

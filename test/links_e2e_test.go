@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quicprochat/qpc/internal/probe"
 )
 
 type statusLinks struct {
@@ -22,20 +24,21 @@ type statusLinks struct {
 // over transport.
 func waitPeer(t *testing.T, api, peer, transport string, within time.Duration) statusLinks {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	var st statusLinks
-	for time.Now().Before(deadline) {
+	if !probe.WaitEvery(within, pollEvery, func() bool {
+		st = statusLinks{}
 		out, _, code := qpc(t, "status", "--json", "--api", api)
 		if code == 0 && json.Unmarshal([]byte(out), &st) == nil {
 			for _, l := range st.Links {
 				if (peer == "" || l.Peer == peer) && l.Transport == transport {
-					return st
+					return true
 				}
 			}
 		}
-		time.Sleep(50 * time.Millisecond) // polling another process's state
+		return false
+	}) {
+		t.Fatalf("no %s link to %q on %s within %v: %+v", transport, peer, api, within, st)
 	}
-	t.Fatalf("no %s link to %q on %s within %v: %+v", transport, peer, api, within, st)
 	return st
 }
 

@@ -43,6 +43,10 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
+// pollEvery is how often a test asks another process again (a probe
+// that starts a qpc process each time).
+const pollEvery = 50 * time.Millisecond
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

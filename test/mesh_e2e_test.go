@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quicprochat/qpc/internal/probe"
 )
 
 // TestThreeProcessLine is acceptance 1 of the mesh issue with the real
@@ -36,16 +38,12 @@ func TestThreeProcessLine(t *testing.T) {
 	addrB, addrC := addr(apiB), addr(apiC)
 
 	// A learns C's route (through B) from the announces.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, _, _ := qpc(t, "routes", "--json", "--api", apiA)
-		if strings.Contains(out, addrC) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("A has no route to C:\n%s\nA:\n%s", out, a.log)
-		}
-		time.Sleep(50 * time.Millisecond) // polling another process
+	var routes string
+	if !probe.WaitEvery(20*time.Second, pollEvery, func() bool {
+		routes, _, _ = qpc(t, "routes", "--json", "--api", apiA)
+		return strings.Contains(routes, addrC)
+	}) {
+		t.Fatalf("A has no route to C:\n%s\nA:\n%s", routes, a.log)
 	}
 	// --wait returns once C's receipt is back: delivered, exit 0.
 	out, errOut, code := qpc(t, "send", addrC, "hello", "--wait", "--api", apiA)
@@ -56,11 +54,10 @@ func TestThreeProcessLine(t *testing.T) {
 		t.Fatalf("outbox after delivery: %d %q", code, out)
 	}
 	// C's inbox: wait for the message with a long poll.
-	out, errOut, code = qpc(t, "inbox", "--json", "--api", apiC)
-	for i := 0; code == 0 && !strings.Contains(out, `"hello"`) && i < 100; i++ {
-		time.Sleep(50 * time.Millisecond) // polling another process
+	probe.WaitEvery(5*time.Second, pollEvery, func() bool {
 		out, errOut, code = qpc(t, "inbox", "--json", "--api", apiC)
-	}
+		return code != 0 || strings.Contains(out, `"hello"`)
+	})
 	if code != 0 || !strings.Contains(out, `"text":"hello"`) {
 		for _, api := range []string{apiA, apiB, apiC} {
 			st, _, _ := qpc(t, "stats", "--api", api)

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quicprochat/qpc/internal/probe"
 )
 
 // TestRelayRestartRoutesComeBack is issue 9 item 1 with real processes:
@@ -110,32 +112,26 @@ func routesTo(t *testing.T, api, addr string) (bool, string) {
 // fails after within.
 func waitRouteToWithin(t *testing.T, api, addr string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, out := routesTo(t, api, addr)
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no route to %s at %s within %v:\n%s", addr, api, within, out)
-		}
-		time.Sleep(50 * time.Millisecond) // polling another process
+	var out string
+	if !probe.WaitEvery(within, pollEvery, func() bool {
+		var ok bool
+		ok, out = routesTo(t, api, addr)
+		return ok
+	}) {
+		t.Fatalf("no route to %s at %s within %v:\n%s", addr, api, within, out)
 	}
 }
 
 // waitNoRouteTo polls a node's routes until the one to addr is gone.
 func waitNoRouteTo(t *testing.T, api, addr string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, out := routesTo(t, api, addr)
-		if !ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("route to %s at %s still there after %v:\n%s", addr, api, within, out)
-		}
-		time.Sleep(50 * time.Millisecond) // polling another process
+	var out string
+	if !probe.WaitEvery(within, pollEvery, func() bool {
+		var ok bool
+		ok, out = routesTo(t, api, addr)
+		return !ok
+	}) {
+		t.Fatalf("route to %s at %s still there after %v:\n%s", addr, api, within, out)
 	}
 }
 
@@ -143,15 +139,12 @@ func waitNoRouteTo(t *testing.T, api, addr string, within time.Duration) {
 func waitInbox(t *testing.T, api, text string, within time.Duration) {
 	t.Helper()
 	want, _ := json.Marshal(text)
-	deadline := time.Now().Add(within)
-	for {
-		out, _, code := qpc(t, "inbox", "--json", "--api", api)
-		if code == 0 && strings.Contains(out, `"text":`+string(want)) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%q not in the inbox at %s within %v:\n%s", text, api, within, out)
-		}
-		time.Sleep(50 * time.Millisecond) // polling another process
+	var out string
+	if !probe.WaitEvery(within, pollEvery, func() bool {
+		var code int
+		out, _, code = qpc(t, "inbox", "--json", "--api", api)
+		return code == 0 && strings.Contains(out, `"text":`+string(want))
+	}) {
+		t.Fatalf("%q not in the inbox at %s within %v:\n%s", text, api, within, out)
 	}
 }

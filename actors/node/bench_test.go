@@ -12,6 +12,7 @@ import (
 
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports/transporttest"
 )
@@ -107,15 +108,10 @@ func benchNodes(b *testing.B, scheme string, size int) {
 }
 
 func waitLinkB(b *testing.B, from, to *Node) {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	probe.Until(b, 10*time.Second, func() bool {
 		ls, _ := from.Links(context.Background())
-		if len(ls) > 0 {
-			return
-		}
-		time.Sleep(5 * time.Millisecond) // polling the link table
-	}
-	b.Fatal("no link")
+		return len(ls) > 0
+	}, "a link")
 }
 
 // BenchmarkChainDelivery sends sealed 32-byte texts from A to C across the
@@ -155,9 +151,8 @@ func BenchmarkChainDelivery(b *testing.B) {
 	close(work)
 	wg.Wait()
 	delivered := a.Metrics().Mesh.Messages.WithLabelValues(router.StateDelivered)
-	for testutil.ToFloat64(delivered) < float64(b.N) {
-		time.Sleep(time.Millisecond) // polling a counter the router bumps
-	}
+	probe.Until(b, 5*time.Minute, func() bool { return testutil.ToFloat64(delivered) >= float64(b.N) },
+		"%d messages delivered", b.N)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	for _, n := range []struct {
 		name string

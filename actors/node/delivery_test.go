@@ -19,6 +19,7 @@ import (
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -106,18 +107,15 @@ func waitStates(t *testing.T, a *Node, ids map[[16]byte]string, want string, tim
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for id := range ids {
-		for {
-			st, err := a.Message(context.Background(), id)
-			if err != nil {
+		var st *messages.MessageStatus
+		if !probe.Wait(time.Until(deadline), func() bool {
+			var err error
+			if st, err = a.Message(context.Background(), id); err != nil {
 				t.Fatal(err)
 			}
-			if st.Found && st.State == want {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("message %x is %q (%s), want %q", id[:4], st.State, st.Reason, want)
-			}
-			time.Sleep(5 * time.Millisecond) // polling the outbox
+			return st.Found && st.State == want
+		}) {
+			t.Fatalf("message %x is %q (%s), want %q", id[:4], st.State, st.Reason, want)
 		}
 	}
 }
@@ -164,21 +162,15 @@ func TestFailedOnlyAtExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st *messages.MessageStatus
-	for {
+	probe.Until(t, 15*time.Second, func() bool {
 		if st, err = a.Message(context.Background(), res.ID); err != nil {
 			t.Fatal(err)
-		}
-		if st.State == router.StateFailed {
-			break
 		}
 		if st.State == router.StateDelivered {
 			t.Fatal("delivered to a node that is gone")
 		}
-		if time.Since(start) > 15*time.Second {
-			t.Fatalf("still %s after 15 s", st.State)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the outbox
-	}
+		return st.State == router.StateFailed
+	}, "the message failed")
 	// The expiry has one-second resolution: at least 2 s of a 3 s life.
 	if !st.Done.After(start.Add(2*time.Second)) || st.Done.Before(st.Expiry) {
 		t.Fatalf("failed at %s, %s after sending, expiry %s", st.Done, st.Done.Sub(start), st.Expiry)
@@ -320,8 +312,7 @@ func TestRouterRestartsUnderLoad(t *testing.T) {
 // holds addr.
 func waitTableWritten(t *testing.T, n *Node, addr crypto.Address) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	probe.Until(t, 10*time.Second, func() bool {
 		var found bool
 		n.db.View(func(tx *bolt.Tx) error {
 			if b := tx.Bucket([]byte("router")); b != nil {
@@ -329,14 +320,8 @@ func waitTableWritten(t *testing.T, n *Node, addr crypto.Address) {
 			}
 			return nil
 		})
-		if found {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never wrote a table with %s", n.Address().Short(), addr.Short())
-		}
-		time.Sleep(20 * time.Millisecond) // polling the database
-	}
+		return found
+	}, "%s wrote a table with %s", n.Address().Short(), addr.Short())
 }
 
 // A frame sent to one of the node's actors that is gone gives its link's

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/internal/probe"
 )
 
 // crashStop stops n as harshly as the Go API allows, modelling a receiver
@@ -35,12 +36,8 @@ func crashStop(n *Node) error {
 // waitGaugeEq polls a gauge (or counter) until it equals want.
 func waitGaugeEq(t testing.TB, g prometheus.Collector, want float64, timeout time.Duration, what string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for testutil.ToFloat64(g) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v after %s, want %v", what, testutil.ToFloat64(g), timeout, want)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a metric the actors set
+	if !probe.Wait(timeout, func() bool { return testutil.ToFloat64(g) == want }) {
+		t.Fatalf("%s = %v after %s, want %v", what, testutil.ToFloat64(g), timeout, want)
 	}
 }
 

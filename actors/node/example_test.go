@@ -55,12 +55,20 @@ func Example() {
 	}
 	defer b.Stop(context.Background())
 
-	// B learns A's keys from A's announce once their link is up.
+	// B learns A's keys from A's announce once their link is up: ask its
+	// routing table until then (or until ctx ends).
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if rs, _ := b.Routes(ctx); len(rs) > 0 {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			fmt.Println("no route to A:", ctx.Err())
+			return
+		}
 	}
 	res, err := b.SendText(ctx, a.Address(), []byte("hello, A"))
 	if err != nil {
@@ -79,7 +87,12 @@ func Example() {
 			fmt.Println(st.State)
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			fmt.Println("no receipt:", ctx.Err())
+			return
+		}
 	}
 	// Output:
 	// hello, A

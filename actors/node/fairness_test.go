@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/transports/tcp"
@@ -210,13 +211,8 @@ func TestFlooderOnItsOwnLinkIsSlowedNotDropped(t *testing.T) {
 
 	// The good peer starts once the flood has N's reader of the flooder's
 	// link waiting for credit: from then on it competes with a flood.
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(backpressure) == bpBefore {
-		if time.Now().After(deadline) {
-			t.Fatal("the flood never used up its link's credit")
-		}
-		time.Sleep(time.Millisecond) // polling a counter the link bumps
-	}
+	probe.Until(t, 10*time.Second, func() bool { return testutil.ToFloat64(backpressure) != bpBefore },
+		"the flood used up its link's credit")
 	var mu sync.Mutex
 	sentAt := make([]time.Time, goodN)
 	go func() {

@@ -118,6 +118,9 @@ func TestUnreadDeliveriesPinNoMemory(t *testing.T) {
 			t.Fatalf("delivery %d of %d not handed out", i, count+1)
 		}
 	}
+	// The feed counts a message once its receive is done: after the
+	// reader has it.
+	waitCount(t, n.metrics.FramesDelivered, count+1, "qpc_frames_delivered_total")
 	if got := testutil.ToFloat64(n.metrics.FramesDelivered); got != count+1 {
 		t.Fatalf("qpc_frames_delivered_total = %v, want %d", got, count+1)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quicprochat/qpc/internal/probe"
 )
 
 // TestNoGoroutineOutlivesTheNode starts and stops a node and checks that
@@ -27,16 +29,11 @@ func TestNoGoroutineOutlivesTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	http2Idle() // the test's own HTTP client keeps idle connections
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines before the node, %d after it stopped:\n%s", before, runtime.NumGoroutine(), filterStacks(string(buf)))
-		}
-		runtime.Gosched()
-		// Nothing signals a goroutine's end; poll the count until the deadline.
-		time.Sleep(10 * time.Millisecond)
+	// Nothing signals a goroutine's end; probe the count until the deadline.
+	if !probe.Wait(5*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Fatalf("%d goroutines before the node, %d after it stopped:\n%s", before, runtime.NumGoroutine(), filterStacks(string(buf)))
 	}
 }
 

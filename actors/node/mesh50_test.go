@@ -14,6 +14,8 @@ import (
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/internal/metrics"
+	"github.com/quicprochat/qpc/internal/probe"
+	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports/mem"
 )
 
@@ -64,44 +66,42 @@ func TestFiftyNodeMesh(t *testing.T) {
 	// Every node learns a route to every other.
 	deadline := time.Now().Add(20 * time.Second)
 	for _, n := range nodes {
-		for {
-			rs, err := n.Routes(context.Background())
-			if err == nil && len(rs) == N-1 {
-				break
+		var rs []messages.RouteInfo
+		if !probe.Wait(time.Until(deadline), func() bool {
+			var err error
+			rs, err = n.Routes(context.Background())
+			return err == nil && len(rs) == N-1
+		}) {
+			known := map[crypto.Address]bool{n.Address(): true}
+			for _, r := range rs {
+				known[r.Address] = true
 			}
-			if time.Now().After(deadline) {
-				known := map[crypto.Address]bool{n.Address(): true}
-				for _, r := range rs {
-					known[r.Address] = true
-				}
-				for j, o := range nodes {
-					if !known[o.Address()] {
-						holders := 0
-						peerKnows := false
-						for k, x := range nodes {
-							xr, _ := x.Routes(context.Background())
-							for _, r := range xr {
-								if r.Address == o.Address() {
-									holders++
-									if k == peers[j][0] {
-										peerKnows = true
-									}
+			for j, o := range nodes {
+				if !known[o.Address()] {
+					holders := 0
+					peerKnows := false
+					for k, x := range nodes {
+						xr, _ := x.Routes(context.Background())
+						for _, r := range xr {
+							if r.Address == o.Address() {
+								holders++
+								if k == peers[j][0] {
+									peerKnows = true
 								}
 							}
 						}
-						ol, _ := o.Links(context.Background())
-						t.Logf("missing node %d %s (peers %v): known by %d nodes, its peer knows it: %v, its links %d", j, o.Address().Short(), peers[j], holders, peerKnows, len(ol))
 					}
+					ol, _ := o.Links(context.Background())
+					t.Logf("missing node %d %s (peers %v): known by %d nodes, its peer knows it: %v, its links %d", j, o.Address().Short(), peers[j], holders, peerKnows, len(ol))
 				}
-				fams, _ := metrics.Snapshot(n.Gatherer())
-				for _, f := range fams {
-					if strings.Contains(f.Name, "mesh") || strings.Contains(f.Name, "link_") {
-						t.Logf("%s %+v", f.Name, f.Samples)
-					}
-				}
-				t.Fatalf("node %s knows %d of %d routes", n.Address().Short(), len(rs), N-1)
 			}
-			time.Sleep(10 * time.Millisecond) // polling the table while announces spread
+			fams, _ := metrics.Snapshot(n.Gatherer())
+			for _, f := range fams {
+				if strings.Contains(f.Name, "mesh") || strings.Contains(f.Name, "link_") {
+					t.Logf("%s %+v", f.Name, f.Samples)
+				}
+			}
+			t.Fatalf("node %s knows %d of %d routes", n.Address().Short(), len(rs), N-1)
 		}
 	}
 	// Messages between 25 sampled pairs arrive.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/internal/metrics"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -74,13 +75,7 @@ func TestMessageCrossesRelaySealed(t *testing.T) {
 		t.Fatal("C got nothing")
 	}
 	// The receipt comes back to A.
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(a.Metrics().Mesh.Receipts) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no receipt at A")
-		}
-		time.Sleep(5 * time.Millisecond) // polling a counter
-	}
+	waitCount(t, a.Metrics().Mesh.Receipts, 1, "receipts at A")
 	mu.Lock()
 	seen := seenByB
 	mu.Unlock()
@@ -135,14 +130,6 @@ func TestCapabilityChangeIsAnnounced(t *testing.T) {
 	if err := b.SetCapabilities(want); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if r := waitRoute(t, a, b.Address()); r.Capabilities == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("new capabilities not seen by the neighbour")
-		}
-		time.Sleep(5 * time.Millisecond) // polling the neighbour's table
-	}
+	probe.Until(t, 10*time.Second, func() bool { return waitRoute(t, a, b.Address()).Capabilities == want },
+		"new capabilities seen by the neighbour")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/internal/persist"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -150,20 +151,15 @@ func waitRoute(t testing.TB, n *Node, addr crypto.Address) messages.RouteInfo {
 // waitRouteGone probes until n has no route to addr.
 func waitRouteGone(t testing.TB, n *Node, addr crypto.Address) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !probe.Wait(20*time.Second, func() bool {
 		rs, _ := n.Routes(context.Background())
 		gone := true
 		for _, r := range rs {
 			gone = gone && r.Address != addr
 		}
-		if gone {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still routes to %s", n.Address().Short(), addr.Short())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the table
+		return gone
+	}) {
+		t.Fatalf("%s still routes to %s", n.Address().Short(), addr.Short())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/quicprochat/qpc/internal/api"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -15,19 +16,16 @@ import (
 func waitPeerStatus(t *testing.T, n *Node, state string) api.Peer {
 	t.Helper()
 	c := &api.Client{Addr: n.APIAddr()}
-	deadline := time.Now().Add(15 * time.Second)
 	var st api.Status
-	for {
+	var err error
+	if !probe.Wait(15*time.Second, func() bool {
 		st = api.Status{}
-		err := c.Get(context.Background(), "/v1/status", &st)
-		if err == nil && len(st.Peers) == 1 && st.Peers[0].State == state {
-			return st.Peers[0]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("peer not %s within 15s: %v %+v", state, err, st.Peers)
-		}
-		time.Sleep(10 * time.Millisecond) // polling the node's API
+		err = c.Get(context.Background(), "/v1/status", &st)
+		return err == nil && len(st.Peers) == 1 && st.Peers[0].State == state
+	}) {
+		t.Fatalf("peer not %s within 15s: %v %+v", state, err, st.Peers)
 	}
+	return st.Peers[0]
 }
 
 // Issue 9.5: qpc status lists the configured peers with their state and

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -53,12 +54,8 @@ func sealedTo(t testing.TB, id *crypto.Identity, n *Node, text string) []byte {
 // waitCount probes a counter until it reaches want.
 func waitCount(t testing.TB, c prometheus.Collector, want float64, what string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(c) < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v, want %v", what, testutil.ToFloat64(c), want)
-		}
-		time.Sleep(2 * time.Millisecond) // polling a counter the actors bump
+	if !probe.Wait(10*time.Second, func() bool { return testutil.ToFloat64(c) >= want }) {
+		t.Fatalf("%s = %v, want %v", what, testutil.ToFloat64(c), want)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/transports/mem"
 )
@@ -117,12 +118,10 @@ func TestUnreachablePeerIsLogged(t *testing.T) {
 	c.Transports.Peers = []string{addr}
 	n, logs := startNode(t, c, WithDialBackoff(linksBackoffFast))
 	_ = n
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), `level=INFO msg="cannot dial peer; retrying with back-off"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no info line for the unreachable peer:\n%s", logs)
-		}
-		time.Sleep(10 * time.Millisecond) // polling the log
+	if !probe.Wait(10*time.Second, func() bool {
+		return strings.Contains(logs.String(), `level=INFO msg="cannot dial peer; retrying with back-off"`)
+	}) {
+		t.Fatalf("no info line for the unreachable peer:\n%s", logs)
 	}
 	// Retries with the same cause stay at debug level.
 	waitCount(t, n.Metrics().Links.Dials.WithLabelValues("tcp", "error"), 3, "failed dials")

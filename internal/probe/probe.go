@@ -23,13 +23,17 @@ import (
 const interval = time.Millisecond
 
 // Wait checks cond until it holds (true) or within has passed (false).
-func Wait(within time.Duration, cond func() bool) bool {
+func Wait(within time.Duration, cond func() bool) bool { return WaitEvery(within, interval, cond) }
+
+// WaitEvery is Wait checking every every: for a check that costs (another
+// process asked), so the probe does not become the load.
+func WaitEvery(within, every time.Duration, cond func() bool) bool {
 	if cond() {
 		return true
 	}
 	deadline := time.NewTimer(within)
 	defer deadline.Stop()
-	tick := time.NewTicker(interval)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
