@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/crypto"
@@ -423,4 +425,41 @@ func newIdentity(t testing.TB) *crypto.Identity {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// The router writes a changed routing table with its lazy flush, a second
+// on its clock after the change, not at the change's group commit (which
+// the 10 ms gather makes): a route learned is on disk one second later,
+// and not a millisecond before.
+func TestLazyFlushWritesTheTableOnTheClock(t *testing.T) {
+	clk := manualClock()
+	c := testConfig(t)
+	c.Transports.Listen = nil
+	n, _ := startNode(t, c, WithClock(clk))
+	peer := newIdentity(t)
+	written := func() bool {
+		var found bool
+		n.db.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket([]byte("router")); b != nil {
+				found = bytes.Contains(b.Get([]byte("router/table")), []byte(peer.Address().String()))
+			}
+			return nil
+		})
+		return found
+	}
+	t0 := clk.Now()
+	n.Inject("test", peer.Address(), announceAt(t, peer, t0))
+	waitRoute(t, n, peer.Address())
+	// The announce's freshness record goes with the group commit after the
+	// gather; the table does not.
+	commits := n.Metrics().Mesh.Commits
+	before := testutil.ToFloat64(commits)
+	advanceUntil(t, clk, time.Millisecond, func() bool { return testutil.ToFloat64(commits) > before }, "the announce's group commit")
+	advanceTo(t, clk, t0.Add(time.Second-time.Millisecond), 10*time.Millisecond)
+	hasRoute(t, n, peer.Address()) // a round trip through the router
+	if written() {
+		t.Fatal("the table was written before the lazy flush was due")
+	}
+	clk.Advance(time.Millisecond)
+	probe.Until(t, 10*time.Second, written, "the table with the new route written by the lazy flush")
 }
