@@ -355,6 +355,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		if len(r.core.Table.Expire(now)) > 0 {
 			r.tableChanged(ctx)
 		}
+		r.expireHeld(now)
 		// Old freshness records go with the next group commit, off this
 		// goroutine (a read here, the deletes there).
 		if old, err := staleFresh(r.cfg.DB.DB, now, cmp.Or(r.cfg.AnnounceMaxAge, 30*time.Minute)); err != nil {
@@ -551,7 +552,9 @@ func (r *routerActor) hold(src [16]byte, m *messages.InboundFrame, now time.Time
 }
 
 // release routes the envelopes held for src, now that its keys are known.
+// Frames that waited MaxAge or longer are dropped, not released.
 func (r *routerActor) release(ctx actor.Context, src [16]byte, now time.Time) {
+	r.expireHeld(now)
 	fs := r.held.Take(src)
 	if len(fs) == 0 {
 		return
@@ -560,6 +563,17 @@ func (r *routerActor) release(ctx actor.Context, src [16]byte, now time.Time) {
 	for _, f := range fs {
 		r.stage(ctx, r.core.HandleEnvelope(f.Frame, f.From, now), now)
 	}
+}
+
+// expireHeld drops the held envelopes older than their MaxAge, counted
+// as unknown_sender, and returns how many.
+func (r *routerActor) expireHeld(now time.Time) int {
+	n := r.held.Expire(now)
+	if n > 0 {
+		r.cfg.Metrics.EnvelopesDropped.WithLabelValues(DropUnknownSender).Add(float64(n))
+		r.cfg.Metrics.Held.Set(float64(r.held.Len()))
+	}
+	return n
 }
 
 // do carries out the core's actions.

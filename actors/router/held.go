@@ -29,12 +29,27 @@ func (h *Held) Add(src [16]byte, frame []byte, from [16]byte, now time.Time) (dr
 	if h.by == nil {
 		h.by = make(map[[16]byte][]HeldFrame)
 	}
-	maxAge, maxN := h.MaxAge, h.Max
-	if maxAge <= 0 {
-		maxAge = 30 * time.Second
-	}
+	dropped = h.Expire(now)
+	maxN := h.Max
 	if maxN <= 0 {
 		maxN = 256
+	}
+	if h.n >= maxN {
+		return dropped + 1
+	}
+	h.by[src] = append(h.by[src], HeldFrame{Frame: frame, From: from, At: now})
+	h.n++
+	return dropped
+}
+
+// Expire forgets the frames that have waited MaxAge or longer and
+// returns how many: the caller counts them as unrouted. The router calls
+// it before Take, so a frame older than MaxAge is never released, and at
+// its GC tick, so frames do not outstay MaxAge when no other comes.
+func (h *Held) Expire(now time.Time) (dropped int) {
+	maxAge := h.MaxAge
+	if maxAge <= 0 {
+		maxAge = 30 * time.Second
 	}
 	for a, fs := range h.by {
 		kept := fs[:0]
@@ -52,11 +67,6 @@ func (h *Held) Add(src [16]byte, frame []byte, from [16]byte, now time.Time) (dr
 			h.by[a] = kept
 		}
 	}
-	if h.n >= maxN {
-		return dropped + 1
-	}
-	h.by[src] = append(h.by[src], HeldFrame{Frame: frame, From: from, At: now})
-	h.n++
 	return dropped
 }
 
