@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/quicprochat/qpc/actors/ratelimit"
@@ -85,13 +87,9 @@ func (n *Node) SendBatch(ctx context.Context, to []crypto.Address, texts [][]byt
 	b := &messages.SendBatch{Items: make([]messages.SendText, len(to))}
 	for i := range to {
 		b.Items[i] = messages.SendText{To: to[i], Text: texts[i]}
-		if key, ok := n.sealingKey(to[i]); ok {
-			sealed, err := crypto.Seal(key, texts[i], crypto.SealAAD(n.id.Address(), to[i]))
-			if err != nil {
-				return nil, fmt.Errorf("node: send: %w", err)
-			}
-			b.Items[i].Sealed = sealed
-		}
+	}
+	if err := n.sealBatch(b.Items); err != nil {
+		return nil, err
 	}
 	res, err := n.ask(ctx, router.Name, b, 10*time.Second)
 	if err != nil {
@@ -102,6 +100,37 @@ func (n *Node) SendBatch(ctx context.Context, to []crypto.Address, texts [][]byt
 		return nil, fmt.Errorf("node: unexpected send batch reply %T", res)
 	}
 	return r.Results, nil
+}
+
+// sealBatch seals each item to its destination's key (an item whose key
+// is unknown is left for the router to refuse). A batch is sealed on all
+// cores: sealing is most of a send's cost, and one request's answer waits
+// for all of its items.
+func (n *Node) sealBatch(items []messages.SendText) error {
+	workers := min(runtime.GOMAXPROCS(0), (len(items)+7)/8)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(items); i += workers {
+				it := &items[i]
+				key, ok := n.sealingKey(it.To)
+				if !ok {
+					continue
+				}
+				sealed, err := crypto.Seal(key, it.Text, crypto.SealAAD(n.id.Address(), it.To))
+				if err != nil {
+					errs[w] = fmt.Errorf("node: send: %w", err)
+					return
+				}
+				it.Sealed = sealed
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Message is the outbox record of a message this node sent (Found false
