@@ -302,9 +302,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			ctx.Respond(out)
 			return
 		}
-		for i := range m.Items {
-			out.Results[i] = *r.send(&m.Items[i], now)
-		}
+		out.Results = r.sendMany(m.Items, now)
 		r.batch.replies = append(r.batch.replies, sendReply{to: ctx.Sender(), results: out})
 		r.ensureFlush(ctx)
 	case *messages.MessageRequest:

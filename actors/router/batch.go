@@ -2,6 +2,8 @@ package router
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -241,33 +243,96 @@ func (r *routerActor) armLazy(ctx actor.Context) {
 // (batch.replies); one with Err was refused and may be answered at once.
 func (r *routerActor) send(m *messages.SendText, now time.Time) *messages.SendResult {
 	res := &messages.SendResult{}
+	seq, ok := r.admit(m, res)
+	if !ok {
+		return res
+	}
+	var sg signed
+	if m.Sealed != nil {
+		sg.frame, sg.id, sg.expiry, sg.err = r.core.SignSealed(m.To, seq, m.Sealed, now)
+	} else {
+		sg.frame, sg.id, sg.expiry, sg.err = r.core.SealText(m.To, seq, m.Text, now)
+	}
+	r.keep(m, seq, sg, res, now)
+	return res
+}
+
+// signed is one own envelope, signed (or why not).
+type signed struct {
+	frame  []byte
+	id     [16]byte
+	expiry time.Time
+	err    error
+}
+
+// sendMany is send for a batch: the envelopes of sealed texts are signed
+// on all cores (signing is most of what the router does for a send), the
+// rest in order on this goroutine as send does.
+func (r *routerActor) sendMany(items []messages.SendText, now time.Time) []messages.SendResult {
+	out := make([]messages.SendResult, len(items))
+	seqs := make([]uint64, len(items))
+	sgs := make([]signed, len(items))
+	var work []int // admitted items with a sealed payload
+	for i := range items {
+		seq, ok := r.admit(&items[i], &out[i])
+		if !ok {
+			continue
+		}
+		seqs[i] = seq
+		if items[i].Sealed == nil {
+			sgs[i].frame, sgs[i].id, sgs[i].expiry, sgs[i].err = r.core.SealText(items[i].To, seq, items[i].Text, now)
+			continue
+		}
+		work = append(work, i)
+	}
+	workers := min(runtime.GOMAXPROCS(0), (len(work)+7)/8)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := w; k < len(work); k += workers {
+				i := work[k]
+				sgs[i].frame, sgs[i].id, sgs[i].expiry, sgs[i].err = r.core.SignSealed(items[i].To, seqs[i], items[i].Sealed, now)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range items {
+		if out[i].Err == nil {
+			r.keep(&items[i], seqs[i], sgs[i], &out[i], now)
+		}
+	}
+	return out
+}
+
+// admit refuses a send the outbox cannot take or whose destination has
+// no known key (res.Err), or hands out its seq.
+func (r *routerActor) admit(m *messages.SendText, res *messages.SendResult) (uint64, bool) {
 	if r.outbox.Full() {
 		r.cfg.Metrics.OutboxFull.Inc()
 		res.Err = fmt.Errorf("%w: %d messages wait for receipts", ErrOutboxFull, r.outbox.Pending())
-		return res
+		return 0, false
 	}
 	if _, ok := r.core.SealingKeyOf(m.To); !ok {
 		res.Err = fmt.Errorf("%w: %x", ErrUnknownDestination, m.To)
-		return res
+		return 0, false
 	}
-	seq := r.outbox.NextSeq(m.To)
-	var frame []byte
-	var id [16]byte
-	var expiry time.Time
-	var err error
-	if m.Sealed != nil {
-		frame, id, expiry, err = r.core.SignSealed(m.To, seq, m.Sealed, now)
-	} else {
-		frame, id, expiry, err = r.core.SealText(m.To, seq, m.Text, now)
+	return r.outbox.NextSeq(m.To), true
+}
+
+// keep puts a signed own envelope in the outbox and transmits it if it
+// can (after the batch's commit).
+func (r *routerActor) keep(m *messages.SendText, seq uint64, sg signed, res *messages.SendResult, now time.Time) {
+	if sg.err != nil {
+		res.Err = sg.err
+		return
 	}
-	if err != nil {
-		res.Err = err
-		return res
-	}
+	frame, id, expiry := sg.frame, sg.id, sg.expiry
 	om := &OutMsg{ID: id, To: m.To, Seq: seq, Frame: frame, Expiry: expiry}
 	if err := r.outbox.Add(om, now); err != nil {
 		res.Err = err
-		return res
+		return
 	}
 	r.cfg.Metrics.Messages.WithLabelValues("accepted").Inc()
 	if !r.transmit(om, now) {
@@ -276,7 +341,6 @@ func (r *routerActor) send(m *messages.SendText, now time.Time) *messages.SendRe
 	res.ID, res.Status = id, om.State
 	r.batch.n++
 	r.batch.durable = true
-	return res
 }
 
 // transmit sends an own message towards its destination if there is a
