@@ -24,7 +24,8 @@ var (
 // holds parts that do not belong together: what `qpc node` exits 3 for.
 func IsDataDirError(err error) bool {
 	return errors.Is(err, persist.ErrDamaged) || errors.Is(err, ErrIdentityMissing) ||
-		errors.Is(err, ErrOtherIdentity) || errors.Is(err, crypto.ErrKeyFileCorrupt)
+		errors.Is(err, ErrOtherIdentity) || errors.Is(err, crypto.ErrKeyFileCorrupt) ||
+		errors.Is(err, crypto.ErrReplayStoreCorrupt)
 }
 
 // WithNewIdentity lets the node start with an identity other than the one

@@ -69,6 +69,7 @@ type Node struct {
 	deadSub   *eventstream.Subscription
 	readyOnce sync.Once
 	readyCh   chan struct{}
+	startFail chan error // a child stopped for good before the tree was ready
 	phase     atomic.Int32
 	started   atomic.Bool
 	running   atomic.Bool
@@ -96,7 +97,7 @@ func New(opts ...Option) (*Node, error) {
 	}
 	n := &Node{
 		opts: o, cfg: o.cfg, log: o.log, clock: o.clock, id: o.identity,
-		inbox: make(chan *messages.InboxMessage), readyCh: make(chan struct{}), done: make(chan struct{}),
+		inbox: make(chan *messages.InboxMessage), readyCh: make(chan struct{}), startFail: make(chan error, 1), done: make(chan struct{}),
 		draining: make(chan struct{}),
 	}
 	if n.log == nil {
@@ -201,6 +202,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	select {
 	case <-n.readyCh:
+	case err := <-n.startFail:
+		return err
 	case <-ctx.Done():
 		return fmt.Errorf("node: waiting for actors to start: %w", ctx.Err())
 	}
@@ -214,6 +217,25 @@ func (n *Node) Start(ctx context.Context) (err error) {
 }
 
 func (n *Node) markReady() { n.readyOnce.Do(func() { close(n.readyCh) }) }
+
+// failStart ends a Start still waiting for the tree: the child name was
+// stopped for good (a fatal failure, or too many) before every actor ran.
+// After the tree was ready it does nothing.
+func (n *Node) failStart(name string, reason any) {
+	select {
+	case <-n.readyCh:
+		return
+	default:
+	}
+	err, ok := reason.(error)
+	if !ok {
+		err = fmt.Errorf("%v", reason)
+	}
+	select {
+	case n.startFail <- fmt.Errorf("node: %s failed while starting: %w", name, err):
+	default: // the first one is reported
+	}
+}
 
 // Stop runs the shutdown cascade: Draining and Persisting (bounded by the
 // configured timeout and ctx), then Cleanup (actor tree, API, database),

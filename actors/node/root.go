@@ -198,9 +198,10 @@ func (r *root) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, pid *ac
 	}
 	r.n.metrics.ActorFailures.WithLabelValues(name).Inc()
 	log := r.n.log.With("component", "supervisor", "actor", name)
-	if Decide(reason) == actor.StopDirective {
+	if Decide(reason) == actor.StopDirective || damagedAtStart(reason, msg) {
 		log.Error("actor failed fatally; stopping it", "reason", fmt.Sprint(reason), "message", fmt.Sprintf("%T", msg))
 		sup.StopChildren(pid)
+		r.n.failStart(name, reason)
 		return
 	}
 	delay, giveUp := r.history.Fail(name, r.n.clock.Now())
@@ -208,6 +209,7 @@ func (r *root) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, pid *ac
 		log.Error("actor failed too often; stopping it", "reason", fmt.Sprint(reason),
 			"max_restarts", r.n.opts.restart.MaxRestarts, "window", r.n.opts.restart.Window)
 		sup.StopChildren(pid)
+		r.n.failStart(name, reason)
 		return
 	}
 	if c != nil {

@@ -5,7 +5,24 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/quicprochat/qpc/crypto"
 )
+
+// damagedAtStart reports a child that failed while starting on a data
+// dir a restart cannot mend: a replay store whose records cannot be read
+// (the router's load). It is stopped, and a Start still waiting fails. A
+// failure of the same kind later (a group commit that found its bucket
+// gone) is restarted as usual: the new instance recreates the bucket.
+func damagedAtStart(reason, msg any) bool {
+	switch msg.(type) {
+	case *actor.Started, *actor.Restart:
+	default:
+		return false
+	}
+	err, ok := reason.(error)
+	return ok && errors.Is(err, crypto.ErrReplayStoreCorrupt)
+}
 
 // RestartPolicy is how the node root restarts a failed child: after an
 // exponential back-off (Initial, doubling, capped at Max), and not more
