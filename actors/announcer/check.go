@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -16,6 +17,11 @@ const (
 	ReasonFuture       = "future"
 	ReasonHops         = "hops"
 	ReasonOwn          = "own"
+	// ReasonBadSealingKey: the announce verifies but the X25519 key it
+	// offers for sealing is a low-order point (or not a key at all):
+	// every message sealed to it would be readable by anyone, so the
+	// announce is refused rather than stored and re-broadcast.
+	ReasonBadSealingKey = "bad_sealing_key"
 )
 
 // MaxClockSkew is how far in the future an announce's time may be.
@@ -62,6 +68,11 @@ func Check(frame []byte, now time.Time, l Limits) (messages.Announce, error) {
 		return a, &Refusal{Reason: ReasonFuture, Err: fmt.Errorf("sent %s in the future", sent.Sub(now).Round(time.Second))}
 	case int(a.Hops) >= l.MaxHops:
 		return a, &Refusal{Reason: ReasonHops, Err: fmt.Errorf("%d hops, limit %d", a.Hops, l.MaxHops)}
+	}
+	// Last, as it costs an X25519 multiplication (about as much as the
+	// signature check): only announces that passed everything else pay it.
+	if err := crypto.ValidateSealingPublic(a.SealKey); err != nil {
+		return a, &Refusal{Reason: ReasonBadSealingKey, Err: err}
 	}
 	return a, nil
 }
