@@ -48,8 +48,9 @@ func (f *Feed) Run(done <-chan struct{}) {
 	for {
 		entries, changed, err := f.store.List(f.after, f.readAhead)
 		if err != nil {
-			// The database is closing (done follows), or an entry does
-			// not decode: try again after the next commit.
+			// The database is closing (done follows): try again after
+			// the next commit. (A damaged entry is no error: List returns
+			// it marked, and entryMessage skips it.)
 			entries = nil
 		}
 		f.held.Store(int64(len(entries)))

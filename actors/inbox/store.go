@@ -126,7 +126,9 @@ func (s *Store) Notify() {
 }
 
 // List returns up to max entries after seq, and a channel closed when a
-// newer one arrives.
+// newer one arrives. An entry that does not decode is returned with only
+// its Seq and Damaged (why) set, and left in the database: one damaged
+// record neither hides the others nor stops a reader that moves on by Seq.
 func (s *Store) List(after uint64, max int) ([]Entry, <-chan struct{}, error) {
 	s.mu.Lock()
 	wait := s.changed
@@ -137,15 +139,31 @@ func (s *Store) List(after uint64, max int) ([]Entry, <-chan struct{}, error) {
 		binary.BigEndian.PutUint64(k[:], after+1)
 		c := tx.Bucket(bucket).Cursor()
 		for key, v := c.Seek(k[:]); key != nil && len(out) < max; key, v = c.Next() {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("inbox: entry %x: %w", key, err)
-			}
-			out = append(out, e)
+			out = append(out, decodeEntry(key, v))
 		}
 		return nil
 	})
 	return out, wait, err
+}
+
+// decodeEntry decodes the record stored under key; a record that does not
+// decode, or whose number is not its key's, comes back as a damaged entry.
+func decodeEntry(key, v []byte) Entry {
+	seq := uint64(0)
+	if len(key) == 8 {
+		seq = binary.BigEndian.Uint64(key)
+	}
+	var e Entry
+	err := json.Unmarshal(v, &e)
+	switch {
+	case len(key) != 8:
+		return Entry{Seq: seq, Damaged: fmt.Sprintf("key %x is not an 8-byte number", key)}
+	case err != nil:
+		return Entry{Seq: seq, Damaged: fmt.Sprintf("record does not decode: %v", err)}
+	case e.Seq != seq:
+		return Entry{Seq: seq, Damaged: fmt.Sprintf("record says #%d", e.Seq)}
+	}
+	return e
 }
 
 // Prune deletes the oldest entries while more than maxN are kept or they

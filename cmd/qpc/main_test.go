@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -512,4 +514,35 @@ func runQPC(t *testing.T, args ...string) (string, string, int) {
 	var out, errb bytes.Buffer
 	code := run(args, &out, &errb, nil)
 	return out.String(), errb.String(), code
+}
+
+// An entry the node cannot read is shown by its number and why, between
+// the messages around it, and `qpc inbox` goes on past it.
+func TestInboxShowsDamagedEntry(t *testing.T) {
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	res := api.InboxResponse{Last: 3, Messages: []api.InboxEntry{
+		{Seq: 1, From: "aa", Text: "one", At: at, Hops: 1},
+		{Seq: 2, Damaged: "record does not decode: invalid character '\x1b'"},
+		{Seq: 3, From: "bb", Text: "three", At: at, Hops: 2},
+	}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/inbox" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(res)
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	if code := run([]string{"inbox", "--api", strings.TrimPrefix(srv.URL, "http://")}, &out, &errb, nil); code != 0 {
+		t.Fatalf("inbox: exit %d: %s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasSuffix(lines[0], ": one") || !strings.HasSuffix(lines[2], ": three") {
+		t.Fatalf("inbox printed:\n%s", out.String())
+	}
+	if want := `#2 cannot be read (record does not decode: invalid character '\x1b'); it stays in qpc.db: see 'qpc db check'`; lines[1] != want {
+		t.Fatalf("damaged entry shown as\n%q, want\n%q", lines[1], want)
+	}
 }

@@ -267,6 +267,10 @@ func newInboxCmd(environ []string) *cobra.Command {
 					}
 					continue
 				}
+				if m.Damaged != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "#%d cannot be read (%s); it stays in qpc.db: see 'qpc db check'\n", m.Seq, shown(api.InboxEntry{Text: m.Damaged}))
+					continue
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "#%d %s from %s (%s): %s\n", m.Seq, m.At.Local().Format(time.DateTime), m.From, plural(m.Hops, "hop"), shown(m))
 			}
 			if !follow && !cf.json && len(res.Messages) == 0 {

@@ -156,6 +156,12 @@ type InboxEntry struct {
 	Encoding string    `json:"encoding"`
 	At       time.Time `json:"at"`
 	Hops     int       `json:"hops"`
+	// Damaged is set, and every field but Seq empty, for an entry the
+	// node holds but cannot read (a damaged page, a record not written by
+	// this version): it says why. The record stays in qpc.db (`qpc db
+	// check`, `qpc db salvage`); it is listed so that a reader sees it and
+	// moves past it instead of stopping there.
+	Damaged string `json:"damaged,omitempty"`
 }
 
 // Text encodings of InboxEntry.
