@@ -53,6 +53,12 @@ type SubBand struct {
 	MaxDwell time.Duration
 	// Restricted marks bands we never transmit in (EU868 alarm bands).
 	Restricted bool
+	// MaxPower is the highest transmit power allowed in the sub-band, in
+	// dBm (ERP in EU868, conducted in US915); zero in a restricted band.
+	// The check (Region.CheckTxPower) compares a modem's txp with it
+	// directly, so it assumes an antenna without gain over a dipole: with
+	// a gain of G dBd, set txp G dB lower.
+	MaxPower int
 }
 
 func (b SubBand) String() string {
@@ -72,7 +78,7 @@ type Region struct {
 	bands []SubBand
 }
 
-func subBand(lowKHz, highKHz uint32, d DutyCycle) SubBand {
+func subBand(lowKHz, highKHz uint32, d DutyCycle, maxDBm int) SubBand {
 	mhz := func(khz uint32) string {
 		s := strconv.FormatFloat(float64(khz)/1000, 'f', -1, 64)
 		if !strings.Contains(s, ".") {
@@ -80,31 +86,35 @@ func subBand(lowKHz, highKHz uint32, d DutyCycle) SubBand {
 		}
 		return s
 	}
-	return SubBand{Name: mhz(lowKHz) + "-" + mhz(highKHz), Low: lowKHz * 1000, High: highKHz * 1000, DutyCycle: d, Restricted: d == 0}
+	return SubBand{Name: mhz(lowKHz) + "-" + mhz(highKHz), Low: lowKHz * 1000, High: highKHz * 1000, DutyCycle: d, Restricted: d == 0, MaxPower: maxDBm}
 }
 
 // The predefined regions.
 var (
 	// EU868 is the European 863–870 MHz SRD band (ETSI EN 300 220-2, CEPT
 	// ERC Rec 70-03) with its duty cycles per sub-band; three narrow bands
-	// are for alarms only and refused.
+	// are for alarms only and refused. Power limits (ERP) from ERC Rec
+	// 70-03 Annex 1, non-specific short-range devices, and EN 300 220-2
+	// Table B.1: 25 mW (14 dBm) in every sub-band except 869.4–869.65 MHz,
+	// which allows 500 mW (27 dBm).
 	EU868 = Region{name: "EU868", bands: []SubBand{
-		subBand(863_000, 865_000, DutyCycle0_1),
-		subBand(865_000, 868_000, DutyCycle1),
-		subBand(868_000, 868_600, DutyCycle1), // LoRaWAN 868.1/868.3/868.5
-		subBand(868_600, 868_700, 0),          // alarms
-		subBand(868_700, 869_200, DutyCycle0_1),
-		subBand(869_200, 869_400, 0),           // alarms
-		subBand(869_400, 869_650, DutyCycle10), // 869.525 community meshes, 500 mW
-		subBand(869_650, 869_700, 0),           // alarms
-		subBand(869_700, 870_000, DutyCycle1),
+		subBand(863_000, 865_000, DutyCycle0_1, 14),
+		subBand(865_000, 868_000, DutyCycle1, 14),
+		subBand(868_000, 868_600, DutyCycle1, 14), // LoRaWAN 868.1/868.3/868.5
+		subBand(868_600, 868_700, 0, 0),           // alarms
+		subBand(868_700, 869_200, DutyCycle0_1, 14),
+		subBand(869_200, 869_400, 0, 0),            // alarms
+		subBand(869_400, 869_650, DutyCycle10, 27), // 869.525 community meshes, 500 mW
+		subBand(869_650, 869_700, 0, 0),            // alarms
+		subBand(869_700, 870_000, DutyCycle1, 14),
 	}}
 
 	// US915 is the US 902–928 MHz ISM band: no duty cycle, but each
-	// transmission may last at most 400 ms.
+	// transmission may last at most 400 ms. Power: 1 W (30 dBm) conducted
+	// with an antenna of up to 6 dBi (FCC 47 CFR 15.247(b)(3)).
 	US915 = Region{name: "US915", bands: []SubBand{
 		func() SubBand {
-			b := subBand(902_000, 928_000, NoDutyCycle)
+			b := subBand(902_000, 928_000, NoDutyCycle, 30)
 			b.MaxDwell = 400 * time.Millisecond
 			return b
 		}(),
@@ -168,6 +178,36 @@ func (r Region) SubBandForChannel(freqHz uint32, bandwidthHz int) (SubBand, erro
 		}
 	}
 	return SubBand{}, fmt.Errorf("%s: channel %d Hz ± %d Hz does not fit in one sub-band of %s: %w", prefix, freqHz, half, r.name, ErrOutOfBand)
+}
+
+// MaxTxPower is the highest transmit power (dBm) the region allows for
+// a channel at freqHz with bandwidthHz: the MaxPower of its sub-band
+// (SubBandForChannel, whose errors it returns). It is the node's default
+// txp for a radio on that channel.
+func (r Region) MaxTxPower(freqHz uint32, bandwidthHz int) (int, SubBand, error) {
+	b, err := r.SubBandForChannel(freqHz, bandwidthHz)
+	if err != nil {
+		return 0, b, err
+	}
+	return b.MaxPower, b, nil
+}
+
+// CheckTxPower checks that txp dBm is allowed for a channel at freqHz
+// with bandwidthHz: the channel's sub-band errors first, then a
+// *PowerError (ErrTxPowerTooHigh) naming the sub-band and its limit when
+// txp is above it, or a *ParamError when txp is negative.
+func (r Region) CheckTxPower(freqHz uint32, bandwidthHz int, txp int) error {
+	limit, b, err := r.MaxTxPower(freqHz, bandwidthHz)
+	if err != nil {
+		return err
+	}
+	if txp < 0 {
+		return &ParamError{Field: "TxPower", Value: txp, Allowed: fmt.Sprintf("0 to %d dBm in %s MHz", limit, b.Name)}
+	}
+	if txp > limit {
+		return &PowerError{Region: r.name, SubBand: b, TxPower: txp, Limit: limit}
+	}
+	return nil
 }
 
 // TrafficClass is what a transmission carries, for the duty-cycle budget.

@@ -59,7 +59,27 @@ var (
 
 	// ErrNameInUse: a radio with that name is already attached.
 	ErrNameInUse = errors.New("radio name already attached")
+
+	// ErrTxPowerTooHigh: a transmit power above what the region allows in
+	// the channel's sub-band (*PowerError).
+	ErrTxPowerTooHigh = errors.New("transmit power above the sub-band's limit")
 )
+
+// PowerError reports a transmit power above the limit of its sub-band
+// (Region.CheckTxPower). It matches ErrTxPowerTooHigh.
+type PowerError struct {
+	Region  string
+	SubBand SubBand
+	TxPower int // dBm asked
+	Limit   int // dBm allowed, SubBand.MaxPower
+}
+
+func (e *PowerError) Error() string {
+	return fmt.Sprintf("%s: txp %d dBm is above the %d dBm limit of the %s sub-band %s MHz", prefix, e.TxPower, e.Limit, e.Region, e.SubBand.Name)
+}
+
+// Is makes errors.Is(err, ErrTxPowerTooHigh) true.
+func (e *PowerError) Is(target error) bool { return target == ErrTxPowerTooHigh }
 
 // ParamError reports one invalid field of Params (or of the payload
 // length). It matches ErrBadParams under errors.Is. Field is the Go field

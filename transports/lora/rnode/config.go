@@ -60,8 +60,16 @@ type Config struct {
 	Frequency uint32
 	// Bandwidth in Hz, one of lora.Bandwidths(): 7800 … 500000.
 	Bandwidth int
-	// TxPower in dBm, 0..MaxTxPower.
+	// TxPower in dBm, 0..MaxTxPower. Whether the region allows it on
+	// Frequency (lora.Region.CheckTxPower) is the caller's check.
 	TxPower int
+	// TxPowerCeiling makes TxPower the most the modem may take rather than
+	// the exact value: an echo below it (a board that clamps to its own
+	// maximum, as SX1276 RNodes do at 17 dBm) is accepted and Info.TxPower
+	// tells what the modem took; an echo above it is still refused. The
+	// node sets it when the txp is its default (the region's limit) and
+	// not the user's.
+	TxPowerCeiling bool
 	// SF is the spreading factor, 5..12.
 	SF int
 	// CR is the coding rate's denominator, 5..8 (4/5..4/8), as the RNode

@@ -290,6 +290,20 @@ func checkByte(want int) func([]byte) (any, bool) {
 	}
 }
 
+// checkTxPower compares the TXPOWER echo: equal to want, or with
+// ceiling anything from 0 to want (the modem's own maximum).
+func checkTxPower(want int, ceiling bool) func([]byte) (any, bool) {
+	if !ceiling {
+		return checkByte(want)
+	}
+	return func(b []byte) (any, bool) {
+		if len(b) != 1 {
+			return fmt.Sprintf("% x", b), false
+		}
+		return int(b[0]), int(b[0]) <= want
+	}
+}
+
 func checkU16(want uint16) func([]byte) (any, bool) {
 	return func(b []byte) (any, bool) {
 		if len(b) != 2 {
@@ -319,7 +333,7 @@ func (m *Modem) settings() []setting {
 			n, ok := lora.NominalBandwidth(v)
 			return v, ok && n == c.Bandwidth
 		}},
-		{"TxPower", CmdTxPower, []byte{byte(c.TxPower)}, c.TxPower, checkByte(c.TxPower)},
+		{"TxPower", CmdTxPower, []byte{byte(c.TxPower)}, c.TxPower, checkTxPower(c.TxPower, c.TxPowerCeiling)},
 		{"SF", CmdSF, []byte{byte(c.SF)}, c.SF, checkByte(c.SF)},
 		{"CR", CmdCR, []byte{byte(c.CR)}, c.CR, checkByte(c.CR)},
 	}

@@ -40,6 +40,11 @@ type EmulatorConfig struct {
 	// no echo at all).
 	Echo func(cmd byte, value []byte) []byte
 
+	// MaxTxPower, when non-zero, clamps the transmit power the emulator
+	// sets and echoes, as the firmware does to its chip's maximum (17 dBm
+	// on SX1276 boards, 22 on SX1262).
+	MaxTxPower byte
+
 	// FailRadio answers RADIO_STATE 0x01 with ERROR 0x01 (radio init
 	// failed) and leaves the radio off.
 	FailRadio bool
@@ -317,6 +322,9 @@ func (e *Emulator) handle(f Frame) error {
 	case CmdTxPower:
 		if len(p) == 1 && !query {
 			st.TxPower = p[0]
+			if e.cfg.MaxTxPower != 0 {
+				st.TxPower = min(st.TxPower, e.cfg.MaxTxPower)
+			}
 		}
 		reply = []byte{st.TxPower}
 	case CmdSF:

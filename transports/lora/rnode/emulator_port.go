@@ -1,0 +1,118 @@
+package rnode
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+)
+
+// EmulatorPort is an Emulator on a pty that a fixed path leads to (a
+// symbolic link, as /dev/serial/by-id/… leads to a USB modem's tty), so
+// that a test can unplug the modem and plug it in again: Vanish closes
+// the pty and removes the link (the host's reads fail, opening the path
+// fails), Return serves a new pty with a new Emulator and points the
+// link at it. Where no pty can be opened NewEmulatorPort fails, and the
+// tests skip.
+type EmulatorPort struct {
+	path string
+	cfg  EmulatorConfig
+
+	mu       sync.Mutex
+	emu      *Emulator
+	master   *os.File
+	replaced chan struct{} // closed when emu is replaced or gone
+}
+
+// NewEmulatorPort serves an Emulator with cfg on a new pty and makes path
+// a symbolic link to its slave. path must not exist.
+func NewEmulatorPort(path string, cfg EmulatorConfig) (*EmulatorPort, error) {
+	p := &EmulatorPort{path: path, cfg: cfg}
+	if _, err := p.Return(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Path is the link the host opens.
+func (p *EmulatorPort) Path() string { return p.path }
+
+// Emulator is the emulator serving now (the last one after Vanish), and a
+// channel closed when it is replaced or vanishes.
+func (p *EmulatorPort) Emulator() (*Emulator, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.emu, p.replaced
+}
+
+// Vanish unplugs the modem: the link is removed and the pty closed, so
+// the host's reads fail; it returns once the emulator has stopped.
+func (p *EmulatorPort) Vanish() error {
+	p.mu.Lock()
+	emu, master := p.emu, p.master
+	p.master = nil
+	if p.replaced != nil {
+		close(p.replaced)
+		p.replaced = nil
+	}
+	p.mu.Unlock()
+	if master == nil {
+		return fmt.Errorf("%s: emulator port %s: already gone", prefix, p.path)
+	}
+	err := os.Remove(p.path)
+	if cerr := master.Close(); err == nil && cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+		err = cerr
+	}
+	<-emu.Done()
+	return err
+}
+
+// Return plugs the modem in again: a new pty served by a new Emulator
+// with the port's EmulatorConfig, and the link pointed at it (replaced
+// atomically). A modem still plugged in vanishes first.
+func (p *EmulatorPort) Return() (*Emulator, error) {
+	p.mu.Lock()
+	plugged := p.master != nil
+	p.mu.Unlock()
+	if plugged {
+		if err := p.Vanish(); err != nil {
+			return nil, err
+		}
+	}
+	master, slave, err := OpenPTY()
+	if err != nil {
+		return nil, err
+	}
+	tmp := p.path + ".new"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(slave, tmp); err != nil {
+		master.Close()
+		return nil, fmt.Errorf("%s: emulator port: %w", prefix, err)
+	}
+	if err := os.Rename(tmp, p.path); err != nil {
+		master.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("%s: emulator port: %w", prefix, err)
+	}
+	emu := NewEmulator(p.cfg)
+	emu.Start(master)
+	p.mu.Lock()
+	old := p.replaced
+	p.emu, p.master, p.replaced = emu, master, make(chan struct{})
+	p.mu.Unlock()
+	if old != nil {
+		close(old)
+	}
+	return emu, nil
+}
+
+// Close unplugs the modem if it is plugged in.
+func (p *EmulatorPort) Close() error {
+	p.mu.Lock()
+	plugged := p.master != nil
+	p.mu.Unlock()
+	if !plugged {
+		return nil
+	}
+	return p.Vanish()
+}
