@@ -139,18 +139,30 @@ func (s *storeActor) flush(now time.Time) error {
 	if res.Stored > 0 {
 		ev.WithLabelValues("put").Add(float64(res.Stored))
 	}
+	failed := 0
 	for i, e := range res.Errs {
-		if e == nil || errors.Is(e, ErrDuplicate) {
-			continue
+		switch {
+		case e == nil || errors.Is(e, ErrDuplicate):
+		case refusal(e):
+			ev.WithLabelValues("refused").Inc()
+			s.cfg.Log.Warn("envelope not stored", "dest", crypto.Address(puts[i].Dest).Short(), "err", e)
+		default:
+			// Its transaction failed: not held, and nothing said it was;
+			// its sender retransmits it.
+			failed++
 		}
-		ev.WithLabelValues("refused").Inc()
-		s.cfg.Log.Warn("envelope not stored", "dest", crypto.Address(puts[i].Dest).Short(), "err", e)
+	}
+	if failed > 0 {
+		ev.WithLabelValues("write_failed").Add(float64(failed))
 	}
 	if res.Acked > 0 {
 		ev.WithLabelValues("delivered").Add(float64(res.Acked))
 	}
 	if err != nil {
-		s.cfg.Log.Error("store write failed", "puts", len(puts), "acks", len(acks), "err", err)
+		// A receipt not written leaves its frame held: it goes out again
+		// at the next RouteUp, and the destination's replay window drops
+		// the second copy.
+		s.cfg.Log.Error("store write failed", "puts", len(puts), "not_stored", failed, "acks", len(acks), "err", err)
 	}
 	s.gauge()
 	return err
@@ -166,6 +178,9 @@ func (s *storeActor) drainStep(ctx actor.Context, dest [16]byte, after []byte, n
 	}
 	items, cursor, err := s.q.PeekAfter(dest, after, drainBatch, now)
 	if err != nil {
+		// The frames stay held; the next RouteUp for dest starts a pass
+		// again.
+		s.cfg.Metrics.StoreEvents.WithLabelValues("read_failed").Inc()
 		s.cfg.Log.Error("store peek failed", "dest", crypto.Address(dest).Short(), "err", err)
 		s.drains.stop(dest)
 		return
@@ -181,6 +196,13 @@ func (s *storeActor) drainStep(ctx actor.Context, dest [16]byte, after []byte, n
 	if next, more := s.drains.next(dest, cursor); more {
 		ctx.Send(ctx.Self(), &drainNext{dest: dest, after: next})
 	}
+}
+
+// refusal reports whether e, a put's entry in Applied.Errs, is the
+// queue's refusal (a cap, a size, an expiry) rather than the failure of
+// the transaction that was to write it.
+func refusal(e error) bool {
+	return errors.Is(e, ErrFull) || errors.Is(e, ErrTooLarge) || errors.Is(e, ErrExpired)
 }
 
 func (s *storeActor) gauge() { s.cfg.Metrics.Stored.Set(float64(s.q.Len())) }

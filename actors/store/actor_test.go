@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +48,26 @@ type harness struct {
 	sent    chan struct{}
 	commits atomic.Int64
 	gate    atomic.Pointer[gate]
+	lim     Limits
+	logs    syncBuffer // what the store logged
+}
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // newHarness opens a database, lets fill write to it through a Queue of
@@ -79,9 +101,22 @@ func newHarness(t *testing.T, lim Limits, fill func(q *Queue)) *harness {
 			h.got <- m
 		}
 	}))
-	h.store = h.sys.Root.Spawn(withFault(New(Config{
-		DB: db, Limits: lim, GCInterval: time.Hour, Router: h.probe,
-		Clock: clock.NewManual(t0), Metrics: h.mesh, Log: slog.New(slog.DiscardHandler),
+	h.lim = lim
+	h.store = h.spawn()
+	t.Cleanup(func() {
+		h.sys.Root.StopFuture(h.store).Wait()
+		h.sys.Root.StopFuture(h.probe).Wait()
+		h.sys.Shutdown()
+		h.db.Close()
+	})
+	return h
+}
+
+// spawn starts a store actor on h.db.
+func (h *harness) spawn() *actor.PID {
+	return h.sys.Root.Spawn(withFault(New(Config{
+		DB: h.db, Limits: h.lim, GCInterval: time.Hour, Router: h.probe,
+		Clock: clock.NewManual(t0), Metrics: h.mesh, Log: slog.New(slog.NewTextHandler(&h.logs, nil)),
 		OnCommit: func() {
 			h.commits.Add(1)
 			if g := h.gate.Swap(nil); g != nil {
@@ -93,13 +128,6 @@ func newHarness(t *testing.T, lim Limits, fill func(q *Queue)) *harness {
 			}
 		},
 	})))
-	t.Cleanup(func() {
-		h.sys.Root.StopFuture(h.store).Wait()
-		h.sys.Root.StopFuture(h.probe).Wait()
-		h.sys.Shutdown()
-		db.Close()
-	})
-	return h
 }
 
 // storeFault, sent to the harness's store, makes it panic (its

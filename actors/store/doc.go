@@ -26,6 +26,12 @@
 // more pass from the start after it. Frames are not deleted when handed
 // back, only by their receipt (StoreAck) or expiry.
 //
+// Failures of the database: a flush whose transaction fails stores none
+// of its puts (store_events{event=write_failed}, logged, and the error
+// answers a Persist waiting on it); nothing told anyone they were held,
+// so their senders' retransmissions recover them. A drain whose read
+// fails stops (read_failed); what is held stays for the next RouteUp.
+//
 // Restarts: the queue is on disk, and the failing instance writes what it
 // had accepted and not yet written (Restarting, as at Stopping); a drain
 // in progress goes on, since its continuation stays in the mailbox and the

@@ -15,7 +15,7 @@ type Mesh struct {
 	LookupMisses      prometheus.Counter
 	Stored            prometheus.Gauge
 	Held              prometheus.Gauge       // envelopes waiting for their sender's announce
-	StoreEvents       *prometheus.CounterVec // event: put, delivered, expired, refused
+	StoreEvents       *prometheus.CounterVec // event: put, delivered, expired, refused, write_failed, read_failed
 	RateLimited       *prometheus.CounterVec // class: envelope, announce, keypackage
 	Receipts          prometheus.Counter
 	// The outbox of this node's own messages.
@@ -49,7 +49,7 @@ func newMesh(r *prometheus.Registry) *Mesh {
 		LookupMisses:      c("route_misses_total", "Routing table lookups without a route."),
 		Stored:            g("stored", "Envelopes held for unreachable destinations."),
 		Held:              g("held_envelopes", "Envelopes from senders whose announce has not arrived yet, held until it does (or for 30 s)."),
-		StoreEvents:       cv("store_events_total", "Store-and-forward events: put, delivered, expired, refused.", "event"),
+		StoreEvents:       cv("store_events_total", "Store-and-forward events: put, delivered, expired, refused, write_failed, read_failed.", "event"),
 		RateLimited:       cv("ratelimited_total", "Inbound frames over a peer's rate, dropped, by class.", "class"),
 		Receipts:          c("receipts_total", "Delivery receipts received for our own messages."),
 		OutboxPending:     g("outbox_pending", "Own messages accepted and waiting for a receipt or their expiry."),
