@@ -112,6 +112,9 @@ type InboundFrame struct {
 	// finishes with the frame calls Done: the router when it has decided,
 	// the announcer when it has checked, ratelimit when it drops.
 	Release func()
+	// Signal is the frame's reception when it came over a radio; zero
+	// otherwise.
+	Signal Signal
 }
 
 // Credited reports whether the frame holds its link's credit: the

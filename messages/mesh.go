@@ -12,6 +12,7 @@ type AnnounceHeard struct {
 	Frame    []byte   // as received, for re-broadcast with ForwardAnnounce
 	From     [16]byte // the neighbour it came from
 	Link     string
+	Signal   Signal // its reception, when it came over a radio
 }
 
 // SendText asks the router to seal text to To and send it; the router

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/messages"
 )
 
 // Transport opens links of one kind (TCP, QUIC, in-memory, LoRa). It is
@@ -98,6 +99,42 @@ type Conn interface {
 	RemoteAddr() string
 	Info() Info
 	Close() error
+}
+
+// Broadcaster is implemented by transports whose medium reaches every
+// peer in range with one transmission (LoRa: one radio, one channel). The
+// node sends frames meant for every neighbour (announces, their
+// re-broadcasts, flooded envelopes) once per Broadcaster instead of once
+// per peer (issue 12).
+//
+// Contract:
+//
+//   - Broadcast queues frame for every peer of the transport at once and
+//     does not retain it. It never blocks: when the send queue is full
+//     and lower-priority frames cannot make room it returns an error
+//     (LoRa: lora.ErrQueueFull) and sends nothing; a frame over the
+//     transport's limit is refused with ErrFrameTooLarge.
+//   - A broadcast is best effort: no acknowledgement, no retransmission,
+//     and every node in range receives it, also one the caller would
+//     rather leave out (the sender of a re-broadcast announce): receivers
+//     drop such copies by their own deduplication.
+//   - A broadcast frame arrives at each receiver on the Conn of the
+//     sending peer, like the peer's other frames.
+type Broadcaster interface {
+	Broadcast(frame []byte, prio messages.Priority) error
+}
+
+// BroadcastConn is implemented by the Conns of a Broadcaster: Broadcaster
+// returns the transport that reaches this Conn's peer with a broadcast.
+type BroadcastConn interface {
+	Broadcaster() Broadcaster
+}
+
+// SignalReader is implemented by Conns over a radio: ReadFrameSignal is
+// ReadFrame that also reports how the frame was received (SNR, RSSI,
+// airtime; messages.Signal), for the managed flood of announces.
+type SignalReader interface {
+	ReadFrameSignal() ([]byte, messages.Signal, error)
 }
 
 // Frame limits.

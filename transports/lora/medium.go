@@ -50,6 +50,7 @@ type Medium struct {
 	rxQ    int
 	radios []*Radio // attach order, for deterministic draws
 	loss   map[[2]string]float64
+	snr    map[[2]string]float64 // SetSNR; else derived from the loss
 	onAir  []*transmission
 	seq    uint64
 	stats  MediumStats
@@ -91,6 +92,10 @@ type Packet struct {
 	From       string    // the sending radio's name
 	Data       []byte    // the frame; the receiver owns it
 	Start, End time.Time // when it was on air
+	// SNR is the signal-to-noise ratio the receiver measured, in dB:
+	// Medium.SetSNR's value for the link, else derived from its loss
+	// (LinkSNR).
+	SNR float64
 }
 
 type transmission struct {
@@ -131,7 +136,7 @@ func NewMedium(o MediumOptions) *Medium {
 	if o.RxQueue <= 0 {
 		o.RxQueue = DefaultRxQueue
 	}
-	return &Medium{clk: o.Clock, rng: o.Rand, txQ: o.TxQueue, rxQ: o.RxQueue, loss: map[[2]string]float64{}}
+	return &Medium{clk: o.Clock, rng: o.Rand, txQ: o.TxQueue, rxQ: o.RxQueue, loss: map[[2]string]float64{}, snr: map[[2]string]float64{}}
 }
 
 // Radio is one transceiver attached to a Medium.
@@ -189,6 +194,37 @@ func (m *Medium) SetLoss(a, b string, p float64) error {
 	m.loss[[2]string{a, b}] = p
 	m.loss[[2]string{b, a}] = p
 	return nil
+}
+
+// SetSNR sets the signal-to-noise ratio (dB) that frames between the
+// radios named a and b arrive with, in both directions (Packet.SNR). It
+// only labels the frames, their loss is SetLoss's. Without it a link's
+// SNR is derived from its loss (LinkSNR).
+func (m *Medium) SetSNR(a, b string, snr float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snr[[2]string{a, b}] = snr
+	m.snr[[2]string{b, a}] = snr
+}
+
+// DefaultSNR is the SNR of a link without loss and without SetSNR: a
+// strong signal. LinkSNR lowers it by 25 dB per unit of loss.
+const DefaultSNR = 10.0
+
+// LinkSNR is the SNR frames from a to b arrive with: SetSNR's value, else
+// DefaultSNR − 25 × loss (10 dB without loss, −2.5 dB at loss 0.5: a
+// lossy link is a weak, distant one).
+func (m *Medium) LinkSNR(a, b string) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.linkSNRLocked(a, b)
+}
+
+func (m *Medium) linkSNRLocked(a, b string) float64 {
+	if v, ok := m.snr[[2]string{a, b}]; ok {
+		return v
+	}
+	return DefaultSNR - 25*m.loss[[2]string{a, b}]
 }
 
 // Stats returns the medium's counters.
@@ -306,7 +342,7 @@ func (m *Medium) deliverLocked(tx *transmission) {
 		if rc.to.closed {
 			continue
 		}
-		p := Packet{From: tx.from.name, Data: bytes.Clone(tx.data), Start: tx.start, End: tx.end}
+		p := Packet{From: tx.from.name, Data: bytes.Clone(tx.data), Start: tx.start, End: tx.end, SNR: m.linkSNRLocked(tx.from.name, rc.to.name)}
 		select {
 		case rc.to.rx <- p:
 			rc.to.stats.Received++
