@@ -28,6 +28,9 @@ import (
 //	preamble  preamble symbols, 1..65535
 //	mtu       radio packet size in bytes, MinMTU..255
 //	region    eu868 or us915
+//	txp       transmit power in dBm, 0..MaxTxPower (a modem's setting;
+//	          the region's limit for the channel is checked by
+//	          CheckTxPower, not here)
 type Addr struct {
 	// Channel is the address without its query: the mock channel's name
 	// or the serial device.
@@ -39,7 +42,15 @@ type Addr struct {
 	MTU int
 	// Region is the query's region, or "".
 	Region string
+	// TxPower is the query's txp in dBm, or nil when it has none (the
+	// node then takes the region's limit for the channel).
+	TxPower *int
 }
+
+// MaxTxPower is the largest txp a URI may carry (dBm): the RNode
+// protocol's limit; the region's limit for the channel is lower or
+// equal (lora.Region.CheckTxPower).
+const MaxTxPower = 30
 
 // ParseAddr parses addr (what ParseURI returns for a lora URI) on top of
 // base (the transport's configured or default settings). Values are
@@ -114,9 +125,53 @@ func ParseAddr(addr string, base RadioParams) (Addr, error) {
 				return Addr{}, bad(key, v, "eu868 or us915")
 			}
 			a.Region = v
+		case "txp":
+			n, err := num(key, v, 0, MaxTxPower, fmt.Sprintf("0 to %d (dBm)", MaxTxPower))
+			if err != nil {
+				return Addr{}, err
+			}
+			txp := int(n)
+			a.TxPower = &txp
 		default:
-			return Addr{}, fmt.Errorf("%s: %q: %w: unknown key %q (known: sf, bw, cr, freq, preamble, mtu, region)", prefix, addr, transports.ErrBadURI, key)
+			return Addr{}, fmt.Errorf("%s: %q: %w: unknown key %q (known: sf, bw, cr, freq, preamble, mtu, region, txp)", prefix, addr, transports.ErrBadURI, key)
 		}
 	}
 	return a, nil
+}
+
+// TxPowerFor is the transmit power a radio at addr uses in region (the
+// query's region, when it names one, instead): the query's txp, else
+// fallback when it is positive (the config's transports.lora.tx_power),
+// else the highest power the region allows on the channel. It checks the
+// result against the region's limit for the channel's sub-band:
+// *lora.PowerError (lora.ErrTxPowerTooHigh) names the sub-band and the
+// limit. The channel is a.Radio's frequency and bandwidth, zero fields
+// taking DefaultFrequency and DefaultBandwidth.
+func TxPowerFor(a Addr, region lora.Region, fallback int) (int, error) {
+	if a.Region != "" {
+		r, err := lora.RegionByName(a.Region)
+		if err != nil {
+			return 0, err
+		}
+		region = r
+	}
+	if region.Name() == "" {
+		region = lora.EU868
+	}
+	p := a.Radio.withDefaults()
+	limit, _, err := region.MaxTxPower(p.Frequency, p.Bandwidth)
+	if err != nil {
+		return 0, err
+	}
+	txp := limit
+	switch {
+	case a.TxPower != nil:
+		txp = *a.TxPower
+	case fallback > 0:
+		txp = fallback
+	}
+	if err := region.CheckTxPower(p.Frequency, p.Bandwidth, txp); err != nil {
+		return 0, err
+	}
+	return txp, nil
 }

@@ -26,8 +26,14 @@ import (
 //   - Recv returns the next packet received with the radio's settings;
 //     the caller owns it. It returns ctx.Err() when ctx ends first and an
 //     error matching net.ErrClosed after Close. Any other error is taken
-//     as the radio failing: the link fails every connection with
-//     ErrRadio and stops receiving. One goroutine calls Recv at a time.
+//     as the radio failing for good: the link fails every connection
+//     with ErrRadio and stops receiving. One goroutine calls Recv at a
+//     time. A radio that can come back (Reviver) blocks in Recv while it
+//     is down instead of failing.
+//   - A Send error matching net.ErrClosed fails the link the same way;
+//     any other (a full modem queue, a radio that is down for now) loses
+//     the packet: it is counted (Stats.SendErrors) and the selective
+//     repeat sends it again, or the connection ends with ErrPeerLost.
 //   - Params is the radio's configuration; it never changes.
 //   - Close stops the radio and unblocks Recv. The link calls it once,
 //     from Transport.Close.
@@ -36,6 +42,31 @@ type Radio interface {
 	Recv(ctx context.Context) ([]byte, error)
 	Params() RadioParams
 	Close() error
+}
+
+// Reviver is implemented by radios that can go down and come back
+// without the link being torn down: a serial modem unplugged and plugged
+// in again (RNodeDeviceRadio on an rnode.Device). While down, Recv
+// blocks and Send fails with an error that does not match net.ErrClosed
+// (a lost packet, see Radio). New calls OnUp once, before the first Recv;
+// the radio calls f each time it is up again, on its own goroutine and
+// holding none of its locks. The link then broadcasts a HELLO asking for
+// answers, so that its peers (which may have given it up) link again at
+// once rather than at the next periodic HELLO.
+type Reviver interface {
+	OnUp(f func())
+}
+
+// radioUp is the Reviver's callback: greet the channel again.
+func (t *Transport) radioUp() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.st.closed || t.st.radioErr != nil {
+		return
+	}
+	t.log.Info("radio is back; asking the channel for HELLOs")
+	t.requestHelloLocked(t.clk.Now().Add(t.randDur(t.airHello)), true)
+	t.pumpLocked()
 }
 
 // CarrierSenser is implemented by radios that can tell whether the

@@ -10,9 +10,9 @@ import (
 // RNodeRadio is an RNode modem (transports/lora/rnode) as a Radio, for
 // lora+serial: New(NewRNodeRadio(modem), opts).
 //
-// A Modem is finished once its serial stream fails (rnode.Keep hands out
-// a new one): the transport then fails its connections with ErrRadio, and
-// the owner makes a new transport on the next modem.
+// A Modem is finished once its serial stream fails: the transport then
+// fails its connections with ErrRadio. For a modem that may go away and
+// come back, use NewRNodeDeviceRadio on an rnode.Device instead.
 type RNodeRadio struct{ m *rnode.Modem }
 
 var (
@@ -52,3 +52,50 @@ func (r *RNodeRadio) Close() error { return r.m.Close() }
 
 // Modem is the wrapped modem, for its Stats and Info.
 func (r *RNodeRadio) Modem() *rnode.Modem { return r.m }
+
+// RNodeDeviceRadio is an rnode.Device as a Radio: the RNode the node runs
+// on for lora+serial. When the modem goes away the Device re-opens it;
+// meanwhile Send fails with rnode.ErrDown (a lost packet, which the
+// selective repeat recovers or which ends the connection with
+// ErrPeerLost) and Recv waits, so the transport outlives the modem, and
+// when it is back (Reviver) the transport greets its peers again.
+type RNodeDeviceRadio struct{ d *rnode.Device }
+
+var (
+	_ Radio         = (*RNodeDeviceRadio)(nil)
+	_ Airtimer      = (*RNodeDeviceRadio)(nil)
+	_ PacketLimiter = (*RNodeDeviceRadio)(nil)
+	_ Reviver       = (*RNodeDeviceRadio)(nil)
+)
+
+// NewRNodeDeviceRadio wraps d; the transport made on it owns it.
+func NewRNodeDeviceRadio(d *rnode.Device) *RNodeDeviceRadio { return &RNodeDeviceRadio{d: d} }
+
+// Send hands the packet to the modem; rnode.ErrDown while it is away.
+func (r *RNodeDeviceRadio) Send(packet []byte) error { return r.d.Send(packet) }
+
+// Recv returns the next packet received, waiting while the modem is away.
+func (r *RNodeDeviceRadio) Recv(ctx context.Context) ([]byte, error) {
+	p, err := r.d.Recv(ctx)
+	return p.Data, err
+}
+
+// Params are the modem's settings, with its frequency.
+func (r *RNodeDeviceRadio) Params() RadioParams {
+	return RadioParams{Params: r.d.Params(), Frequency: r.d.Config().Frequency}
+}
+
+// Airtime counts the RNode's 1-byte header and its preamble.
+func (r *RNodeDeviceRadio) Airtime(n int) (time.Duration, error) { return r.d.Airtime(n) }
+
+// MaxPacket is 254, as for RNodeRadio.
+func (r *RNodeDeviceRadio) MaxPacket() int { return rnodeMaxPacket }
+
+// OnUp is the Device's: f runs each time the modem is back.
+func (r *RNodeDeviceRadio) OnUp(f func()) { r.d.OnUp(f) }
+
+// Close stops re-opening, switches the radio off and releases the port.
+func (r *RNodeDeviceRadio) Close() error { return r.d.Close() }
+
+// Device is the wrapped device, for its State.
+func (r *RNodeDeviceRadio) Device() *rnode.Device { return r.d }

@@ -183,6 +183,9 @@ func New(radio Radio, opts Options) (*Transport, error) {
 	t.requestHelloLocked(now.Add(t.randDur(8*t.airHello)), true)
 	t.pumpLocked()
 	t.mu.Unlock()
+	if r, ok := radio.(Reviver); ok {
+		r.OnUp(t.radioUp)
+	}
 	go t.receive(ctx)
 	return t, nil
 }

@@ -1,0 +1,171 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/probe"
+	"github.com/quicprochat/qpc/transports"
+	"github.com/quicprochat/qpc/transports/lora"
+	"github.com/quicprochat/qpc/transports/lora/rnode"
+)
+
+// emulatorAir carries what the emulator behind from transmits to the one
+// behind to, following each port to its next emulator, until stop.
+func emulatorAir(from, to *rnode.EmulatorPort, stop <-chan struct{}) {
+	for {
+		e, changed := from.Emulator()
+		var tx <-chan []byte
+		if e != nil {
+			tx = e.Transmitted()
+		}
+		select {
+		case p := <-tx:
+			if r, _ := to.Emulator(); r != nil {
+				_ = r.Receive(p, -60, 8) // lost when the radio there is off or gone
+			}
+		case <-changed:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// deviceNode is a transport on an rnode.Device behind an emulator port.
+func deviceNode(t *testing.T, port *rnode.EmulatorPort) (*Transport, *rnode.Device, *crypto.Identity) {
+	t.Helper()
+	d, err := rnode.OpenDevice(port.Path(), rnode.Config{
+		Frequency: 915_000_000, Bandwidth: 500_000, SF: 7, CR: 5, TxPower: 20,
+		ReconnectMin: 5 * time.Millisecond, ReconnectMax: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := crypto.NewIdentity(nil)
+	tr, err := New(NewRNodeDeviceRadio(d), Options{Identity: id, Region: lora.US915, Channel: port.Path(), Logger: testLogger(),
+		ReportTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr, d, id
+}
+
+func acceptWithin(t *testing.T, l transports.Listener, what string) transports.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return c
+}
+
+// A modem that vanishes and comes back (issue 12 item 5): the transport
+// is not torn down; its sends fail as lost packets while the modem is
+// away, the peer gives the link up, and when the modem is back the
+// transport greets the channel so that the peer links again, and frames
+// flow both ways over the same transport.
+func TestRadioComesBack(t *testing.T) {
+	dir := t.TempDir()
+	pa, err := rnode.NewEmulatorPort(filepath.Join(dir, "a"), rnode.EmulatorConfig{})
+	if err != nil {
+		t.Skipf("SKIP: no pty: %v", err)
+	}
+	t.Cleanup(func() { pa.Close() })
+	pb, err := rnode.NewEmulatorPort(filepath.Join(dir, "b"), rnode.EmulatorConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pb.Close() })
+	stop := make(chan struct{})
+	defer close(stop)
+	go emulatorAir(pa, pb, stop)
+	go emulatorAir(pb, pa, stop)
+
+	a, devA, idA := deviceNode(t, pa)
+	b, _, idB := deviceNode(t, pb)
+	la, err := a.Listen(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Close()
+	lb, err := b.Listen(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	ab := acceptWithin(t, la, "A links with B")
+	ba := acceptWithin(t, lb, "B links with A")
+	if ab.Peer() != idB.Address() || ba.Peer() != idA.Address() {
+		t.Fatal("linked with the wrong peers")
+	}
+	if err := ab.WriteFrame([]byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readTimeout(ba, 10*time.Second); err != nil || string(got) != "before" {
+		t.Fatalf("before: %q %v", got, err)
+	}
+	probe.Until(t, 10*time.Second, func() bool { return a.Stats().FramesSent >= 1 }, "A's frame acknowledged")
+
+	if err := pa.Vanish(); err != nil {
+		t.Fatal(err)
+	}
+	probe.Until(t, 10*time.Second, func() bool { return !devA.Up() }, "A's modem marked down")
+	// B's frame to A goes unacknowledged: B gives the link up.
+	if err := ba.WriteFrame([]byte("into the void")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readTimeout(ba, 20*time.Second); !errors.Is(err, ErrPeerLost) {
+		t.Fatalf("B's link to A while A's modem is away: %v, want ErrPeerLost", err)
+	}
+	// A's frame to B is lost on a down radio, which is not a radio failure.
+	if err := ab.WriteFrame([]byte("lost")); err != nil && !errors.Is(err, ErrPeerLost) {
+		t.Fatal(err)
+	}
+	probe.Until(t, 10*time.Second, func() bool { return a.Stats().SendErrors > 0 }, "A's send on a down radio counted")
+	if _, err := a.Listen(context.Background(), ""); !errors.Is(err, ErrAddrInUse) {
+		t.Fatalf("A's transport with its modem away: Listen = %v, want ErrAddrInUse (not ErrRadio)", err)
+	}
+
+	if _, err := pa.Return(); err != nil {
+		t.Fatal(err)
+	}
+	probe.Until(t, 10*time.Second, devA.Up, "A's modem re-opened")
+	ba2 := acceptWithin(t, lb, "B links with A again")
+	if ba2.Peer() != idA.Address() {
+		t.Fatalf("B linked with %s", ba2.Peer().Short())
+	}
+	if err := ba2.WriteFrame([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	// A's end: its old connection if it survived, else a new one.
+	got, err := readTimeout(ab, 20*time.Second)
+	for err == nil && string(got) == "lost" {
+		got, err = readTimeout(ab, 20*time.Second)
+	}
+	if err != nil {
+		ab = acceptWithin(t, la, "A links with B again")
+		got, err = readTimeout(ab, 20*time.Second)
+	}
+	if err != nil || string(got) != "after" {
+		t.Fatalf("A got %q %v, want B's frame after the re-open", got, err)
+	}
+	if err := ab.WriteFrame([]byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	// B may first get A's "lost", sent again by the selective repeat once
+	// B knew A again.
+	got, err = readTimeout(ba2, 20*time.Second)
+	if err == nil && string(got) == "lost" {
+		got, err = readTimeout(ba2, 20*time.Second)
+	}
+	if err != nil || string(got) != "back" {
+		t.Fatalf("B got %q %v", got, err)
+	}
+}
