@@ -17,6 +17,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/quicprochat/qpc/transports"
+	"github.com/quicprochat/qpc/transports/lora"
 	"github.com/quicprochat/qpc/transports/lora/link"
 )
 
@@ -127,6 +128,7 @@ type LoRaConfig struct {
 	Region    string  `toml:"region" comment:"Radio rules: EU868 (duty cycle per sub-band) or US915 (400 ms dwell time)." mapstructure:"region"`
 	DataShare float64 `toml:"data_share" comment:"Share of the airtime budget reserved for user data; announces may use only the rest (0..1)." mapstructure:"data_share"`
 	MTU       int     `toml:"mtu" comment:"Largest radio frame in bytes (51..255); bigger frames are fragmented." mapstructure:"mtu"`
+	TxPower   int     `toml:"tx_power" comment:"Transmit power in dBm of every radio whose URI has no txp=; 0 means the highest the region allows on the radio's frequency (EU868: 14, 27 in 869.4-869.65 MHz; US915: 30). Above the sub-band's limit is refused." mapstructure:"tx_power"`
 }
 
 // RateLimitConfig bounds what one peer may make this node do.
@@ -339,6 +341,13 @@ func (c *Config) Validate() error {
 	if m := c.Transports.LoRa.MTU; m < 51 || m > 255 {
 		bad("transports.lora.mtu", m, "bytes from 51 to 255")
 	}
+	if p := c.Transports.LoRa.TxPower; p < 0 || p > link.MaxTxPower {
+		bad("transports.lora.tx_power", p, fmt.Sprintf("dBm from 0 (the region's limit) to %d", link.MaxTxPower))
+	} else if region, err := lora.RegionByName(c.Transports.LoRa.Region); err == nil {
+		for i, u := range c.Transports.Listen {
+			c.checkRadio(fmt.Sprintf("transports.listen[%d]", i), u, region, bad)
+		}
+	}
 	positiveDur("transports.dial_backoff_max", c.Transports.DialBackoff, 100*time.Millisecond)
 	if n := c.Transports.MaxInboundLinks; n < 1 || n > 65536 {
 		bad("transports.max_inbound_links", n, "an integer from 1 to 65536")
@@ -401,6 +410,32 @@ func (c *Config) Validate() error {
 	}
 	positiveDur("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond)
 	return errors.Join(errs...)
+}
+
+// checkRadio checks what CheckURI cannot for a LoRa URI: that its
+// channel lies in one allowed sub-band of the region and that its
+// transmit power (txp=, else transports.lora.tx_power, else the
+// sub-band's limit) is within the sub-band's limit.
+func (c *Config) checkRadio(field, uri string, region lora.Region, bad func(string, any, string)) {
+	scheme, addr, err := transports.ParseURI(uri)
+	if err != nil || (scheme != transports.SchemeLoRaMock && scheme != transports.SchemeLoRaSerial) {
+		return
+	}
+	a, err := link.ParseAddr(addr, link.RadioParams{})
+	if err != nil {
+		return // CheckURI reports it
+	}
+	_, err = link.TxPowerFor(a, region, c.Transports.LoRa.TxPower)
+	var pe *lora.PowerError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe) && a.TxPower == nil:
+		bad("transports.lora.tx_power", pe.TxPower, fmt.Sprintf("at most %d dBm for %s: the limit of the %s sub-band %s MHz (or txp= in its URI)", pe.Limit, uri, pe.Region, pe.SubBand.Name))
+	case errors.As(err, &pe):
+		bad(field, uri, fmt.Sprintf("txp of at most %d dBm: the limit of the %s sub-band %s MHz (got %d)", pe.Limit, pe.Region, pe.SubBand.Name, pe.TxPower))
+	case errors.Is(err, lora.ErrRestrictedBand), errors.Is(err, lora.ErrOutOfBand):
+		bad(field, uri, fmt.Sprintf("a channel inside one allowed sub-band of the region (%v)", err))
+	}
 }
 
 // CheckURI validates a transport URI with transports.ParseURI, the parser
