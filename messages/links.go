@@ -16,6 +16,10 @@ type LinkInfo struct {
 	Bitrate   int64
 	Class     string
 	Since     time.Time
+	// Broadcast: the link's transport reaches every peer in range with
+	// one transmission (a LoRa radio), and the node sends frames meant
+	// for every neighbour over it once per radio (issue 12).
+	Broadcast bool
 }
 
 // PeerUp is published on the actor system's event stream when a link to a
@@ -39,6 +43,11 @@ type SendFrame struct {
 	Peer     [16]byte
 	Data     []byte
 	Priority Priority
+	// Broadcastable: the frame is as good for any neighbour (an announce
+	// for a neighbour that just came up). When the peer's link
+	// broadcasts, the frame goes as one broadcast of its radio, where
+	// queued copies of the same announce collapse into one.
+	Broadcastable bool
 }
 
 // OutboundFrame is a frame queued in one link actor's mailbox. Its
@@ -98,12 +107,19 @@ type PeerStatus struct {
 }
 
 // BroadcastFrame asks the transports actor to send a frame to every
-// connected peer but Except (the one it came from; zero for none), once
-// per peer, over each peer's best link.
+// connected peer but Except (the one it came from; zero for none) over
+// each peer's best link: once per peer, except that all the peers whose
+// best link is on one broadcasting transport (a LoRa radio) get it in one
+// broadcast, which Except hears too (its dedup drops it).
 type BroadcastFrame struct {
 	Data     []byte
 	Priority Priority
 	Except   [16]byte
+	// SkipBroadcast leaves the broadcasting transports out: the peers
+	// whose best link is a radio do not get the frame. The router sets
+	// it for an announce re-broadcast that a neighbour on the radio was
+	// heard re-broadcasting first (the managed flood's suppression).
+	SkipBroadcast bool
 }
 
 // StartLinks tells the transports actor that every other actor of the node

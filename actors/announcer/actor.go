@@ -85,7 +85,9 @@ func (a *announcer) Receive(ctx actor.Context) {
 	case *messages.PeerUp:
 		// A new neighbour learns about us at once, not at the next tick.
 		if !a.draining {
-			ctx.Send(a.cfg.Links, &messages.SendFrame{Peer: m.Link.Peer, Data: a.own, Priority: messages.Control})
+			// Over a radio, one broadcast for all the neighbours that
+			// come up together: queued copies collapse (Broadcastable).
+			ctx.Send(a.cfg.Links, &messages.SendFrame{Peer: m.Link.Peer, Data: a.own, Priority: messages.Control, Broadcastable: m.Link.Broadcast})
 			a.cfg.Metrics.AnnouncesSent.Inc()
 		}
 	case *messages.InboundFrame:
@@ -155,5 +157,5 @@ func (a *announcer) heard(ctx actor.Context, m *messages.InboundFrame) {
 		}
 		return
 	}
-	ctx.Send(a.cfg.Router, &messages.AnnounceHeard{Announce: ann, Frame: m.Data, From: m.From, Link: m.Link})
+	ctx.Send(a.cfg.Router, &messages.AnnounceHeard{Announce: ann, Frame: m.Data, From: m.From, Link: m.Link, Signal: m.Signal})
 }

@@ -48,6 +48,10 @@ type Config struct {
 	// listeners; 0 means DefaultMaxInboundLinks. Links the node dials and
 	// LoRa radio peers are not capped.
 	MaxInboundLinks int
+	// NoBroadcast sends frames meant for every neighbour once per peer
+	// also over transports that broadcast (LoRa): the fan-out before
+	// issue 12, kept so that tests can measure what broadcasting saves.
+	NoBroadcast bool
 }
 
 // quiesce tells listeners to stop accepting and dialers to stop dialing;
@@ -69,6 +73,13 @@ type manager struct {
 	draining bool
 	linking  bool // StartLinks received
 	carry    *managerCarry
+	bcast    map[uint64]radio // the links whose transport broadcasts, by link id
+}
+
+// radio is a transport that broadcasts, as the manager knows it.
+type radio struct {
+	b    transports.Broadcaster
+	name string // its transport name, for metrics
 }
 
 // managerCarry is what a failing manager leaves the next instance (New's
@@ -104,29 +115,39 @@ func (m *manager) Receive(ctx actor.Context) {
 		}
 	case *linkUp:
 		m.table.Add(msg.info, msg.pid)
+		if msg.bcast != nil {
+			m.bcast[msg.info.ID] = radio{b: msg.bcast, name: msg.info.Transport}
+		}
 		m.gauge()
 		ctx.ActorSystem().EventStream.Publish(&messages.PeerUp{Node: m.deps.self, Link: msg.info})
 	case *linkDown:
 		m.peers.LinkDown(msg.info.ID, msg.reason, m.deps.clock.Now())
+		delete(m.bcast, msg.info.ID)
 		if info, ok := m.table.Remove(msg.info.ID); ok {
 			m.gauge()
 			ctx.ActorSystem().EventStream.Publish(&messages.PeerDown{Node: m.deps.self, Link: info, Reason: msg.reason})
 		}
 	case *messages.SendFrame:
-		pid, _, ok := m.table.Pick(msg.Peer, len(msg.Data))
+		pid, info, ok := m.table.Pick(msg.Peer, len(msg.Data))
 		if !ok {
 			m.cfg.Metrics.NoLink.Inc()
 			return
 		}
+		if r, ok := m.bcast[info.ID]; ok && msg.Broadcastable {
+			m.broadcast(r, msg.Data, msg.Priority)
+			return
+		}
 		ctx.Send(pid, &messages.OutboundFrame{Data: msg.Data, Prio: msg.Priority})
 	case *messages.BroadcastFrame:
-		for _, peer := range m.table.Peers() {
-			if peer == msg.Except {
-				continue
-			}
-			if pid, _, ok := m.table.Pick(peer, len(msg.Data)); ok {
-				ctx.Send(pid, &messages.OutboundFrame{Data: msg.Data, Prio: msg.Priority})
-			}
+		plan := PlanBroadcast(m.table, msg.Except, len(msg.Data), func(id uint64) (radio, bool) {
+			r, ok := m.bcast[id]
+			return r, ok
+		}, msg.SkipBroadcast)
+		for _, r := range plan.Broadcasts {
+			m.broadcast(r, msg.Data, msg.Priority)
+		}
+		for _, pid := range plan.Unicast {
+			ctx.Send(pid, &messages.OutboundFrame{Data: msg.Data, Prio: msg.Priority})
 		}
 	case *peerEvent:
 		m.peers.Apply(*msg)
@@ -193,9 +214,22 @@ func (m *manager) start(ctx actor.Context) {
 		c.Metrics.InitTransport(name)
 	}
 	m.table = NewTable[*actor.PID]()
+	m.bcast = make(map[uint64]radio)
+	m.deps.noBroadcast = c.NoBroadcast
 	m.peers = NewPeers(c.Peers, c.Clock.Now())
 	m.dialers = make(map[string]*actor.PID)
 	m.byPeer = make(map[crypto.Address]*actor.PID)
+}
+
+// broadcast hands a frame for every neighbour to a radio. It does not
+// block (a full radio queue refuses it, counted).
+func (m *manager) broadcast(r radio, data []byte, prio messages.Priority) {
+	if err := r.b.Broadcast(data, prio); err != nil {
+		m.cfg.Metrics.Broadcasts.WithLabelValues(r.name, "dropped").Inc()
+		m.deps.log.Debug("broadcast dropped", "transport", r.name, "err", err)
+		return
+	}
+	m.cfg.Metrics.Broadcasts.WithLabelValues(r.name, "sent").Inc()
 }
 
 // startLinks starts accepting, dialing and discovering. It waits for

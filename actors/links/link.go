@@ -18,8 +18,9 @@ import (
 
 // linkUp and linkDown tell the manager about a link actor's life.
 type linkUp struct {
-	info messages.LinkInfo
-	pid  *actor.PID
+	info  messages.LinkInfo
+	pid   *actor.PID
+	bcast transports.Broadcaster // the link's transport, when it broadcasts
 }
 
 type linkDown struct {
@@ -57,7 +58,11 @@ func (l *linkActor) Receive(ctx actor.Context) {
 		l.recvFrames, l.recvBytes = l.metrics.FramesReceived.WithLabelValues(t), l.metrics.BytesReceived.WithLabelValues(t)
 		rctx, cancel := context.WithCancel(context.Background())
 		l.cancel = cancel
-		ctx.Send(l.manager, &linkUp{info: l.info, pid: ctx.Self()})
+		up := &linkUp{info: l.info, pid: ctx.Self()}
+		if bc, ok := l.conn.(transports.BroadcastConn); ok && l.info.Broadcast {
+			up.bcast = bc.Broadcaster()
+		}
+		ctx.Send(l.manager, up)
 		l.log.Info("link up", "dir", direction(l.info.Outbound))
 		go l.read(rctx, ctx.ActorSystem(), ctx.Self())
 	case *messages.OutboundFrame:
@@ -157,7 +162,14 @@ func (l *linkActor) read(ctx context.Context, sys *actor.ActorSystem, self *acto
 				}
 			}
 		}
-		f, err := l.conn.ReadFrame()
+		var f []byte
+		var sig messages.Signal
+		var err error
+		if sr, ok := l.conn.(transports.SignalReader); ok {
+			f, sig, err = sr.ReadFrameSignal() // a radio: with the frame's signal
+		} else {
+			f, err = l.conn.ReadFrame()
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				sys.Root.Send(self, &readFailed{err: err})
@@ -174,7 +186,7 @@ func (l *linkActor) read(ctx context.Context, sys *actor.ActorSystem, self *acto
 			}
 			continue
 		}
-		sys.Root.Send(l.ratelimit, &messages.InboundFrame{Link: name, From: l.info.Peer, Data: f, Release: release})
+		sys.Root.Send(l.ratelimit, &messages.InboundFrame{Link: name, From: l.info.Peer, Data: f, Release: release, Signal: sig})
 	}
 }
 

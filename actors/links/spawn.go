@@ -27,6 +27,8 @@ type deps struct {
 	mailboxes map[string]actor.MailboxProducer // by transport name
 	linkIDs   *atomic.Uint64
 	inbound   *inboundLimit // shared by the listeners (atomic)
+	// noBroadcast: Config.NoBroadcast (links never broadcast).
+	noBroadcast bool
 }
 
 // stopLinks is the supervision of link actors: a link that panics is
@@ -60,6 +62,9 @@ func (d *deps) spawnLink(ctx actor.Context, conn transports.Conn, outbound bool)
 		Bitrate:   info.Bitrate,
 		Class:     transports.ClassOf(info).String(),
 		Since:     d.clock.Now(),
+	}
+	if _, ok := conn.(transports.BroadcastConn); ok && !d.noBroadcast {
+		li.Broadcast = true
 	}
 	mb, ok := d.mailboxes[info.Name]
 	if !ok {

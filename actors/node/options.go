@@ -40,6 +40,7 @@ type options struct {
 	backoff        *links.Backoff
 	tap            func(*messages.InboundFrame) bool
 	loraMock       *link.MockNetwork
+	perPeerFanout  bool // links.Config.NoBroadcast
 	newIdentity    bool
 	dbOpts         []persist.Option
 }
@@ -106,6 +107,11 @@ func WithInboxSize(n int) Option { return func(o *options) { o.inboxSize = max(n
 // WithMemNetwork attaches the node to an in-process network, for mem://
 // listen and peer URIs (tests, the simulator).
 func WithMemNetwork(net *mem.Network) Option { return func(o *options) { o.memNet = net } }
+
+// withPerPeerFanout sends frames for every neighbour once per peer also
+// over LoRa radios (links.Config.NoBroadcast): the fan-out before issue
+// 12, for tests that measure what broadcasting saves.
+func withPerPeerFanout() Option { return func(o *options) { o.perPeerFanout = true } }
 
 // WithLoRaMock attaches the node's lora+mock:// radios to simulated
 // channels of net (tests, the simulator, the demo).

@@ -337,7 +337,7 @@ func (n *Node) linksConfig(ratelimit *actor.PID) links.Config {
 		Identity: n.id, Transports: n.transports, Listeners: n.listeners, Peers: cfg.Peers,
 		Ratelimit: ratelimit, Metrics: n.metrics.Links, Log: n.log.With("component", "transports"),
 		Clock: n.clock, Backoff: b, QueueFrames: cfg.QueueFrames, QueueBytes: cfg.QueueBytes,
-		MaxInboundLinks: cfg.MaxInboundLinks,
+		MaxInboundLinks: cfg.MaxInboundLinks, NoBroadcast: n.opts.perPeerFanout,
 	}
 	switch {
 	case n.opts.discovery != nil:

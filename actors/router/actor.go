@@ -63,6 +63,8 @@ type (
 	rebroadcast struct {
 		frame  []byte
 		except [16]byte
+		dest   [16]byte // the announce's destination and its Flood id
+		id     uint64
 	}
 	traceTimeout struct{ probe [16]byte }
 	// flush commits the current batch; sent to itself when a batch
@@ -146,6 +148,7 @@ type routerActor struct {
 	sub    *eventstream.Subscription
 	gc     clock.Timer
 	traces Tracer
+	flood  *Flood // pending announce re-broadcasts (the managed flood)
 	links  map[[16]byte]int // open links per neighbour
 	last   TableStats       // what was last added to the lookup counters
 
@@ -204,6 +207,9 @@ func (r *routerActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		r.start(ctx)
 	case *messages.AnnounceHeard:
+		// A neighbour re-broadcasting what we are about to: the radio part
+		// of ours is suppressed (the managed flood, flood.go).
+		r.flood.Heard(m.Announce.Address(), m.Announce.UnixMilli, m.From, m.Signal)
 		prev, known := r.core.Table.Seq(m.Announce.Address())
 		fwd, change, err := r.core.HandleAnnounce(m, now)
 		if err != nil {
@@ -240,14 +246,25 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		}
 		if fwd != nil {
 			// A short random delay, so neighbours that heard the same
-			// announce do not all re-broadcast in the same instant.
-			d := time.Duration(rand.Int64N(int64(50 * time.Millisecond)))
+			// announce do not all re-broadcast in the same instant; over a
+			// radio, weighted by the signal (Flood.Delay).
+			dest := m.Announce.Address()
+			d, id := r.flood.Schedule(dest, m.Announce.UnixMilli, m.From, m.Signal)
 			self, sys := ctx.Self(), ctx.ActorSystem()
-			r.cfg.Clock.AfterFunc(d, func() { sys.Root.Send(self, &rebroadcast{frame: fwd, except: m.From}) })
+			rb := &rebroadcast{frame: fwd, except: m.From, dest: dest, id: id}
+			r.cfg.Clock.AfterFunc(d, func() { sys.Root.Send(self, rb) })
 		}
 	case *rebroadcast:
-		r.cfg.Metrics.Rebroadcasts.Inc()
-		ctx.Send(r.cfg.Links, &messages.BroadcastFrame{Data: m.frame, Priority: messages.Control, Except: m.except})
+		suppressed, ok := r.flood.Fire(m.dest, m.id)
+		if !ok {
+			return // replaced by a newer announce of the destination
+		}
+		if suppressed {
+			r.cfg.Metrics.RebroadcastsSuppressed.Inc()
+		} else {
+			r.cfg.Metrics.Rebroadcasts.Inc()
+		}
+		ctx.Send(r.cfg.Links, &messages.BroadcastFrame{Data: m.frame, Priority: messages.Control, Except: m.except, SkipBroadcast: suppressed})
 	case *messages.InboundFrame:
 		defer m.Done() // the link may be read again
 		acts := r.core.HandleEnvelope(m.Data, m.From, now)
@@ -335,7 +352,9 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		// everyone's next announce.
 		for _, f := range r.core.Announces() {
 			if fwd, err := messages.ForwardAnnounce(f); err == nil {
-				ctx.Send(r.cfg.Links, &messages.SendFrame{Peer: m.Link.Peer, Data: fwd, Priority: messages.Control})
+				// Over a radio, one broadcast for all new neighbours:
+				// queued copies collapse (Broadcastable).
+				ctx.Send(r.cfg.Links, &messages.SendFrame{Peer: m.Link.Peer, Data: fwd, Priority: messages.Control, Broadcastable: m.Link.Broadcast})
 			}
 		}
 		r.routeUp(ctx, m.Link.Peer, now)
@@ -468,6 +487,7 @@ func (r *routerActor) start(ctx actor.Context) {
 	self, sys := ctx.Self(), ctx.ActorSystem()
 	r.committer = startCommitter(c.DB.DB, func(j *commitJob) { sys.Root.Send(self, &committed{job: j}) })
 	r.traces = Tracer{MaxHops: c.MaxHops}
+	r.flood = NewFlood()
 	r.links = make(map[[16]byte]int)
 	if r.carry != nil && r.carry.set { // a restart: what the last instance left
 		r.held, r.links = r.carry.held, r.carry.links

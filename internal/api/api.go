@@ -513,15 +513,36 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/profile", s.pprofWait(pprof.Profile, 30*time.Second))
 	mux.HandleFunc("GET /debug/pprof/trace", s.pprofWait(pprof.Trace, time.Second))
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	// The send endpoint with another method is 405, not "no such endpoint".
-	mux.HandleFunc("/v1/send", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, &Error{Code: "method_not_allowed", Message: r.Method + " /v1/send: use POST", Status: http.StatusMethodNotAllowed})
-	})
+	// An endpoint asked with a method it does not serve is 405 with Allow,
+	// not "no such endpoint" (the catch-all below would answer that).
+	for path, methods := range map[string][]string{
+		"/healthz": {"GET"}, "/readyz": {"GET"}, "/metrics": {"GET"}, "/v1/status": {"GET"}, "/v1/stats": {"GET"},
+		"/v1/send": {"POST"}, "/v1/messages/{id}": {"GET"}, "/v1/outbox": {"GET"}, "/v1/inbox": {"GET", "DELETE"},
+		"/v1/inbox/{seq}": {"DELETE"}, "/v1/routes": {"GET"}, "/v1/trace": {"GET"},
+	} {
+		mux.HandleFunc(path, methodNotAllowed(methods))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path, Status: http.StatusNotFound})
 	})
 	return s.count(s.recoverPanics(s.guard(s.auth(mux))))
+}
+
+// methodNotAllowed answers a request for an endpoint that serves only
+// methods: 405 method_not_allowed, with Allow (a GET endpoint serves HEAD
+// too).
+func methodNotAllowed(methods []string) http.HandlerFunc {
+	var allow []string
+	for _, m := range methods {
+		allow = append(allow, m)
+		if m == http.MethodGet {
+			allow = append(allow, http.MethodHead)
+		}
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, &Error{Code: "method_not_allowed", Message: r.Method + " " + r.URL.Path + ": use " + strings.Join(methods, " or "), Status: http.StatusMethodNotAllowed})
+	}
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {

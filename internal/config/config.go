@@ -129,6 +129,8 @@ type LoRaConfig struct {
 	DataShare float64 `toml:"data_share" comment:"Share of the airtime budget reserved for user data; announces may use only the rest (0..1)." mapstructure:"data_share"`
 	MTU       int     `toml:"mtu" comment:"Largest radio frame in bytes (51..255); bigger frames are fragmented." mapstructure:"mtu"`
 	TxPower   int     `toml:"tx_power" comment:"Transmit power in dBm of every radio whose URI has no txp=; 0 means the highest the region allows on the radio's frequency (EU868: 14, 27 in 869.4-869.65 MHz; US915: 30). Above the sub-band's limit is refused." mapstructure:"tx_power"`
+	// AnnounceShare caps the airtime of announces per radio.
+	AnnounceShare float64 `toml:"announce_share" comment:"Share of each radio's time that announces may use (above 0, at most 1; Reticulum's cap is 0.02): announces wait for it, and a queued announce is replaced by a newer one of its destination." mapstructure:"announce_share"`
 }
 
 // RateLimitConfig bounds what one peer may make this node do.
@@ -193,7 +195,7 @@ func Default() Config {
 			QueueFrames:  1024,
 			QueueBytes:   8 << 20,
 			DialBackoff:  Duration(30 * time.Second),
-			LoRa:         LoRaConfig{Region: "EU868", DataShare: 0.5, MTU: 255},
+			LoRa:         LoRaConfig{Region: "EU868", DataShare: 0.5, MTU: 255, AnnounceShare: 0.02},
 
 			MaxInboundLinks:  256,
 			AcceptTimeout:    Duration(transports.DefaultAcceptTimeout),
@@ -337,6 +339,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Transports.LoRa.DataShare; d < 0 || d > 1 {
 		bad("transports.lora.data_share", d, "a fraction from 0 to 1")
+	}
+	if a := c.Transports.LoRa.AnnounceShare; !(a > 0 && a <= 1) {
+		bad("transports.lora.announce_share", a, "a fraction above 0 and at most 1 (0.02: announces use at most 2 % of the radio's time)")
 	}
 	if m := c.Transports.LoRa.MTU; m < 51 || m > 255 {
 		bad("transports.lora.mtu", m, "bytes from 51 to 255")

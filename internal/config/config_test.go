@@ -46,6 +46,8 @@ func TestValidateNamesFieldValueAndAllowed(t *testing.T) {
 		{"api addr", func(c *Config) { c.API.Addr = "7780" }, "api.addr", "host:port"},
 		{"lora region", func(c *Config) { c.Transports.LoRa.Region = "AS923" }, "transports.lora.region", "EU868 or US915"},
 		{"lora share", func(c *Config) { c.Transports.LoRa.DataShare = 1.5 }, "transports.lora.data_share", "0 to 1"},
+		{"announce share zero", func(c *Config) { c.Transports.LoRa.AnnounceShare = 0 }, "transports.lora.announce_share", "above 0 and at most 1"},
+		{"announce share above 1", func(c *Config) { c.Transports.LoRa.AnnounceShare = 1.5 }, "transports.lora.announce_share", "above 0 and at most 1"},
 		{"frame size", func(c *Config) { c.Transports.MaxFrameSize = 10 }, "transports.max_frame_size", "256 to 16777216"},
 		{"inbound links", func(c *Config) { c.Transports.MaxInboundLinks = 0 }, "transports.max_inbound_links", "1 to 65536"},
 		{"accept timeout", func(c *Config) { c.Transports.AcceptTimeout = Duration(time.Hour) }, "transports.accept_timeout", "100ms to 1m"},

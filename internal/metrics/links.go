@@ -15,6 +15,7 @@ type Links struct {
 	Dials          *prometheus.CounterVec // transport, result
 	Refused        *prometheus.CounterVec // transport, reason: inbound links refused after the handshake
 	NoLink         prometheus.Counter
+	Broadcasts     *prometheus.CounterVec // transport, result (sent, dropped): frames for every neighbour sent once per radio
 }
 
 func newLinks(r *prometheus.Registry) *Links {
@@ -31,6 +32,7 @@ func newLinks(r *prometheus.Registry) *Links {
 		Backpressure:   cv("backpressure_total", "Times a link's reader waited for credit (the node was busy with that peer's frames): the peer is slowed, nothing is dropped.", "transport"),
 		Dials:          cv("dials_total", "Outbound dial attempts by result (ok, error, self).", "transport", "result"),
 		Refused:        cv("refused_total", "Inbound links refused after the handshake, by reason (max_inbound_links).", "transport", "reason"),
+		Broadcasts:     cv("broadcasts_total", "Frames for every neighbour sent as one broadcast of a radio instead of one frame per peer, by result (sent, dropped: the radio's queue was full).", "transport", "result"),
 		Peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Subsystem: "link", Name: "peers_connected", Help: "Connected links by transport.",
 		}, []string{"transport"}),
@@ -38,7 +40,7 @@ func newLinks(r *prometheus.Registry) *Links {
 			Namespace: Namespace, Subsystem: "link", Name: "no_route_total", Help: "Frames for a peer with no connected link, dropped.",
 		}),
 	}
-	r.MustRegister(l.FramesSent, l.BytesSent, l.FramesReceived, l.BytesReceived, l.Errors, l.Shed, l.Backpressure, l.Dials, l.Refused, l.Peers, l.NoLink)
+	r.MustRegister(l.FramesSent, l.BytesSent, l.FramesReceived, l.BytesReceived, l.Errors, l.Shed, l.Backpressure, l.Dials, l.Refused, l.Peers, l.NoLink, l.Broadcasts)
 	return l
 }
 

@@ -1,0 +1,267 @@
+package links
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/internal/probe"
+	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports"
+	"github.com/quicprochat/qpc/transports/discovery"
+	"github.com/quicprochat/qpc/transports/mem"
+)
+
+// scriptedDialer is a transport whose dials fail as scripted: each Dial
+// takes the next error of fails, and once they are used up dials through
+// to the transport it wraps. Every Dial reports the clock's time on dials.
+type scriptedDialer struct {
+	transports.Transport
+	clk   clock.Clock
+	mu    sync.Mutex
+	fails []error
+	dials chan time.Time
+	conn  transports.Conn // when set, what a dial past the script returns
+}
+
+func (s *scriptedDialer) Dial(ctx context.Context, addr string) (transports.Conn, error) {
+	s.mu.Lock()
+	var err error
+	if len(s.fails) > 0 {
+		err, s.fails = s.fails[0], s.fails[1:]
+	}
+	c := s.conn
+	s.mu.Unlock()
+	s.dials <- s.clk.Now()
+	switch {
+	case err != nil:
+		return nil, err
+	case c != nil:
+		return c, nil
+	}
+	return s.Transport.Dial(ctx, addr)
+}
+
+// nextDial waits for the next dial and returns when (on the clock) it was.
+func (s *scriptedDialer) nextDial(t *testing.T, what string) time.Time {
+	t.Helper()
+	select {
+	case at := <-s.dials:
+		return at
+	case <-time.After(within):
+		t.Fatalf("%s: no dial", what)
+		return time.Time{}
+	}
+}
+
+// randSeq returns vs in turn, as Backoff.Rand.
+func randSeq(vs ...float64) func() float64 {
+	var mu sync.Mutex
+	i := 0
+	return func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		v := vs[i%len(vs)]
+		i++
+		return v
+	}
+}
+
+// memPeer is a node on network listening as name: what a dial reaches.
+func memPeer(t *testing.T, network *mem.Network, name string) crypto.Address {
+	t.Helper()
+	id := newIdentity(t)
+	tr, err := network.NewTransport(mem.Options{Identity: id, Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tr.Listen(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return id.Address()
+}
+
+// dialerOn is our node's mem transport on network, scripted.
+func dialerOn(t *testing.T, network *mem.Network, id *crypto.Identity, clk clock.Clock, fails ...error) *scriptedDialer {
+	t.Helper()
+	tr, err := network.NewTransport(mem.Options{Identity: id, Name: "us"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &scriptedDialer{Transport: tr, clk: clk, fails: fails, dials: make(chan time.Time, 16)}
+}
+
+// A configured peer that cannot be dialled is re-dialled on the injected
+// clock with capped exponential back-off and jitter: attempt n waits
+// d = min(Min·2^(n−1), Max), less d·Jitter·Rand(), never less than
+// d·(1−Jitter) and never more than d; not a nanosecond before it is due,
+// and for ever (only a discovered peer's dialer gives up). The first
+// failure and each change of its cause are logged at info, the same
+// failure again is not; qpc status shows the back-off state, the attempts,
+// the failures, the last error and when the next attempt is due; a dial
+// that succeeds again is logged with the number of failures before it and
+// shows the peer up.
+func TestDialFailuresBackOffOnTheClock(t *testing.T) {
+	network := mem.NewNetwork()
+	peer := memPeer(t, network, "peer")
+	id := newIdentity(t)
+	refused := fmt.Errorf("transports/mem: dial peer: %w", mem.ErrRefused)
+	timeout := errors.New("transports/mem: dial peer: i/o timeout")
+	steps := []struct {
+		err   error
+		delay time.Duration // base min(1 s·2^(n−1), 3 s) less base·0.5·r
+	}{
+		{refused, time.Second},                             // base 1 s, r 0: the whole delay
+		{refused, 1500 * time.Millisecond},                 // base 2 s, r 0.5
+		{timeout, 2625 * time.Millisecond},                 // base 3 s (4 s capped), r 0.25
+		{timeout, 1875 * time.Millisecond},                 // base 3 s, r 0.75
+		{timeout, 1500*time.Millisecond + time.Nanosecond}, // base 3 s, r just under 1: the least it may be
+	}
+	const uri = "mem://peer"
+	var fails []error
+	for _, s := range steps {
+		fails = append(fails, s.err)
+	}
+	clk := newManual()
+	d := dialerOn(t, network, id, clk, fails...)
+	r := startRig(t, Config{
+		Identity: id, Peers: []string{uri}, Clock: clk, Transports: map[string]transports.Transport{"mem": d},
+		Backoff: Backoff{Min: time.Second, Max: 3 * time.Second, Jitter: 0.5,
+			Rand: randSeq(0, 0.5, 0.25, 0.75, 1-1.0/(1<<31))},
+	})
+
+	due := r.clk.Now() // the first dial is at once
+	for i, s := range steps {
+		n := i + 1
+		if at := d.nextDial(t, fmt.Sprintf("attempt %d", n)); !at.Equal(due) {
+			t.Fatalf("attempt %d at %v, due at %v", n, at.Sub(due), due)
+		}
+		st := r.waitPeer(t, uri, fmt.Sprintf("failure %d", n), func(p messages.PeerStatus) bool { return p.Failures == n })
+		if st.State != messages.PeerStateBackoff || st.Attempts != n || st.LastError != s.err.Error() ||
+			!st.LastErrorAt.Equal(due) || !st.NextAttempt.Equal(due.Add(s.delay)) {
+			t.Fatalf("after failure %d: %+v; want backoff, %d attempts, last error %q at the dial, next in %v",
+				n, st, n, s.err, s.delay)
+		}
+		if p := r.clk.Pending(); p != 1 {
+			t.Fatalf("after failure %d: %d timers pending, want the re-dial's", n, p)
+		}
+		r.clk.Advance(s.delay - time.Nanosecond)
+		if p := r.clk.Pending(); p != 1 {
+			t.Fatalf("after failure %d the re-dial fired before its back-off of %v", n, s.delay)
+		}
+		r.clk.Advance(time.Nanosecond)
+		due = due.Add(s.delay)
+	}
+	// The script is used up: this dial reaches the peer.
+	if at := d.nextDial(t, "the dial that succeeds"); !at.Equal(due) {
+		t.Fatalf("the last attempt at %v, due at %v", at, due)
+	}
+	st := r.waitPeer(t, uri, "up", func(p messages.PeerStatus) bool { return p.State == messages.PeerStateUp })
+	if st.Peer != peer || st.Failures != 0 || st.Attempts != len(steps)+1 || st.LastError != timeout.Error() {
+		t.Fatalf("up: %+v; want peer %s, no failures, %d attempts, the last error kept", st, peer.Short(), len(steps)+1)
+	}
+	if ls := r.reply(t).Links; len(ls) != 1 || ls[0].Peer != peer || !ls[0].Outbound {
+		t.Fatalf("links %+v, want one outbound to %s", ls, peer.Short())
+	}
+	if r.clk.Pending() != 0 {
+		t.Fatal("a re-dial is still armed with the link up")
+	}
+
+	cannot := r.logLines("cannot dial peer; retrying with back-off")
+	if len(cannot) != 2 {
+		t.Fatalf("%d info lines for 5 failures with 2 causes, want 2:\n%s", len(cannot), r.log.String())
+	}
+	for i, w := range []struct {
+		attempt int
+		err     error
+	}{{1, refused}, {3, timeout}} {
+		if l := cannot[i]; !strings.Contains(l, "level=INFO") || !strings.Contains(l, fmt.Sprintf("attempt=%d ", w.attempt)) ||
+			!strings.Contains(l, fmt.Sprintf("err=%q", w.err.Error())) || !strings.Contains(l, "uri="+uri) {
+			t.Fatalf("line %d %q: want info, attempt %d, err %q, uri", i, l, w.attempt, w.err)
+		}
+	}
+	if l := r.logLines("peer reachable again"); len(l) != 1 || !strings.Contains(l[0], "level=INFO") ||
+		!strings.Contains(l[0], "after_failed_attempts=5") {
+		t.Fatalf("reachable lines %q, want one at info after 5 failed attempts", l)
+	}
+	if e, ok := testutil.ToFloat64(r.metrics.Dials.WithLabelValues("mem", "error")), testutil.ToFloat64(r.metrics.Dials.WithLabelValues("mem", "ok")); e != 5 || ok != 1 {
+		t.Fatalf("qpc_link_dials_total error %v ok %v, want 5 and 1", e, ok)
+	}
+}
+
+// A peer heard on the LAN is dialled with the same back-off, but its
+// dialer gives up after maxDiscoveredAttempts (4) failed dials: no timer
+// left, logged at info once, and the manager forgets it, so the peer's
+// next beacon starts a new dialer.
+func TestDiscoveredPeerDialerGivesUpAfterFourFailures(t *testing.T) {
+	network := mem.NewNetwork()
+	// Of two nodes only the smaller address dials: make us the smaller.
+	id, peer := newIdentity(t), newIdentity(t)
+	if id.Address().String() > peer.Address().String() {
+		id, peer = peer, id
+	}
+	failed := fmt.Errorf("transports/mem: dial peer: %w", mem.ErrRefused)
+	var fails []error
+	for range maxDiscoveredAttempts + 1 {
+		fails = append(fails, failed)
+	}
+	clk := newManual()
+	d := dialerOn(t, network, id, clk, fails...)
+	r := startRig(t, Config{Identity: id, Clock: clk, Transports: map[string]transports.Transport{"mem": d},
+		Backoff: Backoff{Min: time.Second, Max: time.Minute}})
+	heard := &discovered{d: discovery.Discovered{Address: peer.Address(), URIs: []string{"mem://peer"}}}
+	r.sys.Root.Send(r.pid, heard)
+
+	due := r.clk.Now()
+	for n := 1; n <= maxDiscoveredAttempts; n++ {
+		if at := d.nextDial(t, fmt.Sprintf("attempt %d", n)); !at.Equal(due) {
+			t.Fatalf("attempt %d at %v, due at %v", n, at, due)
+		}
+		if n == maxDiscoveredAttempts {
+			break
+		}
+		delay := time.Second << (n - 1) // no jitter
+		probe.Until(t, within, func() bool { return r.clk.Pending() == 1 }, "re-dial %d armed", n)
+		r.clk.Advance(delay - time.Nanosecond)
+		if r.clk.Pending() != 1 {
+			t.Fatalf("re-dial %d fired before its back-off of %v", n, delay)
+		}
+		r.clk.Advance(time.Nanosecond)
+		due = due.Add(delay)
+	}
+	probe.Until(t, within, func() bool { return len(r.logLines("giving up on discovered peer")) == 1 }, "giving up logged")
+	if l := r.logLines("giving up on discovered peer")[0]; !strings.Contains(l, "level=INFO") || !strings.Contains(l, "uri=mem://peer") {
+		t.Fatalf("giving up line %q", l)
+	}
+	if p := r.clk.Pending(); p != 0 {
+		t.Fatalf("%d timers pending after giving up", p)
+	}
+	if e := testutil.ToFloat64(r.metrics.Dials.WithLabelValues("mem", "error")); e != maxDiscoveredAttempts {
+		t.Fatalf("qpc_link_dials_total{result=error} = %v, want %d", e, maxDiscoveredAttempts)
+	}
+	// Told of the peer again (its next beacon), the manager dials it anew
+	// once it has seen the dialer go.
+	var again time.Time
+	probe.Until(t, within, func() bool {
+		r.sys.Root.Send(r.pid, heard)
+		select {
+		case again = <-d.dials:
+			return true
+		default:
+			return false
+		}
+	}, "a new dialer for the peer's next beacon")
+	if !again.Equal(due) {
+		t.Fatalf("the new dialer dialled at %v, want at once (%v)", again, due)
+	}
+}

@@ -1,0 +1,84 @@
+package router
+
+import (
+	"testing"
+	"time"
+
+	"github.com/quicprochat/qpc/messages"
+)
+
+func TestFloodDelayWeighsTheSignal(t *testing.T) {
+	slot := 300 * time.Millisecond
+	radio := func(snr float64) messages.Signal {
+		return messages.Signal{Radio: true, HasSNR: true, SNR: snr, Airtime: slot}
+	}
+	for _, c := range []struct {
+		name     string
+		sig      messages.Signal
+		min, max time.Duration // the delay's range
+	}{
+		{"not a radio", messages.Signal{}, 0, IPJitter},
+		{"weakest", radio(-30), 0, 4 * slot},
+		{"strongest", radio(20), 2 * slot, 18 * slot},
+		{"midway", radio(-5), slot, 11 * slot},
+		{"not measured: midway", messages.Signal{Radio: true, Airtime: slot}, slot, 11 * slot},
+	} {
+		lo, hi := &Flood{Rand: func(int64) int64 { return 0 }}, &Flood{Rand: func(n int64) int64 { return n - 1 }}
+		if d := lo.Delay(c.sig); d != c.min {
+			t.Errorf("%s: shortest delay %s, want %s", c.name, d, c.min)
+		}
+		if d := hi.Delay(c.sig); d < c.max-time.Microsecond || d >= c.max {
+			t.Errorf("%s: longest delay %s, want just under %s", c.name, d, c.max)
+		}
+	}
+	// On average a weak receiver goes before a strong one.
+	f := NewFlood()
+	var weak, strong time.Duration
+	for range 1000 {
+		weak += f.Delay(radio(-15))
+		strong += f.Delay(radio(8))
+	}
+	if weak >= strong {
+		t.Fatalf("weak receivers wait %s on average, strong ones %s", weak/1000, strong/1000)
+	}
+}
+
+func TestFloodSuppression(t *testing.T) {
+	dest, a, b := [16]byte{1}, [16]byte{2}, [16]byte{3}
+	radio := messages.Signal{Radio: true, Airtime: time.Second}
+	f := NewFlood()
+	_, id := f.Schedule(dest, 7, a, radio)
+	// The same copy again, an older or newer sequence, or a copy over
+	// TCP: no suppression.
+	for _, h := range []struct {
+		seq  uint64
+		from [16]byte
+		sig  messages.Signal
+	}{{7, a, radio}, {6, b, radio}, {8, b, radio}, {7, b, messages.Signal{}}} {
+		if f.Heard(dest, h.seq, h.from, h.sig) {
+			t.Fatalf("suppressed by %+v", h)
+		}
+	}
+	if !f.Heard(dest, 7, b, radio) || f.Heard(dest, 7, b, radio) {
+		t.Fatal("a neighbour's re-broadcast over the radio did not suppress ours (once)")
+	}
+	if s, ok := f.Fire(dest, id); !ok || !s {
+		t.Fatalf("fire: suppressed %v ok %v", s, ok)
+	}
+	if _, ok := f.Fire(dest, id); ok || f.Pending() != 0 {
+		t.Fatal("fired twice")
+	}
+	// A newer announce replaces the pending one; the older timer sends
+	// nothing. An announce heard over TCP is never suppressed.
+	_, old := f.Schedule(dest, 8, a, radio)
+	_, cur := f.Schedule(dest, 9, b, messages.Signal{})
+	if _, ok := f.Fire(dest, old); ok {
+		t.Fatal("the replaced re-broadcast fired")
+	}
+	if f.Heard(dest, 9, a, radio) {
+		t.Fatal("an announce heard over TCP was suppressed")
+	}
+	if s, ok := f.Fire(dest, cur); !ok || s {
+		t.Fatalf("fire: suppressed %v ok %v", s, ok)
+	}
+}
