@@ -222,6 +222,9 @@ func (n *Node) TraceTo(ctx context.Context, to string, timeout time.Duration) (a
 	if err != nil {
 		return api.TraceResponse{}, &api.BadRequest{Err: err}
 	}
+	if n.id != nil && addr == n.id.Address() {
+		return api.TraceResponse{}, &api.BadRequest{Err: fmt.Errorf("%s is this node's own address: trace another node", addr)}
+	}
 	res, err := n.Trace(ctx, addr, timeout)
 	if errors.Is(err, router.ErrUnknownDestination) {
 		return api.TraceResponse{}, &api.BadRequest{Err: err}

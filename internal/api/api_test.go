@@ -274,3 +274,41 @@ func TestInboxDeleteAndClear(t *testing.T) {
 		t.Fatalf("clear: %v %v", res, err)
 	}
 }
+
+// Every endpoint asked with a method it does not serve is 405 with Allow
+// and a message naming the method to use, not 404 "no such endpoint"
+// (issue 11 item 3: only /v1/send did; the others fell through to the
+// catch-all).
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, &fakeBackend{reg: m})
+	for _, tc := range []struct{ method, path, allow, use string }{
+		{"GET", "/v1/send", "POST", "use POST"},
+		{"POST", "/v1/outbox", "GET, HEAD", "use GET"},
+		{"DELETE", "/v1/messages/id", "GET, HEAD", "use GET"},
+		{"PUT", "/v1/inbox", "GET, HEAD, DELETE", "use GET or DELETE"},
+		{"GET", "/v1/inbox/1", "DELETE", "use DELETE"},
+		{"POST", "/v1/trace", "GET, HEAD", "use GET"},
+		{"POST", "/v1/routes", "GET, HEAD", "use GET"},
+		{"POST", "/v1/status", "GET, HEAD", "use GET"},
+		{"POST", "/healthz", "GET, HEAD", "use GET"},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://"+s.Addr()+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := tc.method + " " + tc.path + ": " + tc.use
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != tc.allow || errorCode(b) != "method_not_allowed" || !strings.Contains(string(b), want) {
+			t.Errorf("%s %s: %d Allow %q %s; want 405 Allow %q saying %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), b, tc.allow, want)
+		}
+	}
+	// The right method still reaches its handler, HEAD a GET endpoint's.
+	for _, r := range [][2]string{{"GET", "/v1/outbox"}, {"HEAD", "/v1/outbox"}, {"DELETE", "/v1/inbox/1"}, {"GET", "/v1/inbox"}} {
+		if code, _, body := raw(t, s.Addr(), r[0], r[1], "", nil, ""); code != http.StatusOK {
+			t.Errorf("%s %s: %d %s", r[0], r[1], code, body)
+		}
+	}
+}

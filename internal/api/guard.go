@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // What the admin API accepts from a client, and for how long it waits on
@@ -211,24 +213,40 @@ func (s *Server) allowWait(w http.ResponseWriter, d time.Duration) {
 }
 
 // decodeBody reads r's body as exactly one JSON value into v: what
-// follows it is refused. The error is the coded answer.
+// follows it is refused, and so is a body that is not UTF-8 (the JSON
+// decoder would replace what is not with U+FFFD, and a text would be sent
+// other than it was given). The error is the coded answer.
 func decodeBody(r *http.Request, v any, what string) *Error {
-	dec := json.NewDecoder(r.Body)
-	err := dec.Decode(v)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: "body must be one JSON value " + what + ", with nothing after it"}
-		}
-		return nil
-	}
+	body, err := io.ReadAll(r.Body) // at most MaxBodySize (guard)
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	switch {
+	case errors.As(err, &mbe):
 		return tooLarge(r.ContentLength)
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		return &Error{Code: "request_timeout", Status: http.StatusRequestTimeout, Message: fmt.Sprintf("the request did not arrive within %s", ReadTimeout)}
+	case err != nil:
+		return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: "reading the body: " + err.Error()}
 	}
-	return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: "body must be JSON " + what + ": " + err.Error()}
+	if !utf8.Valid(body) {
+		at := 0
+		for at < len(body) {
+			c, size := utf8.DecodeRune(body[at:])
+			if c == utf8.RuneError && size == 1 {
+				break
+			}
+			at += size
+		}
+		return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: fmt.Sprintf(
+			"body must be JSON %s: it is not valid UTF-8 (byte %d); a text is sent as UTF-8", what, at)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: "body must be JSON " + what + ": " + err.Error()}
+	}
+	if _, terr := dec.Token(); terr != io.EOF {
+		return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: "body must be one JSON value " + what + ", with nothing after it"}
+	}
+	return nil
 }
 
 // pprofWait lets a profile or trace run for its seconds (default def).

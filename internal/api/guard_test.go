@@ -179,6 +179,23 @@ func TestTrailingGarbageRefused(t *testing.T) {
 	}
 }
 
+// A body that is not UTF-8 is refused: the JSON decoder would replace the
+// bad bytes with U+FFFD and the text would go out other than it was
+// given (issue 11 item 3: it was sent so).
+func TestBodyNotUTF8Refused(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s := listen(t, Options{Addr: "127.0.0.1:0", Metrics: m}, &fakeBackend{reg: m})
+	js := map[string]string{"Content-Type": "application/json"}
+	for _, body := range []string{"{\"to\": \"x\", \"text\": \"caf\xe9\"}", "{\"messages\": [{\"to\": \"x\", \"text\": \"\xff\"}]}", "{\"to\": \"x\", \"text\": \"\xed\xa0\x80\"}"} {
+		if code, ecode, res := raw(t, s.Addr(), "POST", "/v1/send", "", js, body); code != http.StatusBadRequest || ecode != "bad_request" || !strings.Contains(res, "not valid UTF-8 (byte ") {
+			t.Errorf("POST %q: %d %s", body, code, res)
+		}
+	}
+	if code, _, res := raw(t, s.Addr(), "POST", "/v1/send", "", js, `{"to": "x", "text": "café \ufffd ☃"}`); code != http.StatusOK {
+		t.Errorf("UTF-8 text: %d %s", code, res)
+	}
+}
+
 // A body over the limit is 413 with the limit in bytes, decided from
 // Content-Length before a byte of it is read; a chunked one when it
 // passes the limit. A text of any length a message may carry fits.
