@@ -25,6 +25,10 @@ var (
 	// connection has been closed.
 	ErrHandshake = errors.New("handshake failed")
 
+	// ErrSelf: the peer presented our own identity: the address reaches
+	// this node itself. It comes wrapped with ErrHandshake.
+	ErrSelf = errors.New("peer presented our own identity")
+
 	// ErrListenerBusy: a listener closed an inbound connection before its
 	// handshake because too many handshakes were pending, from its source
 	// or in all. The dialer sees the connection close and retries later.

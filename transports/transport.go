@@ -26,7 +26,9 @@ import (
 //   - Dial returns only after the peer proved its identity: Conn.Peer is
 //     authenticated (by the TCP handshake, by TLS 1.3 for QUIC, or trusted
 //     in-process for mem). A failed proof returns an error matching
-//     ErrHandshake and leaves nothing open.
+//     ErrHandshake and leaves nothing open; a peer that presents our own
+//     identity (the address reaches this node itself) fails so too, with
+//     an error that also matches ErrSelf.
 //   - Info describes the links this transport makes by default; a Conn's
 //     own Info may differ (a mem network can give each link its own
 //     properties).

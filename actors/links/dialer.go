@@ -27,6 +27,8 @@ type (
 // watches it, and re-dials with capped exponential back-off after a
 // failure or a lost link. A discovered peer's dialer (once) gives up when
 // its link ends or after a few failures; the next beacon starts a new one.
+// A dial that reaches this node itself (transports.ErrSelf) gives up at
+// once: the URI would reach us again.
 type dialerActor struct {
 	deps      *deps
 	uri       string
@@ -124,6 +126,10 @@ func (d *dialerActor) dial(ctx actor.Context) {
 
 func (d *dialerActor) onResult(ctx actor.Context, m *dialResult) {
 	name := d.transport.Info().Name
+	if errors.Is(m.err, transports.ErrSelf) { // the transport's handshake saw our own identity
+		d.reachedSelf(ctx, name)
+		return
+	}
 	if m.err != nil {
 		d.deps.metrics.Dials.WithLabelValues(name, "error").Inc()
 		d.attempt++
@@ -148,12 +154,9 @@ func (d *dialerActor) onResult(ctx actor.Context, m *dialResult) {
 		d.deps.log.Info("peer reachable again", "uri", d.uri, "after_failed_attempts", d.attempt)
 		d.lastErr = ""
 	}
-	if m.conn.Peer() == d.deps.self {
-		d.deps.metrics.Dials.WithLabelValues(name, "self").Inc()
-		d.deps.log.Warn("peer URI reaches this node itself; not dialing it again", "uri", d.uri)
-		d.report(ctx, peerEvent{kind: evGaveUp, err: "the URI reaches this node itself"})
+	if m.conn.Peer() == d.deps.self { // a transport that does not check
 		m.conn.Close()
-		ctx.Stop(ctx.Self())
+		d.reachedSelf(ctx, name)
 		return
 	}
 	d.deps.metrics.Dials.WithLabelValues(name, "ok").Inc()
@@ -161,6 +164,15 @@ func (d *dialerActor) onResult(ctx actor.Context, m *dialResult) {
 	d.link, info = d.deps.spawnLink(ctx, m.conn, true)
 	ctx.Watch(d.link)
 	d.report(ctx, peerEvent{kind: evUp, peer: info.Peer, link: info.ID})
+}
+
+// reachedSelf gives up on a URI that reaches this node itself: every dial
+// would reach us again.
+func (d *dialerActor) reachedSelf(ctx actor.Context, name string) {
+	d.deps.metrics.Dials.WithLabelValues(name, "self").Inc()
+	d.deps.log.Warn("peer URI reaches this node itself; not dialing it again", "uri", d.uri)
+	d.report(ctx, peerEvent{kind: evGaveUp, err: "the URI reaches this node itself"})
+	ctx.Stop(ctx.Self())
 }
 
 // schedule arms the next dial and returns when it is due.

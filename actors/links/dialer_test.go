@@ -265,3 +265,80 @@ func TestDiscoveredPeerDialerGivesUpAfterFourFailures(t *testing.T) {
 		t.Fatalf("the new dialer dialled at %v, want at once (%v)", again, due)
 	}
 }
+
+// A configured peer URI that reaches this node itself is not linked and
+// not dialled again: counted as qpc_link_dials_total{result=self}, logged
+// at warn once, and shown given up in qpc status with the reason. The
+// transports refuse such a dial in their handshake (ErrSelf); a transport
+// that does not is caught by the dialer comparing the peer's identity.
+//
+// Regression test: the dialer only compared the identity of a connection
+// it got, which no transport returns for ourselves (tcp, quic and mem
+// fail the handshake), so a node listed among its own peers (one peers
+// list for a whole cluster) re-dialled itself for ever, logging "cannot
+// dial peer" and showing it in back-off.
+func TestDialThatReachesOurselvesGivesUp(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		noCheck bool // the transport hands over a connection to ourselves
+	}{
+		{name: "refused by the handshake"},
+		{name: "a transport that does not check", noCheck: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			network := mem.NewNetwork()
+			id := newIdentity(t)
+			clk := newManual()
+			d := dialerOn(t, network, id, clk)
+			ln, err := d.Listen(context.Background(), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var self *fakeConn
+			if tc.noCheck {
+				self = newFakeConn(id.Address())
+				d.conn = self
+			}
+			const uri = "mem://us"
+			r := startRig(t, Config{Identity: id, Peers: []string{uri}, Clock: clk,
+				Transports: map[string]transports.Transport{"mem": d}, Listeners: []Bound{{URI: uri, Listener: ln}}})
+
+			d.nextDial(t, "the first dial")
+			st := r.waitPeer(t, uri, "given up", func(p messages.PeerStatus) bool {
+				return p.State != messages.PeerStatePending && p.State != messages.PeerStateDialling
+			})
+			if st.State != messages.PeerStateGivenUp || st.LastError != "the URI reaches this node itself" || st.Attempts != 1 {
+				t.Fatalf("peer %+v; want given up: the URI reaches this node itself, after 1 attempt", st)
+			}
+			for result, want := range map[string]float64{"self": 1, "error": 0, "ok": 0} {
+				if got := testutil.ToFloat64(r.metrics.Dials.WithLabelValues("mem", result)); got != want {
+					t.Errorf("qpc_link_dials_total{result=%s} = %v, want %v", result, got, want)
+				}
+			}
+			if p := r.clk.Pending(); p != 0 {
+				t.Fatalf("%d timers pending: a re-dial of ourselves is armed", p)
+			}
+			r.clk.Advance(time.Hour)
+			if ls := r.reply(t).Links; len(ls) != 0 {
+				t.Fatalf("links %+v: we linked to ourselves", ls)
+			}
+			select {
+			case <-d.dials:
+				t.Fatal("dialled ourselves again")
+			case u := <-r.ups:
+				t.Fatalf("PeerUp %+v", u.Link)
+			default:
+			}
+			if self != nil {
+				self.waitClosed(t, "the connection to ourselves")
+			}
+			if l := r.logLines("peer URI reaches this node itself; not dialing it again"); len(l) != 1 ||
+				!strings.Contains(l[0], "level=WARN") || !strings.Contains(l[0], "uri="+uri) {
+				t.Fatalf("self lines %q, want one warn naming the URI; log:\n%s", l, r.log.String())
+			}
+			if l := r.logLines("cannot dial peer; retrying with back-off"); len(l) != 0 {
+				t.Fatalf("reaching ourselves logged as a dial failure: %q", l)
+			}
+		})
+	}
+}

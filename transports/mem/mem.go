@@ -193,7 +193,7 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 		return nil, fmt.Errorf("%s: dial %s: %w: no listener", prefix, addr, ErrRefused)
 	}
 	if l.t.opts.Identity.Address() == t.opts.Identity.Address() {
-		return nil, fmt.Errorf("%s: dial %s: %w: peer presented our own identity", prefix, addr, transports.ErrHandshake)
+		return nil, fmt.Errorf("%s: dial %s: %w: %w", prefix, addr, transports.ErrHandshake, transports.ErrSelf)
 	}
 
 	info, ok := t.net.linkInfo(t.opts.Name, addr)

@@ -59,7 +59,7 @@ func peerKey(rawCerts [][]byte, own ed25519.PublicKey) (ed25519.PublicKey, error
 		return nil, fmt.Errorf("%w: peer certificate key is %T, want Ed25519", transports.ErrHandshake, cert.PublicKey)
 	}
 	if bytes.Equal(key, own) {
-		return nil, fmt.Errorf("%w: peer presented our own identity", transports.ErrHandshake)
+		return nil, fmt.Errorf("%w: %w", transports.ErrHandshake, transports.ErrSelf)
 	}
 	return key, nil
 }

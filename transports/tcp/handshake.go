@@ -118,7 +118,7 @@ func handshake(conn net.Conn, id *crypto.Identity, r role, deadline time.Time) (
 		return nil, err
 	}
 	if theirs.key == ours.key {
-		return nil, fmt.Errorf("%w: peer presented our own identity", transports.ErrHandshake)
+		return nil, fmt.Errorf("%w: %w", transports.ErrHandshake, transports.ErrSelf)
 	}
 	if theirs.nonce == ours.nonce {
 		return nil, fmt.Errorf("%w: peer echoed our nonce", transports.ErrHandshake)

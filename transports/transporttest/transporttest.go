@@ -519,8 +519,8 @@ func testSelfDial(t *testing.T, h Harness) {
 		c.Close()
 		t.Fatal("dialing our own identity succeeded")
 	}
-	if !errors.Is(err, transports.ErrHandshake) {
-		t.Errorf("self dial = %v, want ErrHandshake", err)
+	if !errors.Is(err, transports.ErrHandshake) || !errors.Is(err, transports.ErrSelf) {
+		t.Errorf("self dial = %v, want ErrHandshake and ErrSelf", err)
 	}
 }
 
