@@ -93,7 +93,7 @@ func (t *Transport) endLocked(c *conn, s connState, err error) bool {
 // closeConnLocked closes c here; bye sends the peer a BYE.
 func (t *Transport) closeConnLocked(c *conn, bye bool) {
 	if t.endLocked(c, connClosed, nil) && bye && !t.st.closed {
-		t.queueCtlLocked(byePacket(c.p.hint, t.hint))
+		t.queueCtlLocked(c.p.keys.tx.seal(byePacket(c.p.hint, t.hint)))
 	}
 }
 

@@ -273,7 +273,7 @@ func (t *Transport) candidatesLocked(now time.Time, soon func(time.Time)) []cand
 				soon(m.notBefore)
 			} else {
 				i := m.round[0]
-				cs = append(cs, candidate{kind: candMsg, size: len(m.packets[i]), class: m.class,
+				cs = append(cs, candidate{kind: candMsg, size: len(m.packets[i]) + MACSize, class: m.class,
 					key: 3<<62 | uint64(m.id)<<24 | uint64(m.rounds)<<8 | uint64(i)})
 			}
 		}
@@ -345,16 +345,16 @@ func (t *Transport) sendCandidateLocked(c candidate, now time.Time, air time.Dur
 		}
 		i := m.round[0]
 		m.round = m.round[1:]
-		pkt = m.packets[i]
+		pkt = append(make([]byte, 0, len(m.packets[i])+MACSize), m.packets[i]...)
 		if m.rounds > 1 {
 			t.st.stats.PacketsResent++
 		}
 		if len(m.round) == 0 { // the round's last packet asks for a report
-			pkt = append([]byte(nil), pkt...)
 			pkt[0] |= pollFlag
 			m.awaiting = true
 			m.deadline = now.Add(air + t.reportWait)
 		}
+		pkt = m.c.p.keys.tx.seal(pkt) // over the poll flag too
 	}
 	t.st.onAirUntil = now.Add(air)
 	t.st.stats.PacketsSent++
@@ -413,8 +413,8 @@ func (t *Transport) failMessageLocked(m *message, cause error) {
 	t.endLocked(m.c, connFailed, err)
 	// Forget the peer until it is heard again, so that a Dial does not
 	// pick it straight back.
-	if p := m.c.p; p.conn == nil && t.st.peers[p.hint] == p {
-		delete(t.st.peers, p.hint)
+	if p := m.c.p; p.conn == nil {
+		t.forgetPeerLocked(p)
 	}
 	t.st.contendUntil = t.clk.Now().Add(t.randDur(t.airReport))
 }
@@ -498,9 +498,12 @@ func (t *Transport) handlePacketLocked(pkt []byte) {
 	now := t.clk.Now()
 	h, body, err := parseHeader(pkt)
 	if err != nil {
-		if errors.Is(err, ErrNotLink) {
+		switch {
+		case errors.Is(err, ErrNotLink):
 			t.st.stats.Foreign++
-		} else {
+		case errors.Is(err, ErrVersion):
+			t.st.stats.OtherVersion++
+		default:
 			t.st.stats.Malformed++
 			t.log.Debug("malformed packet", "err", err, "len", len(pkt))
 		}
@@ -514,19 +517,24 @@ func (t *Transport) handlePacketLocked(pkt []byte) {
 		t.handleHelloLocked(h, pkt, now)
 		return
 	}
-	if h.src == t.hint {
-		t.st.stats.HintCollisions++ // a node with our hint
-		return
-	}
 	if h.dst != t.hint {
 		t.st.stats.NotForUs++
 		return
 	}
-	p := t.st.peers[h.src]
-	if p == nil {
+	cands := t.st.byHint[h.src]
+	if len(cands) == 0 {
 		// A peer we have not heard (or have forgotten): ask for HELLOs.
 		t.st.stats.UnknownSource++
 		t.solicitLocked(now, true)
+		return
+	}
+	// The sender is the peer whose key checks the MAC, whichever of the
+	// peers with the source hint that is (hints collide). Nothing else
+	// is read from the packet before.
+	p := senderOf(cands, pkt)
+	if p == nil {
+		t.st.stats.BadMAC[h.kind]++
+		t.log.Debug("packet refused", "kind", h.kind, "src", h.src, "err", ErrBadMAC, "candidates", len(cands))
 		return
 	}
 	p.lastHeard = now
@@ -559,11 +567,7 @@ func (t *Transport) handleHelloLocked(h header, pkt []byte, now time.Time) {
 		t.log.Debug("HELLO ignored", "err", err)
 		return
 	}
-	if h.src == t.hint {
-		t.st.stats.HintCollisions++ // another key with our hint
-		return
-	}
-	p := t.st.peers[h.src]
+	p := t.st.peers[hl.addr]
 	switch {
 	case p == nil:
 		t.expirePeersLocked(now)
@@ -571,14 +575,21 @@ func (t *Transport) handleHelloLocked(h header, pkt []byte, now time.Time) {
 			t.st.stats.PeersDropped++
 			return
 		}
+		keys, err := derivePairKeys(t.twin, t.self, hl.key, hl.addr)
+		if err != nil {
+			t.st.stats.HellosRejected++
+			t.log.Debug("HELLO ignored", "err", err)
+			return
+		}
+		if len(t.st.byHint[h.src]) > 0 || h.src == t.hint {
+			// Another key with a known hint (or ours): both are kept, the
+			// MACs tell their packets apart.
+			t.st.stats.HintCollisions++
+			t.log.Debug("hint collision", "hint", h.src, "new", hl.addr.Short())
+		}
 		t.st.peerSeq++
-		p = &peer{hint: h.src, addr: hl.addr, key: hl.key, rkey: string(h.src[:]), seq: t.st.peerSeq}
-		t.st.peers[h.src] = p
-	case p.addr != hl.addr:
-		// Another key with the same hint: the first one keeps it.
-		t.st.stats.HintCollisions++
-		t.log.Debug("hint collision", "hint", h.src, "known", p.addr.Short(), "new", hl.addr.Short())
-		return
+		p = &peer{hint: h.src, addr: hl.addr, key: hl.key, keys: keys, rkey: string(hl.addr[:]), seq: t.st.peerSeq}
+		t.addPeerLocked(p)
 	case hl.time < p.helloTime:
 		t.st.stats.HellosRejected++
 		t.log.Debug("HELLO older than one already seen", "peer", p.addr.Short())
@@ -628,11 +639,22 @@ func (t *Transport) checkHelloLocked(hl hello, now time.Time) error {
 // expirePeersLocked forgets peers without a connection that have not been
 // heard for three HELLO intervals.
 func (t *Transport) expirePeersLocked(now time.Time) {
-	for hint, p := range t.st.peers {
+	for _, p := range t.st.peers {
 		if p.conn == nil && now.Sub(p.lastHeard) > 3*t.helloEvery {
-			delete(t.st.peers, hint)
+			t.forgetPeerLocked(p)
 		}
 	}
+}
+
+// senderOf returns the peer among cands (the peers with the packet's
+// source hint) whose key towards us checks pkt's MAC, or nil.
+func senderOf(cands []*peer, pkt []byte) *peer {
+	for _, p := range cands {
+		if p.keys.rx.verify(pkt) {
+			return p
+		}
+	}
+	return nil
 }
 
 func (t *Transport) handleDataLocked(p *peer, h header, body []byte) {
@@ -668,11 +690,11 @@ func (t *Transport) handleDataLocked(p *peer, h header, body []byte) {
 	missing, known := t.st.reasm.Missing(p.rkey, f.ID)
 	switch {
 	case known && len(missing) == 0:
-		t.queueCtlLocked(ackPacket(p.hint, t.hint, f.ID))
+		t.queueCtlLocked(p.keys.tx.seal(ackPacket(p.hint, t.hint, f.ID)))
 	case known:
-		t.queueCtlLocked(nackPacket(p.hint, t.hint, f.ID, missing))
+		t.queueCtlLocked(p.keys.tx.seal(nackPacket(p.hint, t.hint, f.ID, missing)))
 	default:
-		t.queueCtlLocked(nackPacket(p.hint, t.hint, f.ID, nil))
+		t.queueCtlLocked(p.keys.tx.seal(nackPacket(p.hint, t.hint, f.ID, nil)))
 	}
 }
 

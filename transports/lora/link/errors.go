@@ -10,11 +10,22 @@ const prefix = "transports/lora/link"
 // transports.ErrBadOptions, transports.ErrBadURI) are the transports
 // package's.
 var (
-	// ErrNotLink: a received packet is not a qpc LoRa link packet (its first
-	// byte lacks the 0xC mark). Other protocols share LoRa channels
-	// (Reticulum and Meshtastic use 869.525 MHz too); such packets are
-	// counted (Stats.Foreign) and dropped.
+	// ErrNotLink: a received packet is not a qpc LoRa link packet (the high
+	// three bits of its first byte are not 110). Other protocols share LoRa
+	// channels (Reticulum and Meshtastic use 869.525 MHz too); such packets
+	// are counted (Stats.Foreign) and dropped.
 	ErrNotLink = errors.New("not a qpc LoRa link packet")
+
+	// ErrVersion: a qpc link packet of another version (0xC_: version 0,
+	// without MACs; this link speaks version 1, 0xD_). Counted
+	// (Stats.OtherVersion) and dropped.
+	ErrVersion = errors.New("unsupported LoRa link version")
+
+	// ErrBadMAC: a unicast link packet whose MAC does not verify under the
+	// key of any known peer with its source hint towards us: forged,
+	// altered, or for another node with our hint. Counted (Stats.BadMAC)
+	// and dropped before it changes anything.
+	ErrBadMAC = errors.New("LoRa link packet with a bad MAC")
 
 	// ErrMalformed: a qpc link packet that does not parse (short, unknown
 	// kind, wrong length for its kind, poll flag on a kind that has none).

@@ -508,7 +508,7 @@ func TestForgedHelloIgnored(t *testing.T) {
 		t.Fatalf("rejected %d of %d forged HELLOs, %d peers: forged HELLOs must be ignored", st.HellosRejected, len(forged), st.Peers)
 	}
 	// Not ours at all, or truncated.
-	for _, p := range [][]byte{{0x82, 0x01, 0x02}, {0xC2, 0xFF}, append([]byte{0xC2, 0xFF, 0xFF}, make([]byte, 50)...)} {
+	for _, p := range [][]byte{{0x82, 0x01, 0x02}, {0xD2, 0xFF}, append([]byte{0xD2, 0xFF, 0xFF}, make([]byte, 50)...)} {
 		evil.Send(p)
 		s.run(time.Second)
 	}
@@ -548,10 +548,10 @@ func TestInfoAndOptions(t *testing.T) {
 		bitrate       int64
 		radioMTU      int
 	}{
-		{"SF7 default", Options{}, 245, 62720, transports.Constrained, 5468, 255},
-		{"SF12: LoRaWAN MTU", Options{Radio: RadioParams{Params: lora.Params{SF: 12}}}, 41, 10496, transports.SeverelyConstrained, 244, 51},
-		{"frame limit", Options{MaxFrameSize: 1000}, 245, 1000, transports.Constrained, 5468, 255},
-		{"US915 SF7: dwell", Options{Radio: RadioParams{Frequency: 915_000_000}, Region: lora.US915}, 245, 62720, transports.Constrained, 5468, 255},
+		{"SF7 default", Options{}, 241, 61696, transports.Constrained, 5468, 255},
+		{"SF12: LoRaWAN MTU", Options{Radio: RadioParams{Params: lora.Params{SF: 12}}}, 37, 9472, transports.SeverelyConstrained, 244, 51},
+		{"frame limit", Options{MaxFrameSize: 1000}, 241, 1000, transports.Constrained, 5468, 255},
+		{"US915 SF7: dwell", Options{Radio: RadioParams{Frequency: 915_000_000}, Region: lora.US915}, 241, 61696, transports.Constrained, 5468, 255},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := s.add(tc.opts)

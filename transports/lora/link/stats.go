@@ -46,15 +46,24 @@ type Stats struct {
 	// clock or older than one already seen).
 	HellosRejected uint64
 
-	// Packets dropped on receipt: Foreign (not qpc), Malformed, NotForUs
-	// (another destination), UnknownSource (a hint we have no HELLO for),
-	// HintCollisions (another key with a known hint, or our own hint),
+	// Packets dropped on receipt: Foreign (not qpc), OtherVersion (a qpc
+	// link packet of another version), Malformed, NotForUs (another
+	// destination), UnknownSource (a hint we have no HELLO for),
 	// RecvOverflow (the connection's read queue was full), StaleReports
 	// (an ACK or NACK for a frame no longer on its way), PeersDropped (a
 	// new peer beyond MaxPeers), CtlDropped (a report or BYE beyond the
 	// control queue).
-	Foreign, Malformed, NotForUs, UnknownSource, HintCollisions uint64
-	RecvOverflow, StaleReports, PeersDropped, CtlDropped        uint64
+	Foreign, OtherVersion, Malformed, NotForUs, UnknownSource uint64
+	RecvOverflow, StaleReports, PeersDropped, CtlDropped      uint64
+
+	// BadMAC counts unicast packets (indexed by Kind: BadMAC[KindAck] …)
+	// whose MAC checked under no known peer's key towards us: forged,
+	// altered, or for another node with our hint. They change nothing.
+	BadMAC [8]uint64
+
+	// HintCollisions counts new peers whose hint a known peer (or this
+	// node) has. Both are kept: the MACs tell their packets apart.
+	HintCollisions uint64
 
 	// Reassembly is the reassembler's account (fragments refused,
 	// duplicates, reassemblies timed out).

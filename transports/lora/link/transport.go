@@ -3,6 +3,7 @@ package link
 import (
 	"cmp"
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 type Transport struct {
 	// Fixed at construction.
 	id         *crypto.Identity
+	twin       *ecdh.PrivateKey // the identity's X25519 twin: the link MAC keys
 	self       crypto.Address
 	hint       Hint
 	channel    string
@@ -72,7 +74,8 @@ type state struct {
 	tracker  *lora.Tracker
 	reasm    *lora.Reassembler
 
-	peers   map[Hint]*peer
+	peers   map[crypto.Address]*peer
+	byHint  map[Hint][]*peer // the same peers by hint; hints collide
 	peerSeq uint64
 	conns   int // open connections
 
@@ -113,8 +116,9 @@ type peer struct {
 	hint      Hint
 	addr      crypto.Address
 	key       ed25519.PublicKey
-	rkey      string // the reassembler's sender key
-	seq       uint64 // order first heard
+	keys      pairKeys // MAC keys to and from it, derived from its HELLO
+	rkey      string   // the reassembler's sender key
+	seq       uint64   // order first heard
 	listening bool
 	helloTime uint32
 	lastHeard time.Time
@@ -277,15 +281,20 @@ func newTransport(radio Radio, opts Options) (*Transport, error) {
 	}
 	reasm, err := lora.NewReassembler(lora.ReassemblerOptions{
 		Clock:     opts.Clock,
-		MaxPacket: lora.MaxPayload - HeaderSize,
+		MaxPacket: lora.MaxPayload - HeaderSize - MACSize,
 		MaxFrame:  limit,
 	})
 	if err != nil {
 		return nil, bad("%w", err)
 	}
+	twin, err := opts.Identity.X25519Private()
+	if err != nil {
+		return nil, bad("Identity: %w", err)
+	}
 
 	t := &Transport{
 		id:         opts.Identity,
+		twin:       twin,
 		self:       opts.Identity.Address(),
 		hint:       HintOf(opts.Identity.Address()),
 		channel:    opts.Channel,
@@ -345,7 +354,8 @@ func newTransport(radio Radio, opts Options) (*Transport, error) {
 		rng:     rng,
 		tracker: tracker,
 		reasm:   reasm,
-		peers:   map[Hint]*peer{},
+		peers:   map[crypto.Address]*peer{},
+		byHint:  map[Hint][]*peer{},
 		queue: outQueue{
 			maxN: def(opts.QueueFrames, DefaultQueueFrames),
 			maxB: def(opts.QueueBytes, DefaultQueueBytes),
@@ -603,6 +613,39 @@ func (t *Transport) Peers() []PeerInfo {
 		out = append(out, PeerInfo{Addr: p.addr, Hint: p.hint, Listening: p.listening, LastHeard: p.lastHeard, Connected: p.conn != nil})
 	}
 	return out
+}
+
+// addPeerLocked remembers p, a peer whose HELLO verified.
+func (t *Transport) addPeerLocked(p *peer) {
+	t.st.peers[p.addr] = p
+	t.st.byHint[p.hint] = append(t.st.byHint[p.hint], p)
+}
+
+// peerByHintLocked returns the first-heard peer with hint h (nil: none)
+// and how many known peers have it. Unicast packets never need it: their
+// MAC names the sender among all the peers with the hint (senderOf). It
+// is for packets without a pairwise MAC (broadcasts), where the hint is
+// all there is.
+func (t *Transport) peerByHintLocked(h Hint) (*peer, int) {
+	ps := t.st.byHint[h]
+	if len(ps) == 0 {
+		return nil, 0
+	}
+	return ps[0], len(ps)
+}
+
+// forgetPeerLocked forgets p, if it is the peer remembered for its
+// address.
+func (t *Transport) forgetPeerLocked(p *peer) {
+	if t.st.peers[p.addr] != p {
+		return
+	}
+	delete(t.st.peers, p.addr)
+	if ps := slices.DeleteFunc(t.st.byHint[p.hint], func(q *peer) bool { return q == p }); len(ps) > 0 {
+		t.st.byHint[p.hint] = ps
+	} else {
+		delete(t.st.byHint, p.hint)
+	}
 }
 
 func (t *Transport) peersInOrderLocked() []*peer {

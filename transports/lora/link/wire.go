@@ -1,9 +1,15 @@
 package link
 
 import (
+	"bytes"
+	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/transports/lora"
@@ -22,22 +28,27 @@ const (
 	// bytes of a node's address.
 	HintSize = 2
 
+	// MACSize is the length of the MAC that ends every unicast packet
+	// after the HELLO (DATA, ACK, NACK, BYE): HMAC-SHA256 under the
+	// sender's key towards the destination, truncated.
+	MACSize = 4
+
 	// DataOverhead is what a data packet adds to the bytes of the frame
-	// it carries: the link header and the lora fragment header.
-	DataOverhead = HeaderSize + lora.FragmentHeaderSize
+	// it carries: the link header, the lora fragment header and the MAC.
+	DataOverhead = HeaderSize + lora.FragmentHeaderSize + MACSize
 
 	// HelloSize is the length of a HELLO packet.
 	HelloSize = HeaderSize + helloBodySize
 
 	// AckSize is the length of an ACK packet.
-	AckSize = HeaderSize + 2
+	AckSize = HeaderSize + 2 + MACSize
 
 	// MaxNackSize is the length of the largest NACK packet: the message id
 	// and a bitmap of 256 fragments.
-	MaxNackSize = HeaderSize + 2 + lora.MaxFragments/8
+	MaxNackSize = HeaderSize + 2 + lora.MaxFragments/8 + MACSize
 
-	// ByeSize is the length of a BYE packet: the header alone.
-	ByeSize = HeaderSize
+	// ByeSize is the length of a BYE packet: the header and the MAC.
+	ByeSize = HeaderSize + MACSize
 
 	// MinMTU is the smallest radio packet the link can use: the data
 	// overhead and one byte of frame.
@@ -47,11 +58,15 @@ const (
 const (
 	helloBodySize = 1 + 4 + ed25519.PublicKeySize + ed25519.SignatureSize // flags, time, key, signature
 
-	// mark is the high nibble of the first byte: qpc LoRa link, version 0.
-	mark     = 0xC0
-	markMask = 0xF0
-	pollFlag = 0x08
-	kindMask = 0x07
+	// mark is the high nibble of the first byte: qpc LoRa link, version
+	// 1. The high three bits 110 name the qpc link; the fourth is the
+	// version: markV0 (0xC, without MACs) is refused as ErrVersion.
+	mark       = 0xD0
+	markMask   = 0xF0
+	markV0     = 0xC0
+	familyMask = 0xE0
+	pollFlag   = 0x08
+	kindMask   = 0x07
 
 	// helloDomain prefixes the bytes a HELLO signature covers, so that it
 	// can never be taken for a signature on anything else.
@@ -92,7 +107,9 @@ func (k Kind) String() string {
 
 // Hint is a short node identifier on air: the first HintSize bytes of its
 // address. Hints are not unique (two of 300 nodes share one with a
-// probability of about one half) and not authenticated; see doc.go.
+// probability of about one half) and not authenticated: the MAC of a
+// packet tells which of the peers with its source hint sent it; see
+// doc.go.
 type Hint [HintSize]byte
 
 // Broadcast is the destination hint of packets for every node (HELLOs
@@ -119,13 +136,18 @@ func appendHeader(b []byte, h header) []byte {
 	return append(b, k, h.dst[0], h.dst[1], h.src[0], h.src[1])
 }
 
-// parseHeader splits a packet into its header and body. Errors match
-// ErrNotLink (no mark) or ErrMalformed.
+// parseHeader splits a packet into its header and body; the body of a
+// kind with a MAC (macked) ends before it, and the MAC is not checked
+// here (macKey.verify). Errors match ErrNotLink (no mark), ErrVersion or
+// ErrMalformed. It only slices pkt: lengths are checked before anything
+// is read or allocated.
 func parseHeader(pkt []byte) (header, []byte, error) {
-	if len(pkt) == 0 || pkt[0]&markMask != mark {
+	switch {
+	case len(pkt) == 0 || pkt[0]&familyMask != mark&familyMask:
 		return header{}, nil, fmt.Errorf("%s: %w", prefix, ErrNotLink)
-	}
-	if len(pkt) < HeaderSize {
+	case pkt[0]&markMask != mark:
+		return header{}, nil, fmt.Errorf("%s: %w: version %d, want %d", prefix, ErrVersion, (pkt[0]&markMask^markV0)>>4, (mark^markV0)>>4)
+	case len(pkt) < HeaderSize:
 		return header{}, nil, fmt.Errorf("%s: %w: %d bytes, shorter than the %d-byte header", prefix, ErrMalformed, len(pkt), HeaderSize)
 	}
 	h := header{
@@ -140,10 +162,121 @@ func parseHeader(pkt []byte) (header, []byte, error) {
 	if h.poll && h.kind != KindData {
 		return header{}, nil, fmt.Errorf("%s: %w: poll flag on a %s packet", prefix, ErrMalformed, h.kind)
 	}
-	return h, pkt[HeaderSize:], nil
+	if !macked(h.kind) {
+		return h, pkt[HeaderSize:], nil
+	}
+	if len(pkt) < HeaderSize+MACSize {
+		return header{}, nil, fmt.Errorf("%s: %w: %s of %d bytes, shorter than header and MAC (%d)", prefix, ErrMalformed, h.kind, len(pkt), HeaderSize+MACSize)
+	}
+	return h, pkt[HeaderSize : len(pkt)-MACSize], nil
 }
 
-// dataPacket builds the data packet carrying fragment f.
+// macked reports whether packets of kind k end in a MAC: the unicast
+// kinds after the HELLO. HELLOs prove themselves by signature, and a
+// packet for every neighbour (broadcast) cannot carry a pairwise MAC.
+func macked(k Kind) bool {
+	switch k {
+	case KindData, KindAck, KindNack, KindBye:
+		return true
+	}
+	return false
+}
+
+// The per-pair MAC keys. Each node has an X25519 twin of its Ed25519 key
+// (crypto.X25519PublicFromEd25519, Identity.X25519Private), so two nodes
+// that have verified each other's HELLO share a secret without sending
+// anything more:
+//
+//	shared  = X25519(our twin, the peer's twin)
+//	K(X→Y)  = HKDF-SHA256(secret = shared, salt = "qpc/lora-link/v1",
+//	                      info = "qpc/lora-link/v1" 00 || lo || hi || d,
+//	                      length 32)
+//	          lo, hi: the two 16-byte addresses in byte order; d = 00 when
+//	          the sender X is lo, 01 when it is hi
+//	MAC     = HMAC-SHA256(K(sender→destination), every byte before it)[0:4]
+//
+// So the keys differ by direction (a packet cannot be reflected back to
+// its sender), and a packet names its sender by the key that checks it,
+// whatever its hints say.
+const linkKeyLabel = "qpc/lora-link/v1"
+
+// macKey computes and checks the MACs of one direction of one pair. It is
+// not safe for concurrent use (the transport's lock guards it).
+type macKey struct{ h hash.Hash }
+
+func newMACKey(k []byte) *macKey { return &macKey{h: hmac.New(sha256.New, k)} }
+
+func (k *macKey) sum(msg []byte) [MACSize]byte {
+	k.h.Reset()
+	k.h.Write(msg)
+	var full [sha256.Size]byte
+	var out [MACSize]byte
+	copy(out[:], k.h.Sum(full[:0]))
+	return out
+}
+
+// seal appends the MAC of pkt to it.
+func (k *macKey) seal(pkt []byte) []byte {
+	m := k.sum(pkt)
+	return append(pkt, m[:]...)
+}
+
+// verify reports whether pkt (with its MAC at the end) carries the MAC
+// of this key. Packets shorter than a MAC never verify.
+func (k *macKey) verify(pkt []byte) bool {
+	if len(pkt) < HeaderSize+MACSize {
+		return false
+	}
+	n := len(pkt) - MACSize
+	m := k.sum(pkt[:n])
+	return hmac.Equal(m[:], pkt[n:])
+}
+
+// pairKeys are the two MAC keys of a link: tx for what we send the peer,
+// rx for what it sends us.
+type pairKeys struct{ tx, rx *macKey }
+
+// derivePairKeys derives the MAC keys between us (own, the X25519 twin of
+// our identity at address self) and a peer whose HELLO verified. Errors
+// match ErrBadHello: a key without an X25519 twin, or a low-order one.
+func derivePairKeys(own *ecdh.PrivateKey, self crypto.Address, peerKey ed25519.PublicKey, peerAddr crypto.Address) (pairKeys, error) {
+	pub, err := crypto.X25519PublicFromEd25519(peerKey)
+	if err != nil {
+		return pairKeys{}, fmt.Errorf("%s: %w: %s: %w", prefix, ErrBadHello, peerAddr.Short(), err)
+	}
+	shared, err := own.ECDH(pub)
+	if err != nil {
+		return pairKeys{}, fmt.Errorf("%s: %w: %s: key agreement: %w", prefix, ErrBadHello, peerAddr.Short(), err)
+	}
+	defer clear(shared)
+	tx, err := directionKey(shared, self, peerAddr)
+	if err != nil {
+		return pairKeys{}, err
+	}
+	rx, err := directionKey(shared, peerAddr, self)
+	if err != nil {
+		return pairKeys{}, err
+	}
+	return pairKeys{tx: newMACKey(tx), rx: newMACKey(rx)}, nil
+}
+
+// directionKey is K(from→to) of the derivation above.
+func directionKey(shared []byte, from, to crypto.Address) ([]byte, error) {
+	lo, hi, d := from, to, byte(0)
+	if bytes.Compare(from[:], to[:]) > 0 {
+		lo, hi, d = to, from, 1
+	}
+	info := make([]byte, 0, len(linkKeyLabel)+1+2*len(lo)+1)
+	info = append(append(append(append(append(info, linkKeyLabel...), 0), lo[:]...), hi[:]...), d)
+	k, err := hkdf.Key(sha256.New, shared, []byte(linkKeyLabel), string(info), sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: derive link key: %w", prefix, err)
+	}
+	return k, nil
+}
+
+// dataPacket builds the data packet carrying fragment f, without its MAC
+// (the poll flag is set, and the MAC added, as it goes on air).
 func dataPacket(dst, src Hint, f lora.Fragment) []byte {
 	b := make([]byte, 0, DataOverhead+len(f.Payload))
 	b = appendHeader(b, header{kind: KindData, dst: dst, src: src})
@@ -215,7 +348,8 @@ func parseHello(h header, pkt []byte) (hello, error) {
 	}, nil
 }
 
-// ackPacket acknowledges message id.
+// ackPacket acknowledges message id; the packet builders below return
+// packets without their MAC (macKey.seal adds it).
 func ackPacket(dst, src Hint, id uint16) []byte {
 	b := make([]byte, 0, AckSize)
 	b = appendHeader(b, header{kind: KindAck, dst: dst, src: src})
@@ -255,7 +389,7 @@ func parseReport(kind Kind, body []byte) (report, error) {
 	switch {
 	case kind == KindAck:
 		if len(bitmap) != 0 {
-			return report{}, fmt.Errorf("%s: %w: ACK of %d bytes, want %d", prefix, ErrMalformed, HeaderSize+len(body), AckSize)
+			return report{}, fmt.Errorf("%s: %w: ACK of %d bytes, want %d", prefix, ErrMalformed, HeaderSize+len(body)+MACSize, AckSize)
 		}
 		return r, nil
 	case len(bitmap) > lora.MaxFragments/8:
@@ -280,8 +414,8 @@ func byePacket(dst, src Hint) []byte {
 
 // FrameLimit is the largest frame a radio with packets of mtu bytes
 // carries: lora.MaxFragments fragments of mtu - DataOverhead bytes
-// (62720 at MTU 255, 10496 at MTU 51).
-func FrameLimit(mtu int) int { return lora.MaxFrameFor(mtu - HeaderSize) }
+// (61696 at MTU 255, 9472 at MTU 51).
+func FrameLimit(mtu int) int { return lora.MaxFrameFor(mtu - HeaderSize - MACSize) }
 
 // Overhead reports how a frame of frameLen bytes travels with packets of
 // mtu bytes: the number of data packets and the bytes they add to the
