@@ -52,27 +52,39 @@
 //     not acknowledged after MaxRounds rounds fails its Conn with
 //     ErrPeerLost (matching lora.ErrGaveUp), and the peer is forgotten
 //     until it is heard again.
-//   - Identity: Peer is proven by the HELLO's signature, but the packets
-//     after it carry only 2-byte hints, which anyone in radio range can
-//     forge: a frame can be attributed to the wrong peer, and an ACK or a
-//     BYE faked. What frames say stays authentic (announces are signed,
-//     envelopes sealed end to end), but what the node derives from the
-//     link's peer does not: a spoofer in range can make the router take
-//     another peer as the next hop of an announce it relays, or spend that
-//     peer's rate limit. A per-link MAC (keys from X25519 of the two
-//     identities) would close this at about 4 bytes per packet; not done.
+//   - Identity: Peer is proven by the HELLO's signature, and every
+//     unicast packet after it (DATA, ACK, NACK, BYE) by a 4-byte MAC under
+//     a key only the two ends have (X25519 of their identities, one key
+//     per direction; see "Link MAC" below). A packet whose MAC does not
+//     check is refused before it changes anything and counted
+//     (Stats.BadMAC, by kind): nobody in radio range can forge or alter
+//     an ACK, a BYE or a frame of another peer. A 4-byte MAC is a 2^-32
+//     chance per forged packet, and each try costs the forger airtime
+//     under the same duty cycle as everyone. What it does not stop: a
+//     replay of a packet heard earlier (a replayed DATA packet is a
+//     duplicate fragment, a replayed ACK names a message id the sender
+//     has moved past unless the 16-bit ids wrapped; a replayed BYE closes
+//     a re-opened link), and jamming.
 //   - Hints collide: of 300 nodes, two share a hint with probability about
-//     one half. The first key heard keeps a hint; the other is ignored and
-//     counted (Stats.HintCollisions).
+//     one half. Both are peers (Stats.HintCollisions counts such HELLOs):
+//     the sender of a packet is the peer with its source hint whose key
+//     checks the MAC. A node that shares our own hint is a peer like any
+//     other. Packets addressed to another node with our hint fail our MAC
+//     check and are counted with Stats.BadMAC. A Dial's HELLO is
+//     addressed by hint alone, so every node with that hint takes it as a
+//     Dial (each answers and makes its end of a link with the dialer).
 //
 // # On-air layout
 //
-// Every packet starts with a 5-byte link header:
+// Every packet starts with a 5-byte link header, and every unicast packet
+// after the HELLO ends in a 4-byte MAC:
 //
 //	offset  size  field
-//	0       1     kind byte: 1100 P kkk
-//	                1100 (high nibble C): qpc LoRa link, version 0; any other
-//	                     high nibble is another protocol (Stats.Foreign)
+//	0       1     kind byte: 1101 P kkk
+//	                110v (high nibble D): qpc LoRa link, version v = 1;
+//	                     high nibble C is version 0 (no MACs), refused
+//	                     (ErrVersion, Stats.OtherVersion); any other high
+//	                     nibble is another protocol (Stats.Foreign)
 //	                P:   poll, only on data packets: the last packet of a
 //	                     round, which the receiver answers with ACK or NACK
 //	                kkk: the kind, below
@@ -80,12 +92,13 @@
 //	              address; ff ff broadcast (HELLOs)
 //	3       2     source hint: the first two bytes of the sender's address
 //	5       n     body
+//	5+n     4     MAC (DATA, ACK, NACK, BYE; not HELLOs): see "Link MAC"
 //
 //	byte   kind   body
-//	c1     DATA   a lora fragment (transports/lora, fragment.go): 03, message
-//	c9            id (2, big-endian), index, last index, 1..MTU-10 frame bytes;
-//	              c9 is DATA with P set
-//	c2     HELLO  flags (1): 01 listening, 02 asks for an answer (broadcast:
+//	d1     DATA   a lora fragment (transports/lora, fragment.go): 03, message
+//	d9            id (2, big-endian), index, last index, 1..MTU-14 frame bytes;
+//	              d9 is DATA with P set
+//	d2     HELLO  flags (1): 01 listening, 02 asks for an answer (broadcast:
 //	              every hearer broadcasts a HELLO; addressed: the destination
 //	              answers with one addressed back);
 //	              time (4): unix seconds, big-endian;
@@ -94,29 +107,52 @@
 //	              (the header included, so neither hint nor destination can
 //	              be changed); destination ff ff, or the peer a Dial picked
 //	              (and that peer's answer)
-//	c3     ACK    message id (2): the message arrived whole
-//	c4     NACK   message id (2), then a bitmap of the missing fragments: bit
+//	d3     ACK    message id (2): the message arrived whole
+//	d4     NACK   message id (2), then a bitmap of the missing fragments: bit
 //	              i%8 (least significant first) of byte i/8 is fragment i; no
 //	              trailing zero byte; 1..32 bytes. No bitmap: the receiver holds
 //	              nothing of the message, resend it all
-//	c5     BYE    nothing: the sender closed its Conn to the destination
+//	d5     BYE    nothing: the sender closed its Conn to the destination
 //
-// Sizes: header 5 B, data overhead 10 B (header and fragment header),
-// HELLO 106 B, ACK 7 B, NACK 7 to 39 B, BYE 5 B. One packet carries a frame
-// of up to MTU-10 bytes (245 at MTU 255, 41 at MTU 51: Info().MTU), and a
-// frame travels in up to 256 packets: FrameLimit is 62720 B at MTU 255,
-// 10496 B at MTU 51 (Info().MaxFrame). Every frame, even a one-packet
+// Sizes: header 5 B, MAC 4 B, data overhead 14 B (header, fragment header
+// and MAC), HELLO 106 B, ACK 11 B, NACK 11 to 43 B, BYE 9 B. One packet
+// carries a frame of up to MTU-14 bytes (241 at MTU 255, 37 at MTU 51:
+// Info().MTU), and a frame travels in up to 256 packets: FrameLimit is
+// 61696 B at MTU 255, 9472 B at MTU 51 (Info().MaxFrame). Every frame, even a one-packet
 // one, is a fragmented message with an id, because the id is what ACKs
 // and NACKs name and what the receiver deduplicates retransmissions by.
 // (That is also why the link cuts frames itself with lora.AppendFragment
 // rather than with lora.Fragmenter, which sends frames that fit the MTU
 // whole and without an id; the format and the Reassembler are lora's.)
-// testdata/link-v0.hex is the golden vector; Overhead computes the cost:
+// testdata/link-v1.hex is the golden vector; Overhead computes the cost
+// (version 0, without MACs, in brackets):
 //
 //	192-byte envelope   MTU 255                  MTU 51
-//	packets             1 of 202 B               4 of 51 B and 1 of 38 B
-//	overhead            10 B (+7 B ACK back)     50 B (+7 B ACK back)
-//	airtime, 125 kHz    SF7: 323 ms + 36 ms ACK  SF12: about 11.8 s + 1 s ACK
+//	packets             1 of 206 B (202)         5 of 51 B and 1 of 21 B
+//	                                             (4 of 51 B and 1 of 38 B)
+//	overhead            14 B (10) + 11 B ACK     84 B (50) + 11 B ACK back
+//	                    back (7)                 (7)
+//	airtime, 125 kHz    SF7: 328 ms + 41 ms ACK  SF12: 13.8 s + 1.2 s ACK
+//	                    (323 + 36 ms)            (11.8 s + 1.0 s)
+//
+// # Link MAC
+//
+// The MAC of a packet is the first 4 bytes of HMAC-SHA256 over every byte
+// before it (the header with its poll flag included) under K(sender →
+// destination):
+//
+//	shared  = X25519(sender's twin, destination's twin)
+//	K(X→Y)  = HKDF-SHA256(secret = shared, salt = "qpc/lora-link/v1",
+//	                      info = "qpc/lora-link/v1" 00 || lo || hi || d, 32 B)
+//
+// The twin of an identity is the X25519 key of its Ed25519 key
+// (crypto.X25519PublicFromEd25519: the birational map; the private side
+// is the Ed25519 scalar), so the keys come from the HELLOs alone: derived
+// once when a peer's HELLO verifies, kept with the peer. lo and hi are
+// the two 16-byte addresses in byte order, d is 00 when the sender is lo
+// and 01 when it is hi: the two directions have different keys, so a
+// packet cannot be reflected to its sender. A HELLO needs no MAC (it is
+// signed), and a packet for every neighbour cannot have a pairwise one.
 //
 // # Selective repeat
 //
