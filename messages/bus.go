@@ -132,7 +132,7 @@ func (f *InboundFrame) Done() {
 // Priority of an inbound frame, for the admission mailbox's shedding:
 // announces and other control frames beat data envelopes.
 func (f *InboundFrame) Priority() Priority {
-	if t, err := FrameTag(f.Data); err == nil && t.Type() != FrameEnvelope {
+	if t, err := FrameTag(f.Data); err == nil && t.Type() != FrameEnvelope && t.Type() != FrameCompact {
 		return Control
 	}
 	return Data

@@ -209,15 +209,16 @@ func cborHead(ai byte, b []byte) (v uint64, rest []byte, ok bool) {
 
 // Frame types reserved in the registry (doc.go) for frames between nodes.
 const (
-	FrameEnvelope    FrameType = 0x1
-	FrameAnnounce    FrameType = 0x2
-	FrameFragment    FrameType = 0x3
-	FrameKeyPkgReq   FrameType = 0x4
-	FrameKeyPkgResp  FrameType = 0x5
-	FrameFAPP        FrameType = 0x6
-	lastLinkFrameTyp           = FrameFAPP
+	FrameEnvelope   FrameType = 0x1
+	FrameAnnounce   FrameType = 0x2
+	FrameFragment   FrameType = 0x3
+	FrameKeyPkgReq  FrameType = 0x4
+	FrameKeyPkgResp FrameType = 0x5
+	FrameFAPP       FrameType = 0x6
+	// FrameCompact (0x7, compact.go) is the compact sealed envelope.
+	lastLinkFrameTyp = FrameCompact
 )
 
 // OnLinks reports whether frames of type t may travel on a link between
-// nodes (the registry's types 0x1–0x6; the beacon is LAN UDP only).
+// nodes (the registry's types 0x1–0x7; the beacon is LAN UDP only).
 func (t FrameType) OnLinks() bool { return t >= FrameEnvelope && t <= lastLinkFrameTyp }

@@ -45,7 +45,9 @@
 //	0x4   KeyPackage request   reserved
 //	0x5   KeyPackage response  reserved
 //	0x6   FAPP                 reserved
-//	0x7 … 0xE                  unassigned
+//	0x7   compact envelope     FrameCompact, TagCompact (compact.go): sealed,
+//	                           sender-authenticated by HPKE auth mode, unsigned
+//	0x8 … 0xE                  unassigned
 //	0xF   beacon               FrameBeacon, TagBeacon (beacon.go); LAN UDP only
 //
 // Types that cross LoRa links get the low numbers, which stay one byte for

@@ -352,14 +352,19 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 // raised by one, for a relay to send on. It rewrites one or two bytes near
 // the start of the frame and leaves the signed fields, and so the ID, as
 // they are; frame itself is not modified (it may be queued on other links).
-// Call it only on a frame DecodeEnvelope accepted: it reads just the tag,
-// the hop count and the hop limit. An envelope whose hop count has reached
-// its hop limit gives ErrHopLimit.
+// Call it only on a frame DecodeEnvelope (or DecodeCompact: a compact
+// envelope is forwarded the same way, as it is) accepted: it reads just
+// the tag, the hop count and the hop limit. An envelope whose hop count
+// has reached its hop limit gives ErrHopLimit.
 func ForwardEnvelope(frame []byte) ([]byte, error) {
 	if len(frame) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("%w: envelope of %d bytes, limit %d", ErrTooLarge, len(frame), MaxEnvelopeSize)
 	}
-	h, err := readHops(frame, TagEnvelope)
+	want := TagEnvelope
+	if IsCompact(frame) {
+		want = TagCompact
+	}
+	h, err := readHops(frame, want)
 	if err != nil {
 		return nil, err
 	}

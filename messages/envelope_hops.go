@@ -57,7 +57,7 @@ func readHops(frame []byte, want Tag) (hopField, error) {
 		return hopField{}, err
 	}
 	h.hops, h.end = hops, len(frame)-len(rest)
-	if want.Type() == FrameEnvelope {
+	if want.Type() == FrameEnvelope || want.Type() == FrameCompact {
 		if h.limit, _, err = readUint8(rest, "hop limit"); err != nil {
 			return hopField{}, err
 		}

@@ -87,6 +87,19 @@ func Sizes() []SizeRow {
 		}
 		rows = append(rows, SizeRow{c.name, must(EncodeEnvelope(e)), c.note})
 	}
+	for _, c := range []struct {
+		name string
+		text int
+		note string
+	}{
+		{"compact-sealed-32", 32, "compact sealed envelope (constrained links), 32-byte text: HPKE auth mode, no signature"},
+		{"compact-sealed-94", 94, "compact sealed envelope, 94-byte text"},
+		{"compact-sealed-256", 256, "compact sealed envelope, 256-byte text"},
+	} {
+		k := NewCompact(AddressOf(pub), dst, DefaultHopLimit, at.Add(24*time.Hour), 1)
+		k.Sealed = bytes.Repeat([]byte{0xCD}, c.text+CompactSealOverhead)
+		rows = append(rows, SizeRow{c.name, must(EncodeCompact(k)), c.note})
+	}
 	return rows
 }
 
