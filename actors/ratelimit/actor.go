@@ -44,7 +44,7 @@ func New(cfg Config) *actor.Props {
 // classOf maps a frame's type to its bucket.
 func classOf(t messages.FrameType) (Class, bool) {
 	switch t {
-	case messages.FrameEnvelope:
+	case messages.FrameEnvelope, messages.FrameCompact:
 		return ClassEnvelope, true
 	case messages.FrameAnnounce:
 		return ClassAnnounce, true

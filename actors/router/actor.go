@@ -148,7 +148,7 @@ type routerActor struct {
 	sub    *eventstream.Subscription
 	gc     clock.Timer
 	traces Tracer
-	flood  *Flood // pending announce re-broadcasts (the managed flood)
+	flood  *Flood           // pending announce re-broadcasts (the managed flood)
 	links  map[[16]byte]int // open links per neighbour
 	last   TableStats       // what was last added to the lookup counters
 
@@ -176,9 +176,10 @@ type routerActor struct {
 // ever what their last commit wrote, so nothing the failed batch changed
 // survives it (its senders are told the batch failed).
 type handover struct {
-	set   bool
-	held  Held
-	links map[[16]byte]int
+	set     bool
+	held    Held
+	links   map[[16]byte]int
+	classes LinkClasses
 }
 
 // syncStats moves the table's lookup counts into the metrics.
@@ -338,6 +339,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.endTrace(ctx, m.probe, ErrTraceTimeout)
 	case *messages.PeerUp:
 		r.links[m.Link.Peer]++
+		r.core.Links.Up(m.Link.Peer, m.Link.ID, m.Link.Class)
 		if r.core.Unlinked[m.Link.Peer] {
 			// Back after our restart: what is held for the destinations
 			// restored through it can go now.
@@ -359,6 +361,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		}
 		r.routeUp(ctx, m.Link.Peer, now)
 	case *messages.PeerDown:
+		r.core.Links.Down(m.Link.Peer, m.Link.ID)
 		if r.links[m.Link.Peer]--; r.links[m.Link.Peer] <= 0 {
 			delete(r.links, m.Link.Peer)
 			r.core.Table.RemoveVia(m.Link.Peer)
@@ -411,7 +414,7 @@ func (r *routerActor) handOver() {
 	if err := r.persist(); err != nil {
 		r.cfg.Log.Error("routing table not written before the restart", "err", err)
 	}
-	*r.carry = handover{set: true, held: r.held, links: r.links}
+	*r.carry = handover{set: true, held: r.held, links: r.links, classes: r.core.Links}
 }
 
 // shutdown ends this instance (a restart or a stop): the job in flight is
@@ -490,7 +493,7 @@ func (r *routerActor) start(ctx actor.Context) {
 	r.flood = NewFlood()
 	r.links = make(map[[16]byte]int)
 	if r.carry != nil && r.carry.set { // a restart: what the last instance left
-		r.held, r.links = r.carry.held, r.carry.links
+		r.held, r.links, r.core.Links = r.carry.held, r.carry.links, r.carry.classes
 		*r.carry = handover{}
 	}
 	c.Metrics.Held.Set(float64(r.held.Len()))

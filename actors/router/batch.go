@@ -248,9 +248,14 @@ func (r *routerActor) send(m *messages.SendText, now time.Time) *messages.SendRe
 		return res
 	}
 	var sg signed
-	if m.Sealed != nil {
+	switch {
+	case r.core.CompactTo(m.To):
+		// The first hop is a radio: compact, sealed here in auth mode
+		// (a payload sealed by the caller in base mode is not used).
+		sg.frame, sg.id, sg.expiry, sg.err = r.core.SealCompact(m.To, seq, m.Text, now)
+	case m.Sealed != nil:
 		sg.frame, sg.id, sg.expiry, sg.err = r.core.SignSealed(m.To, seq, m.Sealed, now)
-	} else {
+	default:
 		sg.frame, sg.id, sg.expiry, sg.err = r.core.SealText(m.To, seq, m.Text, now)
 	}
 	r.keep(m, seq, sg, res, now)
@@ -279,6 +284,10 @@ func (r *routerActor) sendMany(items []messages.SendText, now time.Time) []messa
 			continue
 		}
 		seqs[i] = seq
+		if r.core.CompactTo(items[i].To) { // as in send
+			sgs[i].frame, sgs[i].id, sgs[i].expiry, sgs[i].err = r.core.SealCompact(items[i].To, seq, items[i].Text, now)
+			continue
+		}
 		if items[i].Sealed == nil {
 			sgs[i].frame, sgs[i].id, sgs[i].expiry, sgs[i].err = r.core.SealText(items[i].To, seq, items[i].Text, now)
 			continue

@@ -22,6 +22,11 @@
 //     destination and sent only within a window the receivers' replay
 //     windows can judge.
 //   - Held (held.go), Tracer (trace.go), announce freshness (fresh.go).
+//   - Compact sealed envelopes (compact.go): LinkClasses (the classes of
+//     the open links per neighbour) decides that an own message whose
+//     next hop is only over constrained links goes out compact
+//     (Core.SealCompact, HPKE auth mode, no signature); relays forward
+//     compact envelopes unauthenticated, from and to known nodes only.
 //
 // The actor (actor.go, batch.go) carries the actions out and group-commits
 // their disk writes: replay window, inbox entries (actors/inbox), outbox

@@ -1,7 +1,10 @@
 // Package verify checks envelopes at the edge, in parallel, before the
 // router sees them: decode, look the source's key up, verify the
 // signature, derive the id and, for a sealed message to this node, open
-// it. The router then only decides (replay window, routes, outbox) on its
+// it. A compact sealed envelope (messages.Compact) has no signature: for
+// this node it is opened in HPKE auth mode with the source's announced
+// sealing key, which is what authenticates it; one for another node goes
+// to the router as it came. The router then only decides (replay window, routes, outbox) on its
 // one goroutine; the signature checks and decryptions, which are most of a
 // message's cost, run on every core.
 //
