@@ -3,6 +3,8 @@ package links
 import (
 	"context"
 	"errors"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -140,8 +142,8 @@ func (d *dialerActor) onResult(ctx actor.Context, m *dialResult) {
 		}
 		// The first failure and every change of cause are news for the
 		// operator; the same failure again is not.
-		if msg := m.err.Error(); msg != d.lastErr {
-			d.lastErr = msg
+		if cause := dialCause(m.err); cause != d.lastErr {
+			d.lastErr = cause
 			d.deps.log.Info("cannot dial peer; retrying with back-off", "uri", d.uri, "attempt", d.attempt, "err", m.err)
 		} else {
 			d.deps.log.Debug("dial failed", "uri", d.uri, "attempt", d.attempt, "err", m.err)
@@ -173,6 +175,19 @@ func (d *dialerActor) reachedSelf(ctx actor.Context, name string) {
 	d.deps.log.Warn("peer URI reaches this node itself; not dialing it again", "uri", d.uri)
 	d.report(ctx, peerEvent{kind: evGaveUp, err: "the URI reaches this node itself"})
 	ctx.Stop(ctx.Self())
+}
+
+// dialCause is err's text without the local end of the socket, which
+// changes with every attempt: "read tcp 127.0.0.1:41234->10.0.0.2:7701:
+// read: connection reset by peer" is the same cause at the next attempt
+// from another ephemeral port.
+func dialCause(err error) string {
+	msg := err.Error()
+	var op *net.OpError
+	if errors.As(err, &op) && op.Source != nil && op.Addr != nil {
+		msg = strings.Replace(msg, op.Source.String()+"->"+op.Addr.String(), op.Addr.String(), 1)
+	}
+	return msg
 }
 
 // schedule arms the next dial and returns when it is due.

@@ -356,17 +356,24 @@ func newSizesCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sizes",
-		Short: "Print the wire sizes of announces and envelopes, measured from real encodings",
+		Short: "Print the wire sizes of announces and envelopes, measured from real encodings, and a sealed text's airtime on LoRa",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rows := messages.Sizes()
+			air, err := airRows(rows)
+			if err != nil {
+				return err
+			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"sizes": rows})
+				return printJSON(cmd.OutOrStdout(), map[string]any{"sizes": rows, "lora": air})
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			for _, r := range rows {
 				fmt.Fprintf(w, "%s\t%5d B\t%s\n", r.Name, r.Bytes, r.Note)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			return printAirRows(cmd.OutOrStdout(), air)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
