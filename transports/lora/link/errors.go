@@ -34,7 +34,9 @@ var (
 	// ErrBadHello: a HELLO that does not prove its sender: bad signature,
 	// a source hint that is not its key's address, not broadcast, its
 	// timestamp too far from our clock or older than one already seen,
-	// or our own key. Counted (Stats.HellosRejected) and ignored.
+	// our own key, or a key no link MAC key can be agreed with (no X25519
+	// twin, or a low-order one). Counted (Stats.HellosRejected) and
+	// ignored.
 	ErrBadHello = errors.New("invalid HELLO")
 
 	// ErrWrongChannel: Listen or Dial named a channel, or radio settings,

@@ -2,9 +2,12 @@ package link
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/transports/lora"
@@ -198,3 +201,32 @@ var (
 	collidingMu    sync.Mutex
 	collidingCache = map[int][]*crypto.Identity{}
 )
+
+// A HELLO whose key has no X25519 twin cannot give a link key: refused
+// like a bad HELLO. The neutral element signs anything (its multiples are
+// all itself: R = B, S = 1 verifies for every message), so it passes
+// ed25519.Verify and must be stopped here.
+func TestHelloWithoutTwinRefused(t *testing.T) {
+	s := newSim(t, 25)
+	a := s.add(Options{})
+	s.listen(a)
+	s.run(time.Minute)
+	f := newForger(s)
+	neutral := ed25519.PublicKey(append([]byte{1}, make([]byte, 31)...))
+	src := HintOf(crypto.AddressOf(neutral))
+	pkt := appendHeader(nil, header{kind: KindHello, dst: Broadcast, src: src})
+	pkt = append(pkt, helloListening)
+	pkt = binary.BigEndian.AppendUint32(pkt, uint32(s.clk.Now().Unix()))
+	pkt = append(pkt, neutral...)
+	base := []byte{0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+		0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66}
+	sig := append(append([]byte(nil), base...), append([]byte{1}, make([]byte, 31)...)...)
+	if !ed25519.Verify(neutral, helloSigned(pkt), sig) {
+		t.Skip("this ed25519 refuses the neutral key itself")
+	}
+	before := a.tr.Stats()
+	f.send(append(pkt, sig...))
+	if st := a.tr.Stats(); st.HellosRejected != before.HellosRejected+1 || st.Peers != 0 || queued(a.tr) {
+		t.Errorf("rejected %d (was %d), %d peers: want the HELLO refused", st.HellosRejected, before.HellosRejected, st.Peers)
+	}
+}
