@@ -214,6 +214,10 @@ func checkEnvelope(t *testing.T, c *Core, frame []byte, from [16]byte, now time.
 			t.Fatalf("a refused envelope (%s) changed the router's state", want.Reason)
 		}
 	}
+	if messages.IsCompact(frame) {
+		checkCompactDecision(t, c, frame, acts, before, after, now, seen, early)
+		return acts
+	}
 	env, err := messages.DecodeEnvelope(frame)
 	if err != nil {
 		early(Action{Kind: Drop, Reason: DropMalformed})
@@ -382,6 +386,9 @@ func FuzzCoreHandleEnvelope(f *testing.F) {
 	w := newFuzzWorld(f)
 	seeds := w.seedEnvelopes(f)
 	for _, s := range seeds {
+		f.Add(s)
+	}
+	for _, s := range w.seedCompacts(f) {
 		f.Add(s)
 	}
 	f.Add(append(bytes.Clone(seeds[1]), make([]byte, messages.MaxEnvelopeSize)...)) // over the size limit
