@@ -76,7 +76,8 @@ func randSeq(vs ...float64) func() float64 {
 }
 
 // memPeer is a node on network listening as name: what a dial reaches.
-func memPeer(t *testing.T, network *mem.Network, name string) crypto.Address {
+// Its listener hands the test the far end of each link.
+func memPeer(t *testing.T, network *mem.Network, name string) (crypto.Address, transports.Listener) {
 	t.Helper()
 	id := newIdentity(t)
 	tr, err := network.NewTransport(mem.Options{Identity: id, Name: name})
@@ -88,7 +89,7 @@ func memPeer(t *testing.T, network *mem.Network, name string) crypto.Address {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	return id.Address()
+	return id.Address(), ln
 }
 
 // dialerOn is our node's mem transport on network, scripted.
@@ -113,7 +114,7 @@ func dialerOn(t *testing.T, network *mem.Network, id *crypto.Identity, clk clock
 // shows the peer up.
 func TestDialFailuresBackOffOnTheClock(t *testing.T) {
 	network := mem.NewNetwork()
-	peer := memPeer(t, network, "peer")
+	peer, _ := memPeer(t, network, "peer")
 	id := newIdentity(t)
 	refused := fmt.Errorf("transports/mem: dial peer: %w", mem.ErrRefused)
 	timeout := errors.New("transports/mem: dial peer: i/o timeout")
@@ -170,6 +171,7 @@ func TestDialFailuresBackOffOnTheClock(t *testing.T) {
 	if st.Peer != peer || st.Failures != 0 || st.Attempts != len(steps)+1 || st.LastError != timeout.Error() {
 		t.Fatalf("up: %+v; want peer %s, no failures, %d attempts, the last error kept", st, peer.Short(), len(steps)+1)
 	}
+	r.up(t, "the link") // the link tells the manager itself, after the dialer
 	if ls := r.reply(t).Links; len(ls) != 1 || ls[0].Peer != peer || !ls[0].Outbound {
 		t.Fatalf("links %+v, want one outbound to %s", ls, peer.Short())
 	}
@@ -340,5 +342,163 @@ func TestDialThatReachesOurselvesGivesUp(t *testing.T) {
 				t.Fatalf("reaching ourselves logged as a dial failure: %q", l)
 			}
 		})
+	}
+}
+
+// farEnd accepts the far end of the next link to ln.
+func farEnd(t *testing.T, ln transports.Listener) transports.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	c, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A configured peer whose link goes is re-dialled after the first step of
+// the back-off (Min), whatever failures came before the link: qpc status
+// shows it down with the link's reason, then in back-off until the
+// re-dial, which is due not a nanosecond early, and up again.
+func TestLostLinkIsRedialledAfterTheFirstBackoff(t *testing.T) {
+	network := mem.NewNetwork()
+	peer, ln := memPeer(t, network, "peer")
+	id := newIdentity(t)
+	clk := newManual()
+	refused := fmt.Errorf("transports/mem: dial peer: %w", mem.ErrRefused)
+	d := dialerOn(t, network, id, clk, refused, refused)
+	const uri = "mem://peer"
+	r := startRig(t, Config{Identity: id, Peers: []string{uri}, Clock: clk,
+		Transports: map[string]transports.Transport{"mem": d}, Backoff: Backoff{Min: time.Second, Max: time.Minute}})
+
+	// Two failures (re-dials after 1 s and 2 s), then the link.
+	d.nextDial(t, "attempt 1")
+	for n, delay := range []time.Duration{time.Second, 2 * time.Second} {
+		r.waitPeer(t, uri, "failure", func(p messages.PeerStatus) bool { return p.Failures == n+1 })
+		clk.Advance(delay)
+		d.nextDial(t, fmt.Sprintf("attempt %d", n+2))
+	}
+	up := r.up(t, "the link")
+	far := farEnd(t, ln)
+	r.waitPeer(t, uri, "up", func(p messages.PeerStatus) bool { return p.State == messages.PeerStateUp })
+
+	clk.Advance(time.Minute) // the link lives a while
+	lost := clk.Now()
+	far.Close()
+	if down := r.down(t, "the link lost"); down.Link.ID != up.Link.ID || down.Reason != "closed by peer" {
+		t.Fatalf("PeerDown link %d %q, want link %d closed by peer", down.Link.ID, down.Reason, up.Link.ID)
+	}
+	st := r.waitPeer(t, uri, "re-dial scheduled", func(p messages.PeerStatus) bool { return p.State == messages.PeerStateBackoff })
+	if !st.NextAttempt.Equal(lost.Add(time.Second)) || st.LastError != "link down: closed by peer" || !st.LastErrorAt.Equal(lost) ||
+		st.Failures != 0 || st.Peer != peer {
+		t.Fatalf("after the link went: %+v; want the re-dial in 1 s (the first step, not the fourth), the link's reason", st)
+	}
+	if p := clk.Pending(); p != 1 {
+		t.Fatalf("%d timers pending, want the re-dial's", p)
+	}
+	clk.Advance(time.Second - time.Nanosecond)
+	if p := clk.Pending(); p != 1 {
+		t.Fatal("the re-dial fired before its back-off")
+	}
+	clk.Advance(time.Nanosecond)
+	if at := d.nextDial(t, "the re-dial"); !at.Equal(lost.Add(time.Second)) {
+		t.Fatalf("re-dialled at %v, due at %v", at, lost.Add(time.Second))
+	}
+	r.up(t, "the link again")
+	st = r.waitPeer(t, uri, "up again", func(p messages.PeerStatus) bool { return p.State == messages.PeerStateUp })
+	if st.Attempts != 4 || st.Failures != 0 {
+		t.Fatalf("up again: %+v; want 4 attempts, no failures", st)
+	}
+}
+
+// Draining stops the dialers: a peer waiting for its re-dial is not
+// dialled again (its timer is stopped) and shows stopped in qpc status.
+func TestDrainStopsRedialling(t *testing.T) {
+	network := mem.NewNetwork()
+	id := newIdentity(t)
+	clk := newManual()
+	refused := fmt.Errorf("transports/mem: dial peer: %w", mem.ErrRefused)
+	d := dialerOn(t, network, id, clk, refused, refused)
+	const uri = "mem://peer"
+	r := startRig(t, Config{Identity: id, Peers: []string{uri}, Clock: clk,
+		Transports: map[string]transports.Transport{"mem": d}, Backoff: Backoff{Min: time.Second, Max: time.Minute}})
+
+	d.nextDial(t, "attempt 1")
+	r.waitPeer(t, uri, "failure", func(p messages.PeerStatus) bool { return p.Failures == 1 })
+	if _, err := r.sys.Root.RequestFuture(r.pid, &messages.Drain{}, within).Result(); err != nil {
+		t.Fatal(err)
+	}
+	probe.Until(t, within, func() bool { return clk.Pending() == 0 }, "the re-dial's timer stopped by the drain")
+	clk.Advance(time.Hour)
+	if st := r.peer(t, uri); st.State != messages.PeerStateStopped || st.Attempts != 1 {
+		t.Fatalf("after the drain: %+v; want stopped after 1 attempt", st)
+	}
+	select {
+	case <-d.dials:
+		t.Fatal("dialled after the drain")
+	default:
+	}
+}
+
+// A discovered peer's dialer does not re-dial when its link ends: it
+// stops, and the peer's next beacon starts a new one that dials at once.
+func TestDiscoveredPeerIsNotRedialledWhenItsLinkEnds(t *testing.T) {
+	network := mem.NewNetwork()
+	id := newIdentity(t)
+	clk := newManual()
+	d := dialerOn(t, network, id, clk)
+	// Of two nodes only the smaller address dials: make us the smaller.
+	var peer crypto.Address
+	var ln transports.Listener
+	for {
+		peer, ln = memPeer(t, network, fmt.Sprintf("peer-%d", fakeConns.Add(1)))
+		if id.Address().String() < peer.String() {
+			break
+		}
+		ln.Close()
+	}
+	r := startRig(t, Config{Identity: id, Clock: clk, Transports: map[string]transports.Transport{"mem": d}})
+	heard := &discovered{d: discovery.Discovered{Address: peer, URIs: []string{"mem://" + ln.Addr()}}}
+	r.sys.Root.Send(r.pid, heard)
+	d.nextDial(t, "the first dial")
+	up := r.up(t, "the link")
+	if up.Link.Peer != peer || !up.Link.Outbound {
+		t.Fatalf("PeerUp %+v, want outbound to %s", up.Link, peer.Short())
+	}
+	farEnd(t, ln).Close()
+	r.down(t, "the link ends")
+
+	var again time.Time
+	probe.Until(t, within, func() bool {
+		r.sys.Root.Send(r.pid, heard)
+		select {
+		case again = <-d.dials:
+			return true
+		default:
+			return false
+		}
+	}, "a new dialer for the peer's next beacon, with no time passed")
+	if !again.Equal(clk.Now()) || clk.Pending() != 0 {
+		t.Fatalf("dialled at %v (now %v), %d timers pending", again, clk.Now(), clk.Pending())
+	}
+	r.up(t, "the link again")
+}
+
+// A peer that stays unreachable is re-dialled every Max for ever: the
+// delay of any attempt, however late, is Max less its jitter, never more
+// and never less (doubling past Max would overflow into a negative delay,
+// a re-dial loop with no pause).
+func TestBackoffStaysAtMaxForEver(t *testing.T) {
+	for _, n := range []int{8, 36, 63, 64, 65, 1000, 1 << 20} {
+		exact := Backoff{Min: 200 * time.Millisecond, Max: 30 * time.Second, Rand: func() float64 { return 0.999 }}
+		if got := exact.Delay(n); got != exact.Max {
+			t.Fatalf("attempt %d without jitter: %v, want Max %v", n, got, exact.Max)
+		}
+		jittered := exact
+		jittered.Jitter = 0.2
+		if got, least := jittered.Delay(n), 24*time.Second; got < least || got > exact.Max {
+			t.Fatalf("attempt %d with jitter 0.2: %v, want within [%v, %v]", n, got, least, exact.Max)
+		}
 	}
 }

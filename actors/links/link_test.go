@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
 )
@@ -24,24 +26,23 @@ var goodFrame = []byte{0x82, byte(messages.MakeTag(messages.FrameEnvelope, 0)), 
 // other read error (read) and a failed write (write) each close the
 // connection, are counted once in qpc_link_errors_total with their reason,
 // are logged at warn, and the link is gone from the table with a PeerDown
-// naming the reason; a clean close by the peer (io.EOF) is not an error.
+// naming the reason; a clean close by the peer (io.EOF) and a connection
+// closed under the link (net.ErrClosed) are not errors.
 func TestLinkFailuresCloseTheLink(t *testing.T) {
+	tooLarge := &transports.FrameTooLargeError{Size: 1 << 40, Limit: 1 << 20}
 	cases := []struct {
 		name   string
 		read   error // what ReadFrame returns
 		write  error // or what WriteFrame returns
 		kind   string
-		reason string // PeerDown's, a prefix
+		reason string // PeerDown's, when not kind: err
 	}{
-		{name: "bad frame", read: fmt.Errorf("fake: read: %w", transports.ErrBadFrame), kind: "bad_frame",
-			reason: "bad_frame: fake: read: " + transports.ErrBadFrame.Error()},
-		{name: "frame too large", read: fmt.Errorf("fake: read: %w", &transports.FrameTooLargeError{Size: 1 << 40, Limit: 1 << 20}),
-			kind: "frame_too_large", reason: "frame_too_large: "},
-		{name: "read error", read: errors.New("connection reset by peer"), kind: "read",
-			reason: "read: connection reset by peer"},
-		{name: "write error", write: fmt.Errorf("fake: write: %w", io.ErrClosedPipe), kind: "write",
-			reason: "write: fake: write: " + io.ErrClosedPipe.Error()},
+		{name: "bad frame", read: fmt.Errorf("fake: read: %w", transports.ErrBadFrame), kind: "bad_frame"},
+		{name: "frame too large", read: fmt.Errorf("fake: read: %w", tooLarge), kind: "frame_too_large"},
+		{name: "read error", read: errors.New("connection reset by peer"), kind: "read"},
+		{name: "write error", write: fmt.Errorf("fake: write: %w", io.ErrClosedPipe), kind: "write"},
 		{name: "closed by peer", read: io.EOF, reason: "closed by peer"},
+		{name: "closed under it", read: fmt.Errorf("fake: read: %w", net.ErrClosed), reason: "closed"},
 	}
 	kinds := []string{"bad_frame", "frame_too_large", "read", "write", "bad_tag", "frame_timeout"}
 	for _, tc := range cases {
@@ -62,9 +63,13 @@ func TestLinkFailuresCloseTheLink(t *testing.T) {
 			} else {
 				c.reads <- readResult{err: tc.read}
 			}
+			reason := tc.reason
+			if tc.kind != "" {
+				reason = tc.kind + ": " + errors.Join(tc.read, tc.write).Error()
+			}
 			down := r.down(t, "link down")
-			if down.Link.ID != up.Link.ID || !strings.HasPrefix(down.Reason, tc.reason) {
-				t.Fatalf("PeerDown link %d reason %q, want link %d reason %q…", down.Link.ID, down.Reason, up.Link.ID, tc.reason)
+			if down.Link.ID != up.Link.ID || down.Reason != reason {
+				t.Fatalf("PeerDown link %d reason %q, want link %d reason %q", down.Link.ID, down.Reason, up.Link.ID, reason)
 			}
 			c.waitClosed(t, "after the failure")
 			if n := len(r.reply(t).Links); n != 0 {
@@ -87,7 +92,10 @@ func TestLinkFailuresCloseTheLink(t *testing.T) {
 				!strings.Contains(closing[0], "reason="+tc.kind)):
 				t.Errorf("closing lines %q, want one warn naming %s", closing, tc.kind)
 			}
-			if l := r.logLines("link down"); len(l) != 1 || !strings.Contains(l[0], fmt.Sprintf("reason=%q", down.Reason)) {
+			// The link logs its end after telling the manager.
+			probe.Until(t, within, func() bool { return len(r.logLines("link down")) > 0 }, "link down logged")
+			if l := r.logLines("link down"); len(l) != 1 || (!strings.HasSuffix(l[0], "reason="+down.Reason) &&
+				!strings.HasSuffix(l[0], fmt.Sprintf("reason=%q", down.Reason))) {
 				t.Errorf("link down lines %q, want one with reason %q", l, down.Reason)
 			}
 			select {
@@ -222,3 +230,19 @@ func TestInboundConnectionFromOurselvesIsRefused(t *testing.T) {
 }
 
 func crypto16(a [16]byte) string { return fmt.Sprintf("%x", a[:4]) }
+
+// A failed Accept is logged at warn and the listener goes on accepting.
+func TestAcceptErrorIsLoggedAndAcceptingGoesOn(t *testing.T) {
+	ln := newChanListener()
+	r := startRig(t, Config{Listeners: []Bound{{URI: "mem://fake", Listener: ln}}})
+	ln.errs <- errors.New("too many open files")
+	c := newFakeConn(newIdentity(t).Address())
+	ln.conns <- c
+	if up := r.up(t, "the link after the failed accept"); up.Link.Peer != c.peer {
+		t.Fatalf("PeerUp %+v", up.Link)
+	}
+	if l := r.logLines("accept failed"); len(l) != 1 || !strings.Contains(l[0], "level=WARN") ||
+		!strings.Contains(l[0], `err="too many open files"`) || !strings.Contains(l[0], "listener=mem://fake") {
+		t.Fatalf("accept lines %q, want one warn with the error", l)
+	}
+}

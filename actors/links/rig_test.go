@@ -255,21 +255,30 @@ func (c *fakeConn) send(frames ...[]byte) {
 	}
 }
 
-// chanListener accepts the connections a test puts in conns.
+// chanListener accepts the connections a test puts in conns, and fails
+// an Accept with each error put in errs.
 type chanListener struct {
 	conns chan transports.Conn
+	errs  chan error
 	done  chan struct{}
 	once  sync.Once
 }
 
 func newChanListener() *chanListener {
-	return &chanListener{conns: make(chan transports.Conn, 8), done: make(chan struct{})}
+	return &chanListener{conns: make(chan transports.Conn, 8), errs: make(chan error, 8), done: make(chan struct{})}
 }
 
 func (l *chanListener) Accept(ctx context.Context) (transports.Conn, error) {
 	select {
+	case err := <-l.errs:
+		return nil, err
+	default:
+	}
+	select {
 	case c := <-l.conns:
 		return c, nil
+	case err := <-l.errs:
+		return nil, err
 	case <-l.done:
 		return nil, fmt.Errorf("chan listener: %w", net.ErrClosed)
 	case <-ctx.Done():
