@@ -94,7 +94,13 @@ type (
 	}
 	// StoreAck tells the store an envelope was delivered (a receipt came
 	// back); it deletes its copy.
-	StoreAck struct{ ID [16]byte }
+	StoreAck struct {
+		ID [16]byte
+		// Dest signed the receipt that named ID: only a frame held for
+		// Dest may go, so that no other node's receipt (anyone can name
+		// an id it saw pass) makes a relay let go of a message.
+		Dest [16]byte
+	}
 	// RouteUp tells the store a destination became reachable, so it hands
 	// back what it holds for it.
 	RouteUp struct{ Dest [16]byte }

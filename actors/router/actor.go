@@ -617,7 +617,7 @@ func (r *routerActor) do(ctx actor.Context, acts []Action) {
 		case NotifyRouteUp:
 			ctx.Send(r.cfg.Store, &messages.RouteUp{Dest: a.Dest})
 		case Ack:
-			ctx.Send(r.cfg.Store, &messages.StoreAck{ID: a.ID})
+			ctx.Send(r.cfg.Store, &messages.StoreAck{ID: a.ID, Dest: a.Dest})
 		case TraceHop:
 			r.traceHop(ctx, a)
 		}

@@ -49,7 +49,7 @@ const (
 	TraceHop           // a trace reply came back: Hop, From
 	ReceiptDue         // a message from Dest to acknowledge (ID); the actor batches them into receipts
 	NotifyRouteUp      // the actor's own: tell the store Dest is reachable, after the batch
-	Ack                // a receipt passed through: the store may drop ID
+	Ack                // a receipt signed by Dest passed through: the store may drop ID if held for Dest
 )
 
 // Action is one thing the actor must do; HandleEnvelope returns a list.
@@ -305,7 +305,7 @@ func (c *Core) handle(env messages.Envelope, id [16]byte, frame []byte, from [16
 		// let go.
 		ids, _ := messages.ReceiptIDs(env.Payload)
 		for _, id := range ids {
-			acts = append(acts, Action{Kind: Ack, ID: id})
+			acts = append(acts, Action{Kind: Ack, ID: id, Dest: env.Source})
 		}
 	}
 	fwd, err := messages.ForwardEnvelope(frame)

@@ -288,6 +288,13 @@ func TestCoreBatchedReceipts(t *testing.T) {
 	if got := kinds(acts); len(got) != 4 || got[0] != Ack || got[2] != Ack || got[3] != Forward {
 		t.Fatalf("receipt through a relay: %v", got)
 	}
+	// Each Ack names the receipt's signer: the store lets a frame go only
+	// if it is held for that node.
+	for _, a := range acts[:3] {
+		if a.Dest != w.src.Address() {
+			t.Fatalf("Ack %x for %x, want the signer %x", a.ID[:4], a.Dest[:4], w.src.Address().Bytes()[:4])
+		}
+	}
 	// Malformed receipt payloads are dropped.
 	for _, p := range [][]byte{nil, make([]byte, 15), make([]byte, 16*(messages.MaxReceiptIDs+1))} {
 		bad := w.envelope(w.src, w.self.Address(), 8, messages.PayloadReceipt, p)

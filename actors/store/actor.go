@@ -81,7 +81,7 @@ func (s *storeActor) Receive(ctx actor.Context) {
 		s.pending.put(Item{Dest: m.Dest, ID: m.ID, Frame: m.Frame, Expiry: m.Expiry})
 		s.accepted(ctx, now)
 	case *messages.StoreAck:
-		s.pending.ack(m.ID)
+		s.pending.ack(Ack{ID: m.ID, Dest: m.Dest})
 		s.accepted(ctx, now)
 	case *flush:
 		s.posted = false

@@ -391,7 +391,7 @@ func TestActorAckRightAfterPutRemovesIt(t *testing.T) {
 	h := newHarness(t, Limits{}, nil)
 	it := numbered(dest(3), 1)
 	h.sys.Root.Send(h.store, &messages.StoreFrame{Dest: it.Dest, ID: it.ID, Frame: it.Frame, Expiry: it.Expiry})
-	h.sys.Root.Send(h.store, &messages.StoreAck{ID: it.ID})
+	h.sys.Root.Send(h.store, &messages.StoreAck{ID: it.ID, Dest: it.Dest})
 	if _, err := h.sys.Root.RequestFuture(h.store, &messages.Drain{}, deadline).Result(); err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +490,7 @@ func TestReceiveGroupCommitPoints(t *testing.T) {
 		t.Fatalf("%d commits, %d held; want 2 and 300", m.commits, m.a.q.Len())
 	}
 	// Frames and acks together, one flush.
-	m.post(&messages.StoreAck{ID: frameMsg(0).ID}, frameMsg(300), &messages.StoreAck{ID: frameMsg(300).ID})
+	m.post(&messages.StoreAck{ID: frameMsg(0).ID, Dest: dest(4)}, frameMsg(300), &messages.StoreAck{ID: frameMsg(300).ID, Dest: dest(4)})
 	m.run()
 	if m.commits != 3 || m.a.q.Len() != 299 || testutil.ToFloat64(m.mesh.StoreEvents.WithLabelValues("delivered")) != 2 {
 		t.Fatalf("%d commits, %d held", m.commits, m.a.q.Len())
@@ -547,7 +547,7 @@ func TestReceiveStoppingFlushesPending(t *testing.T) {
 // are not.
 func TestReceiveRouteUpSeesWhatWasAccepted(t *testing.T) {
 	m := newManual(t)
-	m.post(frameMsg(1), frameMsg(2), &messages.StoreAck{ID: frameMsg(1).ID}, &messages.RouteUp{Dest: dest(4)})
+	m.post(frameMsg(1), frameMsg(2), &messages.StoreAck{ID: frameMsg(1).ID, Dest: dest(4)}, &messages.RouteUp{Dest: dest(4)})
 	m.run()
 	if len(m.b.out) != 1 {
 		t.Fatalf("sent %v", m.b.out)

@@ -89,7 +89,7 @@ func TestApplyAckInTheSameBatchAsItsPutRemovesIt(t *testing.T) {
 	q.Put(item(1, 1, 100), sec(0))
 	// 2 is put and acked in the same batch, 1 was held and is acked, 77
 	// was never held.
-	res, err := q.Apply([]Item{item(1, 2, 100), item(1, 3, 100)}, [][16]byte{fid(2), fid(1), fid(77)}, sec(0))
+	res, err := q.Apply([]Item{item(1, 2, 100), item(1, 3, 100)}, acksFor(dest(1), fid(2), fid(1), fid(77)), sec(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestApplyAckInTheSameBatchAsItsPutRemovesIt(t *testing.T) {
 	// an id held already that is both put again and acked.
 	// Acked counts frames removed: 3 twice (the copy held, then the copy
 	// put again), so put and delivered counters keep matching what is held.
-	res, err = q.Apply([]Item{item(1, 4, 100), item(1, 3, 100)}, [][16]byte{fid(4), fid(3)}, sec(0))
+	res, err = q.Apply([]Item{item(1, 4, 100), item(1, 3, 100)}, acksFor(dest(1), fid(4), fid(3)), sec(0))
 	if err != nil || res.Stored != 2 || res.Acked != 3 || q.Len() != 0 {
 		t.Fatalf("Apply = %+v, %v; Len %d", res, err, q.Len())
 	}
@@ -123,7 +123,7 @@ func TestApplyAcksMakeRoomForPuts(t *testing.T) {
 	q, _, _ := newQueue(t, Limits{PerDest: 2})
 	q.Put(item(1, 1, 100), sec(0))
 	q.Put(item(1, 2, 100), sec(0))
-	res, err := q.Apply([]Item{item(1, 3, 100)}, [][16]byte{fid(1)}, sec(0))
+	res, err := q.Apply([]Item{item(1, 3, 100)}, acksFor(dest(1), fid(1)), sec(0))
 	if err != nil || res.Stored != 1 || res.Acked != 1 {
 		t.Fatalf("Apply = %+v, %v", res, err)
 	}
@@ -145,7 +145,7 @@ func corruptID(t *testing.T, db *bolt.DB, id [16]byte) {
 func TestApplyFailsWholeOnACorruptRecord(t *testing.T) {
 	q, db, _ := newQueue(t, Limits{})
 	corruptID(t, db, fid(66))
-	_, err := q.Apply([]Item{item(1, 1, 100)}, [][16]byte{fid(66)}, sec(0))
+	_, err := q.Apply([]Item{item(1, 1, 100)}, acksFor(dest(9), fid(66)), sec(0))
 	if !errors.Is(err, ErrCorrupt) || q.Len() != 0 {
 		t.Fatalf("Apply = %v, Len %d; want ErrCorrupt and nothing stored", err, q.Len())
 	}
@@ -157,7 +157,7 @@ func TestApplyBatchFallsBackToOneItemPerTransaction(t *testing.T) {
 	q, db, _ := newQueue(t, Limits{})
 	q.Put(item(1, 5, 100), sec(0))
 	corruptID(t, db, fid(66))
-	res, err := applyBatch(q, []Item{item(1, 1, 100), item(1, 2, 100), item(1, 5, 100)}, [][16]byte{fid(66), fid(1)}, sec(0))
+	res, err := applyBatch(q, []Item{item(1, 1, 100), item(1, 2, 100), item(1, 5, 100)}, append(acksFor(dest(9), fid(66)), acksFor(dest(1), fid(1))...), sec(0))
 	if !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("err = %v, want ErrCorrupt", err)
 	}
@@ -169,17 +169,46 @@ func TestApplyBatchFallsBackToOneItemPerTransaction(t *testing.T) {
 	}
 }
 
-func TestAckIDIsOneTransaction(t *testing.T) {
+func acksFor(d [16]byte, ids ...[16]byte) []Ack {
+	out := make([]Ack, len(ids))
+	for i, id := range ids {
+		out[i] = Ack{ID: id, Dest: d}
+	}
+	return out
+}
+
+// A receipt names ids, and any node can name an id it saw pass: an ack
+// lets a frame go only when the receipt's signer is the frame's
+// destination. Before, a receipt signed by anyone naming the id of a
+// frame a relay held made the relay drop it.
+func TestAckFromAnotherNodeKeepsTheFrame(t *testing.T) {
+	q, _, _ := newQueue(t, Limits{})
+	q.Put(item(1, 1, 100), sec(0))
+	q.Put(item(2, 2, 100), sec(0))
+	res, err := q.Apply(nil, []Ack{{ID: fid(1), Dest: dest(2)}, {ID: fid(2), Dest: dest(3)}}, sec(0))
+	if err != nil || res.Acked != 0 || q.Len() != 2 {
+		t.Fatalf("acks by other nodes: %+v, %v; Len %d, want both frames held", res, err, q.Len())
+	}
+	// Through the actor's batch path (and its one-by-one fallback) too.
+	if res, err := applyBatch(q, nil, []Ack{{ID: fid(1), Dest: dest(2)}}, sec(0)); err != nil || res.Acked != 0 || q.Len() != 2 {
+		t.Fatalf("applyBatch: %+v, %v; Len %d", res, err, q.Len())
+	}
+	if res, err := q.Apply(nil, []Ack{{ID: fid(1), Dest: dest(1)}}, sec(0)); err != nil || res.Acked != 1 || q.LenFor(dest(1)) != 0 || q.Len() != 1 {
+		t.Fatalf("the destination's own ack: %+v, %v; Len %d", res, err, q.Len())
+	}
+}
+
+func TestAckIsOneTransaction(t *testing.T) {
 	q, _, _ := newQueue(t, Limits{})
 	q.Put(item(1, 1, 100), sec(0))
 	q.Put(item(2, 2, 100), sec(0))
 	commits := countCommits(q)
-	if n, err := q.AckID(fid(2)); err != nil || n != 1 || *commits != 1 {
-		t.Fatalf("AckID = %d, %v with %d commits; want 1, nil, 1", n, err, *commits)
+	if n, err := q.Ack(dest(2), fid(2)); err != nil || n != 1 || *commits != 1 {
+		t.Fatalf("Ack = %d, %v with %d commits; want 1, nil, 1", n, err, *commits)
 	}
 	// An id not held: nothing removed, nothing committed.
-	if n, err := q.AckID(fid(2)); err != nil || n != 0 || *commits != 1 {
-		t.Fatalf("second AckID = %d, %v with %d commits", n, err, *commits)
+	if n, err := q.Ack(dest(2), fid(2)); err != nil || n != 0 || *commits != 1 {
+		t.Fatalf("second Ack = %d, %v with %d commits", n, err, *commits)
 	}
 	if q.Len() != 1 || q.LenFor(dest(2)) != 0 {
 		t.Fatalf("Len %d LenFor(2) %d", q.Len(), q.LenFor(dest(2)))
@@ -256,7 +285,7 @@ func TestApplyMatchesSequentialModel(t *testing.T) {
 	rnd := func(n int) int { seed = seed*6364136223846793005 + 1442695040888963407; return int(seed>>33) % n }
 	for step := range 400 {
 		var puts []Item
-		var acks [][16]byte
+		var acks []Ack
 		for range rnd(8) {
 			it := item(byte(rnd(3)), rnd(30), 100)
 			if rnd(10) == 0 {
@@ -265,14 +294,14 @@ func TestApplyMatchesSequentialModel(t *testing.T) {
 			puts = append(puts, it)
 		}
 		for range rnd(4) {
-			acks = append(acks, fid(rnd(30)))
+			acks = append(acks, Ack{ID: fid(rnd(30)), Dest: dest(byte(rnd(3)))})
 		}
 		// Acked counts every frame an ack removed, in either pass.
 		wantAcked := 0
 		ackModel := func() {
 			for _, a := range acks {
-				id := int(a[1]) | int(a[2])<<8
-				if i := indexOf(id); i >= 0 {
+				id := int(a.ID[1]) | int(a.ID[2])<<8
+				if i := indexOf(id); i >= 0 && model[i].dest == a.Dest {
 					model = slices.Delete(model, i, i+1)
 					wantAcked++
 				}

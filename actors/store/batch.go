@@ -15,12 +15,12 @@ const maxPending = 256
 // state owned by the actor.
 type pending struct {
 	puts []Item
-	acks [][16]byte
+	acks []Ack
 }
 
 func (p *pending) put(it Item) { p.puts = append(p.puts, it) }
 
-func (p *pending) ack(id [16]byte) { p.acks = append(p.acks, id) }
+func (p *pending) ack(a Ack) { p.acks = append(p.acks, a) }
 
 func (p *pending) len() int { return len(p.puts) + len(p.acks) }
 
@@ -28,7 +28,7 @@ func (p *pending) len() int { return len(p.puts) + len(p.acks) }
 func (p *pending) full() bool { return p.len() >= maxPending }
 
 // take empties the list and returns what it held.
-func (p *pending) take() (puts []Item, acks [][16]byte) {
+func (p *pending) take() (puts []Item, acks []Ack) {
 	puts, acks = p.puts, p.acks
 	p.puts, p.acks = nil, nil
 	return puts, acks
@@ -40,7 +40,7 @@ func (p *pending) take() (puts []Item, acks [][16]byte) {
 // its own item and not the whole batch. In the result, Errs has one entry
 // per put (a refusal, or the failure of its transaction); err joins the
 // failures of transactions, nil when everything was written.
-func applyBatch(q *Queue, puts []Item, acks [][16]byte, now time.Time) (Applied, error) {
+func applyBatch(q *Queue, puts []Item, acks []Ack, now time.Time) (Applied, error) {
 	res, err := q.Apply(puts, acks, now)
 	if err == nil || len(puts)+len(acks) <= 1 {
 		if err != nil {
@@ -57,11 +57,11 @@ func applyBatch(q *Queue, puts []Item, acks [][16]byte, now time.Time) (Applied,
 	// puts; and again after them, for an id whose put is in this batch.
 	failed := make([]bool, len(acks))
 	ackAll := func() {
-		for i, id := range acks {
+		for i, a := range acks {
 			if failed[i] {
 				continue
 			}
-			n, err := q.AckID(id)
+			n, err := q.Ack(a.Dest, a.ID)
 			if err != nil {
 				failed[i] = true
 				errs = append(errs, err)

@@ -5,7 +5,7 @@
 // Receives: *messages.StoreFrame (hold this), *messages.RouteUp (a
 // destination became reachable: hand back what is held for it as
 // *messages.StoredFrames), *messages.StoreAck (a receipt came back: delete
-// the copy), its GC tick (expire), Drain, Persist. A held frame stays until
+// the copy, if it is held for the receipt's signer: type Ack), its GC tick (expire), Drain, Persist. A held frame stays until
 // its receipt comes back or it expires, so a relay that restarts, or a
 // link that fails mid-way, loses nothing; the destination's replay window
 // makes a second delivery harmless.

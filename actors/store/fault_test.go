@@ -58,7 +58,7 @@ func TestActorWriteFailureStoresNothingAndLosesNothingDurable(t *testing.T) {
 	for i := 10; i < 15; i++ {
 		lost = append(lost, storeMsg(numbered(d, i)))
 	}
-	ack := &messages.StoreAck{ID: numbered(d, 3).ID}
+	ack := &messages.StoreAck{ID: numbered(d, 3).ID, Dest: d}
 	// All of it lands while the store is inside a commit; the database is
 	// closed before it goes on, so the flush the Persist asks for fails.
 	h.whileBusy(func() {

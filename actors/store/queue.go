@@ -184,15 +184,15 @@ type Applied struct {
 	Errs []error
 }
 
-// Apply stores puts and removes the frames that acks name (whatever
-// their destination) in one bbolt transaction: one fsync for the lot.
+// Apply stores puts and removes the frames that acks name (each only
+// if held for the ack's Dest) in one bbolt transaction: one fsync for the lot.
 // Each put is checked as Put checks it, and a refused put, reported in
 // Errs, does not stop the others. The acks are applied before the puts,
 // so the room they free is open to them, and again after, so an id acked
 // in the same batch as its put is not held afterwards, in whichever order
 // the two came. err is non-nil only when the transaction failed (a disk
 // error, a corrupt record); then nothing was applied and Applied is zero.
-func (q *Queue) Apply(puts []Item, acks [][16]byte, now time.Time) (Applied, error) {
+func (q *Queue) Apply(puts []Item, acks []Ack, now time.Time) (Applied, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var res Applied
@@ -200,8 +200,8 @@ func (q *Queue) Apply(puts []Item, acks [][16]byte, now time.Time) (Applied, err
 	err := q.update(func(tx *bolt.Tx) error {
 		res, d = Applied{Errs: make([]error, len(puts))}, delta{}
 		ack := func() error {
-			for _, id := range acks {
-				ok, err := ackIn(tx, id, nil, &d)
+			for _, a := range acks {
+				ok, err := ackIn(tx, a.ID, &a.Dest, &d)
 				if err != nil {
 					return err
 				}

@@ -52,7 +52,7 @@ func TestActorRefusesWhenFull(t *testing.T) {
 	check("full", 3, 3, 3)
 
 	// A receipt for one of a's frees a place: b's next frame is stored.
-	h.sys.Root.Send(h.store, &messages.StoreAck{ID: numbered(a, 0).ID})
+	h.sys.Root.Send(h.store, &messages.StoreAck{ID: numbered(a, 0).ID, Dest: a})
 	send(numbered(b, 11))
 	drain()
 	check("after a receipt", 4, 3, 3)
