@@ -44,6 +44,7 @@ type dialerActor struct {
 	link    *actor.PID
 	timer   clock.Timer
 	cancel  context.CancelFunc
+	drained bool // quiesce received: no new link
 }
 
 // maxDiscoveredAttempts bounds the dials of a discovered peer's dialer.
@@ -60,7 +61,9 @@ func (d *dialerActor) Receive(ctx actor.Context) {
 		}
 		d.dial(ctx)
 	case *dialResult:
-		if m.owner != d { // dialled by the instance before a restart
+		// Dialled by the instance before a restart, or done after a drain
+		// (its dial was cancelled, but a handshake may just have finished).
+		if m.owner != d || d.drained {
 			if m.conn != nil {
 				m.conn.Close()
 			}
@@ -80,6 +83,7 @@ func (d *dialerActor) Receive(ctx actor.Context) {
 			d.report(ctx, peerEvent{kind: evWaiting, next: next})
 		}
 	case *quiesce:
+		d.drained = true
 		d.once = true // no re-dial once the link ends
 		d.attempt = maxDiscoveredAttempts
 		if d.timer != nil {

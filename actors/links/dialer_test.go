@@ -502,3 +502,62 @@ func TestBackoffStaysAtMaxForEver(t *testing.T) {
 		}
 	}
 }
+
+// heldDialer is a transport whose Dial blocks until the test lets it
+// finish: it reports on cancelled when the dial's context ends, then
+// returns what the test sends on finish (as a handshake that completed
+// just as the dialer let go of it).
+type heldDialer struct {
+	transports.Transport
+	cancelled chan struct{}
+	finish    chan transports.Conn
+}
+
+func (h *heldDialer) Dial(ctx context.Context, addr string) (transports.Conn, error) {
+	<-ctx.Done()
+	h.cancelled <- struct{}{}
+	return <-h.finish, nil
+}
+
+// A drain means no new links: a dial that completes after the drain
+// told its dialer to stop is closed, not linked, and no PeerUp goes out.
+//
+// Regression test: the dialer took such a result as any other, so a
+// link came up (and PeerUp was published) while the node drained.
+func TestDialCompletingAfterDrainIsNotLinked(t *testing.T) {
+	network := mem.NewNetwork()
+	id := newIdentity(t)
+	clk := newManual()
+	inner := dialerOn(t, network, id, clk)
+	h := &heldDialer{Transport: inner.Transport, cancelled: make(chan struct{}, 1), finish: make(chan transports.Conn, 1)}
+	const uri = "mem://peer"
+	r := startRig(t, Config{Identity: id, Peers: []string{uri}, Clock: clk,
+		Transports: map[string]transports.Transport{"mem": h}})
+
+	r.waitPeer(t, uri, "dialling", func(p messages.PeerStatus) bool { return p.State == messages.PeerStateDialling })
+	if _, err := r.sys.Root.RequestFuture(r.pid, &messages.Drain{}, within).Result(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.cancelled: // the dialer has the quiesce
+	case <-time.After(within):
+		t.Fatal("the drain did not cancel the dial in flight")
+	}
+	late := newFakeConn(newIdentity(t).Address())
+	h.finish <- late
+	late.waitClosed(t, "the dial that completed after the drain")
+	if ls := r.reply(t).Links; len(ls) != 0 {
+		t.Fatalf("links %+v after the drain", ls)
+	}
+	select {
+	case u := <-r.ups:
+		t.Fatalf("PeerUp %+v during the drain", u.Link)
+	default:
+	}
+	if st := r.peer(t, uri); st.State != messages.PeerStateStopped {
+		t.Fatalf("peer %+v, want stopped", st)
+	}
+	if ok := testutil.ToFloat64(r.metrics.Dials.WithLabelValues("mem", "ok")); ok != 0 {
+		t.Fatalf("qpc_link_dials_total{result=ok} = %v after the drain", ok)
+	}
+}
