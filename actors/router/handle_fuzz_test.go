@@ -478,13 +478,17 @@ func (w *fuzzWorld) seedEnvelopes(tb testing.TB) [][]byte {
 //	    2-7 the seq (times 3, so that the 64-wide replay window slides).
 //
 // The first byte of the script turns store-and-forward on (bit 0) and the
-// holding of other nodes' envelopes with it (bit 1, store.relay). Frames
+// holding of other nodes' envelopes with it (bit 1, store.relay), and
+// makes the sealed payloads compact envelopes (bit 2, scriptCompact). Frames
 // from unknown senders are held (at most fuzzHeldMax) as the actor holds
 // them, and released through HandleEnvelope when the stranger's announce
 // arrives. Every step is checked with checkEnvelope and against the edge.
 func FuzzCoreEnvelopes(f *testing.F) {
 	w := newFuzzWorld(f)
 	f.Add([]byte{0x01, 0x00, 0x00, 0x08, 0x04})                                                 // a sealed message to us
+	f.Add([]byte{0x05, 0x00, 0x00, 0x08, 0x04, 0xC0, 0x00, 0x08, 0x04, 0x00, 0x07, 0x08, 0x08}) // compact to us, again, from a wrong sender
+	f.Add([]byte{0x07, 0x08, 0x01, 0x08, 0x04, 0x20, 0x01, 0x08, 0x04, 0x04, 0x00, 0x08, 0x04}) // compact relayed, for nobody known, from the stranger
+	f.Add([]byte{0x05, 0x04, 0x00, 0x08, 0x04, 0x80, 0x01, 0x00, 0x00, 0x40, 0x00, 0x08, 0x0C}) // compact from the stranger, held, released; tampered
 	f.Add([]byte{0x01, 0x00, 0x00, 0x08, 0x04, 0xC0, 0x00, 0x08, 0x04})                         // and again (a retransmission)
 	f.Add([]byte{0x01, 0x00, 0x00, 0x08, 0x04, 0xC0, 0x00, 0x08, 0x03})                         // and again 11 minutes later (expired)
 	f.Add([]byte{0x01, 0x04, 0x00, 0x08, 0x04, 0x80, 0x01, 0x00, 0x00})                         // from the stranger, held, released
@@ -500,7 +504,7 @@ func FuzzCoreEnvelopes(f *testing.F) {
 		if len(script) == 0 {
 			return
 		}
-		storeOn, relayStore := script[0]&1 != 0, script[0]&2 != 0
+		storeOn, relayStore, compact := script[0]&1 != 0, script[0]&2 != 0, script[0]&4 != 0
 		script = script[1:]
 		c, twin := w.core(t, storeOn, relayStore), w.core(t, storeOn, relayStore)
 		dir := verify.NewDirectory(w.self.PublicKey())
@@ -563,6 +567,9 @@ func FuzzCoreEnvelopes(f *testing.F) {
 				continue
 			}
 			frame := w.scriptEnvelope(t, src, dests[(b0>>3)&7], b1, b2, b3, now)
+			if k := b1 & 7; compact && (k == 0 || k == 1 || k == 7) {
+				frame = w.scriptCompact(t, src, dests[(b0>>3)&7], b1, b2, b3, now)
+			}
 			if b0>>6 == 1 && len(frame) > 0 {
 				frame = bytes.Clone(frame)
 				frame[int(b3)%len(frame)] ^= 0x01 << (b1 & 7)
