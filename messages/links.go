@@ -13,9 +13,13 @@ type LinkInfo struct {
 	Remote    string
 	Outbound  bool // we dialed it
 	MTU       int
-	Bitrate   int64
-	Class     string
-	Since     time.Time
+	// MaxFrame is the largest frame the link carries (its transport's
+	// Info.Limit: above the MTU where the transport fragments, as LoRa
+	// does).
+	MaxFrame int
+	Bitrate  int64
+	Class    string
+	Since    time.Time
 	// Broadcast: the link's transport reaches every peer in range with
 	// one transmission (a LoRa radio), and the node sends frames meant
 	// for every neighbour over it once per radio (issue 12).

@@ -59,6 +59,7 @@ func (d *deps) spawnLink(ctx actor.Context, conn transports.Conn, outbound bool)
 		Remote:    conn.RemoteAddr(),
 		Outbound:  outbound,
 		MTU:       info.MTU,
+		MaxFrame:  info.Limit(),
 		Bitrate:   info.Bitrate,
 		Class:     transports.ClassOf(info).String(),
 		Since:     d.clock.Now(),

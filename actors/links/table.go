@@ -85,7 +85,7 @@ func (t *Table[H]) Pick(peer [16]byte, size int) (H, messages.LinkInfo, bool) {
 	})
 	infos := make([]transports.Info, len(cands))
 	for i, e := range cands {
-		infos[i] = transports.Info{Name: e.info.Transport, MTU: e.info.MTU, Bitrate: e.info.Bitrate}
+		infos[i] = transports.Info{Name: e.info.Transport, MTU: e.info.MTU, MaxFrame: e.info.MaxFrame, Bitrate: e.info.Bitrate}
 	}
 	i, ok := transports.SelectForSize(infos, size)
 	if !ok {

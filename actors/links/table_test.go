@@ -65,3 +65,22 @@ func TestBackoffBoundsAndGrowth(t *testing.T) {
 		t.Fatalf("huge attempt: %v", got)
 	}
 }
+
+// A radio fragments what its MTU does not hold: a frame above the MTU and
+// within the link's MaxFrame goes over it. Before, Pick compared with the
+// MTU alone (the table kept no MaxFrame), so any frame over 255 bytes to a
+// LoRa-only neighbour was dropped as no_link and its message failed at
+// expiry.
+func TestTablePickFragmentsOverARadio(t *testing.T) {
+	peer := [16]byte{1}
+	tab := NewTable[string]()
+	tab.Add(messages.LinkInfo{ID: 1, Peer: peer, Transport: "lora", MTU: 255, MaxFrame: 62720, Bitrate: 5000, Since: time.Unix(100, 0)}, "lora")
+	for _, size := range []int{200, 256, 1000, 62720} {
+		if h, _, ok := tab.Pick(peer, size); !ok || h != "lora" {
+			t.Fatalf("pick %d B = %q %v, want the radio", size, h, ok)
+		}
+	}
+	if _, _, ok := tab.Pick(peer, 62721); ok {
+		t.Fatal("picked the radio for a frame over its MaxFrame")
+	}
+}

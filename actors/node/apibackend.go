@@ -32,6 +32,8 @@ func (n *Node) SendMessage(ctx context.Context, req api.SendRequest) (api.SendRe
 		return api.SendResponse{}, &api.BadRequest{Err: err}
 	case errors.Is(err, router.ErrUnknownDestination):
 		return api.SendResponse{}, &api.BadRequest{Err: err}
+	case errors.Is(err, router.ErrTooLargeForLink):
+		return api.SendResponse{}, &api.TooLarge{Err: err}
 	case errors.Is(err, router.ErrOutboxFull):
 		// Receipts free the outbox as fast as the mesh delivers; a second
 		// is a fair first wait.
@@ -77,6 +79,8 @@ func (n *Node) SendMessages(ctx context.Context, reqs []api.SendRequest) (api.Se
 		switch {
 		case errors.Is(r.Err, router.ErrUnknownDestination):
 			out.Results[i].Error = &api.Error{Code: "bad_request", Message: r.Err.Error()}
+		case errors.Is(r.Err, router.ErrTooLargeForLink):
+			out.Results[i].Error = &api.Error{Code: "too_large", Message: r.Err.Error()}
 		case errors.Is(r.Err, router.ErrOutboxFull):
 			out.Results[i].Error = &api.Error{Code: "outbox_full", Message: r.Err.Error()}
 		case errors.Is(r.Err, router.ErrDraining):

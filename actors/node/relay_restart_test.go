@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/transports/mem"
@@ -66,11 +68,14 @@ func TestAnnouncesToNewNeighboursAreCounted(t *testing.T) {
 	}
 }
 
-// A frame larger than a neighbour's link carries is not put on it (the
-// links manager picks only links that carry its size): it is counted as
-// having no link, the link stays up for everything else, and the
-// message stays unacknowledged until it fails at its expiry.
-func TestFrameOverLinkLimitDoesNotKillTheLink(t *testing.T) {
+// A message whose envelope is larger than the links to the first hop of
+// its route carry is refused at send, saying the sizes (issue 9 item 5:
+// "refused at send, never accepted and then lost"): before, it was
+// accepted, put on no link (qpc_link_no_route_total) and failed only at
+// its expiry. The link stays up for everything else, and through the API
+// the refusal is a 413 too_large for a single send and for one message
+// of a batch.
+func TestFrameOverLinkLimitIsRefusedAtSend(t *testing.T) {
 	net := mem.NewNetwork()
 	idB, _ := crypto.NewIdentity(nil)
 	net.SetLink(idB.Address().String(), "a", transports.Info{MTU: 600})
@@ -84,19 +89,33 @@ func TestFrameOverLinkLimitDoesNotKillTheLink(t *testing.T) {
 	waitRoute(t, b, a.Address())
 	waitRoute(t, a, b.Address())
 
-	big, err := b.SendText(context.Background(), a.Address(), make([]byte, 1000))
+	before, err := b.Outbox(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitCount(t, b.Metrics().Links.NoLink, 1, "frames with no link that carries them")
+	_, err = b.SendText(context.Background(), a.Address(), make([]byte, 1000))
+	if !errors.Is(err, router.ErrTooLargeForLink) || !strings.Contains(err.Error(), "carry at most 600") {
+		t.Fatalf("send of a 1000-byte text over a 600-byte link: %v, want ErrTooLargeForLink naming the limit", err)
+	}
+	res, err := b.SendMessage(context.Background(), api.SendRequest{To: a.Address().String(), Text: string(make([]byte, 1000))})
+	var tl *api.TooLarge
+	if !errors.As(err, &tl) {
+		t.Fatalf("API send: %v %+v, want a 413 too_large", err, res)
+	}
+	batch, err := b.SendMessages(context.Background(), []api.SendRequest{{To: a.Address().String(), Text: string(make([]byte, 1000))}})
+	if err != nil || batch.Results[0].Error == nil || batch.Results[0].Error.Code != "too_large" {
+		t.Fatalf("API batch: %+v, %v; want too_large", batch, err)
+	}
+	if after, _ := b.Outbox(context.Background()); len(after.Messages) != len(before.Messages) || after.Pending != before.Pending {
+		t.Fatalf("outbox %+v → %+v: a refused message was kept", before, after)
+	}
 	small, err := b.SendText(context.Background(), a.Address(), []byte("fits"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitStates(t, b, map[[16]byte]string{small.ID: "fits"}, router.StateSent, 10*time.Second)
 	waitStates(t, b, map[[16]byte]string{small.ID: "fits"}, router.StateDelivered, 10*time.Second)
-	if st, _ := b.Message(context.Background(), big.ID); st.State == router.StateDelivered {
-		t.Fatal("the frame over the limit was delivered")
+	if got := testutil.ToFloat64(b.Metrics().Links.NoLink); got != 0 {
+		t.Fatalf("%v frames put on no link", got)
 	}
 	if got := testutil.ToFloat64(b.Metrics().Links.Errors.WithLabelValues("mem", "frame_too_large")); got != 0 {
 		t.Fatalf("the link failed on it (%v)", got)

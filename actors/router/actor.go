@@ -339,7 +339,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.endTrace(ctx, m.probe, ErrTraceTimeout)
 	case *messages.PeerUp:
 		r.links[m.Link.Peer]++
-		r.core.Links.Up(m.Link.Peer, m.Link.ID, m.Link.Class)
+		r.core.Links.UpLink(m.Link)
 		if r.core.Unlinked[m.Link.Peer] {
 			// Back after our restart: what is held for the destinations
 			// restored through it can go now.

@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/quicprochat/qpc/actors/inbox"
+	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -338,6 +339,16 @@ func (r *routerActor) keep(m *messages.SendText, seq uint64, sg signed, res *mes
 		return
 	}
 	frame, id, expiry := sg.frame, sg.id, sg.expiry
+	if hop, ok := r.core.NextHop(m.To); ok {
+		if limit, ok := r.core.Links.MaxFrame(hop); ok && len(frame) > limit {
+			// It could never leave over what links there are now. (With
+			// no route, or no link yet, it is kept: a later route may
+			// carry it, and if none does it fails at its expiry.)
+			res.Err = fmt.Errorf("%w: the envelope is %d bytes, the links to %s carry at most %d (send a shorter text)",
+				ErrTooLargeForLink, len(frame), crypto.Address(hop).Short(), limit)
+			return
+		}
+	}
 	om := &OutMsg{ID: id, To: m.To, Seq: seq, Frame: frame, Expiry: expiry}
 	if err := r.outbox.Add(om, now); err != nil {
 		res.Err = err

@@ -27,22 +27,51 @@ import (
 // source's announced sealing key; it then goes through the same replay
 // window, delivery and signed receipt as a sealed envelope.
 
-// LinkClasses tracks the capability classes of the open links to each
-// neighbour, from PeerUp and PeerDown. The zero value is ready to use.
+// LinkClasses tracks the capability classes and frame limits of the open
+// links to each neighbour, from PeerUp and PeerDown. The zero value is
+// ready to use.
 type LinkClasses struct {
-	m map[[16]byte]map[uint64]string
+	m map[[16]byte]map[uint64]linkFacts
+}
+
+type linkFacts struct {
+	class    string
+	maxFrame int // 0: not known
 }
 
 // Up records an open link to peer with its id and class name
 // (transports.Class.String, as messages.LinkInfo carries it).
 func (l *LinkClasses) Up(peer [16]byte, id uint64, class string) {
 	if l.m == nil {
-		l.m = make(map[[16]byte]map[uint64]string)
+		l.m = make(map[[16]byte]map[uint64]linkFacts)
 	}
 	if l.m[peer] == nil {
-		l.m[peer] = make(map[uint64]string)
+		l.m[peer] = make(map[uint64]linkFacts)
 	}
-	l.m[peer][id] = class
+	f := l.m[peer][id]
+	f.class = class
+	l.m[peer][id] = f
+}
+
+// UpLink records an open link from its PeerUp description: class and
+// frame limit.
+func (l *LinkClasses) UpLink(li messages.LinkInfo) {
+	l.Up(li.Peer, li.ID, li.Class)
+	f := l.m[li.Peer][li.ID]
+	f.maxFrame = li.MaxFrame
+	l.m[li.Peer][li.ID] = f
+}
+
+// MaxFrame is the largest frame some open link to peer carries; ok is
+// false when peer has no open link or none told its limit.
+func (l *LinkClasses) MaxFrame(peer [16]byte) (n int, ok bool) {
+	for _, f := range l.m[peer] {
+		if f.maxFrame <= 0 {
+			return 0, false // one link of unknown limit: do not judge
+		}
+		n = max(n, f.maxFrame)
+	}
+	return n, n > 0
 }
 
 // Down forgets a link.
@@ -59,8 +88,8 @@ func (l *LinkClasses) Down(peer [16]byte, id uint64) {
 // actor sends over the fastest link that carries the frame).
 func (l *LinkClasses) Constrained(peer [16]byte) bool {
 	links := l.m[peer]
-	for _, c := range links {
-		if c != transports.Constrained.String() && c != transports.SeverelyConstrained.String() {
+	for _, f := range links {
+		if c := f.class; c != transports.Constrained.String() && c != transports.SeverelyConstrained.String() {
 			return false
 		}
 	}

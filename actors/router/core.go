@@ -476,6 +476,11 @@ var ErrHopsExceeded = errors.New("router: announce hop count over the limit")
 // sealing key is not known.
 var ErrUnknownDestination = errors.New("router: unknown destination (no announce heard from it)")
 
+// ErrTooLargeForLink: the message's envelope is larger than any open link
+// to the first hop of its route carries, so it could never leave; it is
+// refused at send rather than accepted and failed at its expiry.
+var ErrTooLargeForLink = errors.New("router: message too large for the link to the next hop")
+
 // LoopWindow is how long a relay drops further copies of a unicast
 // envelope it forwarded: longer than a routing loop takes to bring one
 // back, shorter than the outbox's first retransmission.
