@@ -58,6 +58,7 @@ type Node struct {
 	transports map[string]transports.Transport
 	listeners  []links.Bound
 	radios     []*link.Transport
+	loraRadios []*loraRadio // the same radios, for status and metrics (radios.go)
 
 	// deliveries feeds inbox (Deliveries, unbuffered) from box.
 	deliveries deliveryFeed
@@ -415,6 +416,7 @@ func (n *Node) Status(ctx context.Context) (api.Status, error) {
 		StartedAt: n.startedAt,
 		Phase:     n.Phase().String(),
 		Listeners: []api.Listener{},
+		Radios:    n.radioStatus(),
 		Links:     []api.Link{},
 		Peers:     []api.Peer{},
 		Actors:    []api.ActorStatus{},

@@ -15,6 +15,7 @@ import (
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports/discovery"
 	"github.com/quicprochat/qpc/transports/lora/link"
+	"github.com/quicprochat/qpc/transports/lora/rnode"
 	"github.com/quicprochat/qpc/transports/mem"
 )
 
@@ -43,6 +44,7 @@ type options struct {
 	perPeerFanout  bool // links.Config.NoBroadcast
 	newIdentity    bool
 	dbOpts         []persist.Option
+	rnodeConfig    func(*rnode.Config) // tests: adjust each serial modem's settings (re-open back-off)
 }
 
 func defaultOptions() options {
@@ -56,6 +58,10 @@ func defaultOptions() options {
 		lockTimeout: time.Second,
 	}
 }
+
+// withRNodeConfig lets a test adjust the rnode.Config of each lora+serial
+// radio before it is opened (shorter re-open back-off).
+func withRNodeConfig(f func(*rnode.Config)) Option { return func(o *options) { o.rnodeConfig = f } }
 
 // withDBCheck bounds the database check at start (tests).
 func withDBCheck(c persist.CheckOptions) Option {

@@ -145,6 +145,15 @@ func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
 	if a.MTU != 0 {
 		mtu = a.MTU
 	}
+	// The transmit power: txp= in the URI, else transports.lora.tx_power,
+	// else the highest the region allows on the channel; never above the
+	// sub-band's limit (config validation says so first, with exit 2).
+	txp, err := link.TxPowerFor(a, region, lc.TxPower)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w: %w", ErrTransport, uri, config.ErrInvalid, err)
+	}
+	_, band, _ := region.MaxTxPower(cmp.Or(a.Radio.Frequency, uint32(link.DefaultFrequency)), cmp.Or(a.Radio.Bandwidth, link.DefaultBandwidth))
+	radio := &loraRadio{channel: a.Channel, scheme: scheme, region: region, band: band, txp: txp, since: n.clock.Now()}
 	opts := link.Options{
 		Identity: n.id, Channel: a.Channel, Radio: a.Radio,
 		Region: region, DataShare: lc.DataShare, MTU: mtu, Clock: n.clock,
@@ -160,20 +169,30 @@ func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
 		if p.CR != 0 {
 			cr = p.CR
 		}
-		m, err := rnode.Open(a.Channel, rnode.Config{
+		// A modem that goes away later is re-opened by the rnode.Device,
+		// under the same transport (link.RNodeDeviceRadio).
+		rc := rnode.Config{
 			Frequency: cmp.Or(p.Frequency, uint32(link.DefaultFrequency)), Bandwidth: cmp.Or(p.Bandwidth, link.DefaultBandwidth),
-			SF: cmp.Or(p.SF, link.DefaultSF), CR: cr.Denominator(), Logger: opts.Logger,
-		})
+			SF: cmp.Or(p.SF, link.DefaultSF), CR: cr.Denominator(), Logger: opts.Logger, Clock: n.clock,
+			// The default power is the region's limit, which a board may not
+			// reach (SX1276: 17 dBm): it may take less. A txp the user set
+			// must be echoed exactly.
+			TxPower: txp, TxPowerCeiling: a.TxPower == nil && lc.TxPower == 0,
+		}
+		if n.opts.rnodeConfig != nil {
+			n.opts.rnodeConfig(&rc)
+		}
+		d, err := rnode.OpenDevice(a.Channel, rc)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
 		}
 		if opts.MTU > rnodeMaxPacket {
 			opts.MTU = 0 // the modem's own limit: an RNode packet holds 254 bytes
 		}
-		if t, err = link.New(link.NewRNodeRadio(m), opts); err != nil {
-			m.Close()
-			return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err)
+		if t, err = link.New(link.NewRNodeDeviceRadio(d), opts); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrTransport, uri, err) // New closed d
 		}
+		radio.dev = d
 	default:
 		if n.opts.loraMock == nil {
 			return nil, fmt.Errorf("%w: %s: lora+mock:// needs a simulated LoRa network (node.WithLoRaMock)", ErrTransport, uri)
@@ -184,6 +203,9 @@ func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
 		}
 	}
 	n.radios = append(n.radios, t)
+	radio.t = t
+	n.loraRadios = append(n.loraRadios, radio)
+	n.registerRadioMetrics(radio)
 	n.metrics.Links.InitTransport(t.Info().Name)
 	labels := prometheus.Labels{"radio": a.Channel}
 	n.metrics.Registry.MustRegister(

@@ -42,6 +42,7 @@ type Status struct {
 	Phase     string        `json:"phase"`
 	Ready     bool          `json:"ready"`
 	Listeners []Listener    `json:"listeners"`
+	Radios    []Radio       `json:"radios"`
 	Links     []Link        `json:"links"`
 	Peers     []Peer        `json:"peers"`
 	Actors    []ActorStatus `json:"actors"`
@@ -51,6 +52,40 @@ type Status struct {
 type Listener struct {
 	Transport string `json:"transport"`
 	Addr      string `json:"addr"`
+}
+
+// Radio is one LoRa radio of the node (a lora+serial modem or a
+// lora+mock radio). State is up or down: a serial modem that went away
+// (unplugged, reset) is down until it is re-opened, which the node tries
+// with back-off (NextAttempt) while LastError says why it is down or why
+// the last attempt failed. TxPower is the power the modem took (its
+// echo; for a mock radio the one asked), TxPowerLimit the region's limit
+// in the radio's sub-band.
+type Radio struct {
+	Channel      string     `json:"channel"` // device path or mock channel
+	Transport    string     `json:"transport"`
+	State        string     `json:"state"`
+	Since        time.Time  `json:"since"`
+	Frequency    uint32     `json:"frequency_hz"`
+	Bandwidth    int        `json:"bandwidth_hz"`
+	SF           int        `json:"sf"`
+	CR           string     `json:"cr"`
+	TxPower      int        `json:"tx_power_dbm"`
+	TxPowerLimit int        `json:"tx_power_limit_dbm"`
+	SubBand      string     `json:"sub_band"`
+	Region       string     `json:"region"`
+	Firmware     string     `json:"firmware,omitempty"`
+	Reopens      uint64     `json:"reopens"`
+	Failures     uint64     `json:"reopen_failures"`
+	LastError    string     `json:"last_error,omitempty"`
+	NextAttempt  *time.Time `json:"next_attempt,omitempty"`
+}
+
+// ReadyDetailer is implemented by a Backend with more to say on /readyz
+// than ready or not: one line per degraded part (a LoRa radio that is
+// down), printed after the verdict. They do not change the status code.
+type ReadyDetailer interface {
+	ReadyDetail(ctx context.Context) []string
 }
 
 // Link is a connected peer.
@@ -364,12 +399,19 @@ func (s *Server) Handler() http.Handler {
 			fmt.Fprintln(w, "not ready: a request handler panicked:", cause)
 			return
 		}
+		var detail []string
+		if d, ok := s.backend.(ReadyDetailer); ok {
+			detail = d.ReadyDetail(r.Context())
+		}
 		if !s.backend.Ready(r.Context()) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready")
-			return
+		} else {
+			fmt.Fprintln(w, "ready")
 		}
-		fmt.Fprintln(w, "ready")
+		for _, line := range detail {
+			fmt.Fprintln(w, line)
+		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.backend.Gatherer(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {

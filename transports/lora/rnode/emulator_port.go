@@ -18,16 +18,16 @@ type EmulatorPort struct {
 	path string
 	cfg  EmulatorConfig
 
-	mu       sync.Mutex
-	emu      *Emulator
-	master   *os.File
-	replaced chan struct{} // closed when emu is replaced or gone
+	mu      sync.Mutex
+	emu     *Emulator // nil while unplugged
+	master  *os.File
+	changed chan struct{} // closed and replaced by Vanish and Return
 }
 
 // NewEmulatorPort serves an Emulator with cfg on a new pty and makes path
 // a symbolic link to its slave. path must not exist.
 func NewEmulatorPort(path string, cfg EmulatorConfig) (*EmulatorPort, error) {
-	p := &EmulatorPort{path: path, cfg: cfg}
+	p := &EmulatorPort{path: path, cfg: cfg, changed: make(chan struct{})}
 	if _, err := p.Return(); err != nil {
 		return nil, err
 	}
@@ -37,12 +37,17 @@ func NewEmulatorPort(path string, cfg EmulatorConfig) (*EmulatorPort, error) {
 // Path is the link the host opens.
 func (p *EmulatorPort) Path() string { return p.path }
 
-// Emulator is the emulator serving now (the last one after Vanish), and a
-// channel closed when it is replaced or vanishes.
+// Emulator is the emulator serving now (nil while unplugged), and a
+// channel closed at the next Vanish or Return.
 func (p *EmulatorPort) Emulator() (*Emulator, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.emu, p.replaced
+	return p.emu, p.changed
+}
+
+func (p *EmulatorPort) changedLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // Vanish unplugs the modem: the link is removed and the pty closed, so
@@ -50,10 +55,9 @@ func (p *EmulatorPort) Emulator() (*Emulator, <-chan struct{}) {
 func (p *EmulatorPort) Vanish() error {
 	p.mu.Lock()
 	emu, master := p.emu, p.master
-	p.master = nil
-	if p.replaced != nil {
-		close(p.replaced)
-		p.replaced = nil
+	p.emu, p.master = nil, nil
+	if master != nil {
+		p.changedLocked()
 	}
 	p.mu.Unlock()
 	if master == nil {
@@ -97,12 +101,9 @@ func (p *EmulatorPort) Return() (*Emulator, error) {
 	emu := NewEmulator(p.cfg)
 	emu.Start(master)
 	p.mu.Lock()
-	old := p.replaced
-	p.emu, p.master, p.replaced = emu, master, make(chan struct{})
+	p.emu, p.master = emu, master
+	p.changedLocked()
 	p.mu.Unlock()
-	if old != nil {
-		close(old)
-	}
 	return emu, nil
 }
 
