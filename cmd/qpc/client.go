@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -98,6 +99,9 @@ func newStatusCmd(environ []string) *cobra.Command {
 		for _, l := range st.Listeners {
 			fmt.Fprintf(w, "listening\t%s %s\n", l.Transport, l.Addr)
 		}
+		for _, r := range st.Radios {
+			fmt.Fprintf(w, "radio\t%s\n", radioLine(r, time.Now()))
+		}
 		if len(st.Links) == 0 {
 			fmt.Fprintf(w, "links\tnone\n")
 		}
@@ -120,6 +124,32 @@ func newStatusCmd(environ []string) *cobra.Command {
 		return w.Flush()
 	}
 	return cmd
+}
+
+// radioLine describes a LoRa radio for qpc status: up or down, its
+// settings and transmit power against the sub-band's limit, and while
+// down why and when the next re-open is due (the error escaped).
+func radioLine(r api.Radio, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s", r.Transport, r.Channel, r.State)
+	if !r.Since.IsZero() {
+		fmt.Fprintf(&b, " since %s", r.Since.Format(time.RFC3339))
+	}
+	fmt.Fprintf(&b, ", %s MHz SF%d %s kHz CR %s, %d dBm (limit %d in %s %s MHz)",
+		strconv.FormatFloat(float64(r.Frequency)/1e6, 'f', -1, 64), r.SF, strconv.FormatFloat(float64(r.Bandwidth)/1e3, 'f', -1, 64),
+		r.CR, r.TxPower, r.TxPowerLimit, r.Region, r.SubBand)
+	if r.Reopens > 0 {
+		fmt.Fprintf(&b, ", re-opened %s", plural(int(r.Reopens), "time"))
+	}
+	if r.State == "down" {
+		if r.NextAttempt != nil {
+			fmt.Fprintf(&b, ", next attempt in %s", ago(r.NextAttempt.Sub(now)))
+		}
+		if r.LastError != "" {
+			b.WriteString(", last error: " + shown(api.InboxEntry{Text: r.LastError}))
+		}
+	}
+	return b.String()
 }
 
 // peerLine describes a configured peer for qpc status: its state, when
