@@ -108,6 +108,9 @@ func TestCompactOverLoRa(t *testing.T) {
 	if fromA[0].ID() != res.ID || atCFromA[0].ID() != res.ID || fromA[0].Hops != 0 || atCFromA[0].Hops != 1 {
 		t.Fatalf("ids %x %x (sent %x), hops %d %d", fromA[0].ID(), atCFromA[0].ID(), res.ID, fromA[0].Hops, atCFromA[0].Hops)
 	}
+	if got := testutil.ToFloat64(a.Metrics().Mesh.CompactSent); got != 1 {
+		t.Fatalf("A counted %v compact sends, want 1", got)
+	}
 	wire, err := messages.EncodeCompact(fromA[0])
 	if err != nil || len(wire) != 126 {
 		t.Fatalf("compact frame on the radio: %d bytes, %v", len(wire), err)
@@ -129,7 +132,7 @@ func TestCompactOverLoRa(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("C's answer did not reach A")
 	}
-	if len(atB.sealedFrom(c.Address())) == 0 || len(atB.compactFrom(c.Address())) != 0 {
+	if len(atB.sealedFrom(c.Address())) == 0 || len(atB.compactFrom(c.Address())) != 0 || testutil.ToFloat64(c.Metrics().Mesh.CompactSent) != 0 {
 		t.Fatal("C's answer (first hop TCP) was not a signed envelope")
 	}
 

@@ -355,6 +355,9 @@ func (r *routerActor) keep(m *messages.SendText, seq uint64, sg signed, res *mes
 		return
 	}
 	r.cfg.Metrics.Messages.WithLabelValues("accepted").Inc()
+	if messages.IsCompact(frame) {
+		r.cfg.Metrics.CompactSent.Inc()
+	}
 	if !r.transmit(om, now) {
 		r.outbox.Defer(om, now)
 	}

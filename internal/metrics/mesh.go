@@ -29,6 +29,9 @@ type Mesh struct {
 	OutboxFull    prometheus.Counter
 	Commits       prometheus.Counter // group-commit transactions of the router
 	CommitOps     prometheus.Counter // envelopes and sends those transactions covered
+	// CompactSent: own messages sealed as compact envelopes (the first
+	// hop was over constrained links only; issue 12).
+	CompactSent prometheus.Counter
 }
 
 func newMesh(r *prometheus.Registry) *Mesh {
@@ -61,12 +64,13 @@ func newMesh(r *prometheus.Registry) *Mesh {
 		OutboxPending:    g("outbox_pending", "Own messages accepted and waiting for a receipt or their expiry."),
 		Messages:         cv("messages_total", "Own messages by outcome: accepted, delivered (receipt verified), failed (expired).", "state"),
 		Retransmits:      c("retransmits_total", "Retransmissions of own messages that had no receipt yet."),
+		CompactSent:      c("compact_sent_total", "Own messages accepted as compact sealed envelopes (HPKE auth mode, no signature) because the first hop was over constrained links only."),
 		OutboxFull:       c("outbox_full_total", "Sends refused because the outbox was full (the API answered 429)."),
 		Commits:          c("commits_total", "Router group-commit transactions (one fsync each)."),
 		CommitOps:        c("commit_ops_total", "Envelopes and sends covered by the router's group commits; divided by commits_total, the mean batch."),
 	}
 	r.MustRegister(m.AnnouncesSent, m.AnnouncesAccepted, m.AnnouncesRefused, m.Rebroadcasts, m.RebroadcastsSuppressed, m.Envelopes,
 		m.EnvelopesDropped, m.Routes, m.Lookups, m.LookupMisses, m.Stored, m.Held, m.StoreEvents, m.RateLimited, m.Receipts,
-		m.OutboxPending, m.Messages, m.Retransmits, m.OutboxFull, m.Commits, m.CommitOps)
+		m.OutboxPending, m.Messages, m.Retransmits, m.OutboxFull, m.Commits, m.CommitOps, m.CompactSent)
 	return m
 }
