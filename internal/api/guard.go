@@ -239,6 +239,10 @@ func decodeBody(r *http.Request, v any, what string) *Error {
 		return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: fmt.Sprintf(
 			"body must be JSON %s: it is not valid UTF-8 (byte %d); a text is sent as UTF-8", what, at)}
 	}
+	if at, ok := loneSurrogate(body); ok {
+		return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: fmt.Sprintf(
+			"body must be JSON %s: the escape at byte %d is half of a UTF-16 surrogate pair, which stands for no character; a text is sent as UTF-8", what, at)}
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: "body must be JSON " + what + ": " + err.Error()}
@@ -247,6 +251,54 @@ func decodeBody(r *http.Request, v any, what string) *Error {
 		return &Error{Code: "bad_request", Status: http.StatusBadRequest, Message: "body must be one JSON value " + what + ", with nothing after it"}
 	}
 	return nil
+}
+
+// loneSurrogate finds a \uD800–\uDFFF escape in a JSON text that is not
+// a high surrogate followed at once by a low one: the JSON decoder would
+// turn it into U+FFFD, and a text would be sent other than it was given.
+// It reports the offset of the first such escape.
+func loneSurrogate(body []byte) (int, bool) {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for _, c := range body[i+2 : i+6] {
+			switch {
+			case '0' <= c && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case 'a' <= c && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case 'A' <= c && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return 0, false
+			}
+		}
+		return r, true
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // an escape of one character (\\, \", \n, ...): skip it whole
+			continue
+		}
+		switch {
+		case 0xD800 <= r && r <= 0xDBFF:
+			if lo, ok := hex4(i + 6); ok && 0xDC00 <= lo && lo <= 0xDFFF {
+				i += 11 // the pair
+				continue
+			}
+			return i, true
+		case 0xDC00 <= r && r <= 0xDFFF:
+			return i, true
+		}
+		i += 5
+	}
+	return 0, false
 }
 
 // pprofWait lets a profile or trace run for its seconds (default def).

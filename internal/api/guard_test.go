@@ -194,6 +194,19 @@ func TestBodyNotUTF8Refused(t *testing.T) {
 	if code, _, res := raw(t, s.Addr(), "POST", "/v1/send", "", js, `{"to": "x", "text": "café \ufffd ☃"}`); code != http.StatusOK {
 		t.Errorf("UTF-8 text: %d %s", code, res)
 	}
+	// Escapes of half a surrogate pair stand for no character: the JSON
+	// decoder would send U+FFFD in their place.
+	for _, body := range []string{`{"to": "x", "text": "a\ud800b"}`, `{"to": "x", "text": "\udc00"}`, `{"to": "x", "text": "\uD83D\u0041"}`, `{"messages": [{"to": "x", "text": "\ud83d"}]}`} {
+		if code, ecode, res := raw(t, s.Addr(), "POST", "/v1/send", "", js, body); code != http.StatusBadRequest || ecode != "bad_request" || !strings.Contains(res, "surrogate") {
+			t.Errorf("POST %s: %d %s", body, code, res)
+		}
+	}
+	// A pair is a character, and an escaped backslash is no escape.
+	for _, body := range []string{`{"to": "x", "text": "\ud83d\ude00"}`, `{"to": "x", "text": "\\ud800"}`, `{"to": "x", "text": "\u00e9\n\"\\"}`} {
+		if code, _, res := raw(t, s.Addr(), "POST", "/v1/send", "", js, body); code != http.StatusOK {
+			t.Errorf("POST %s: %d %s", body, code, res)
+		}
+	}
 }
 
 // A body over the limit is 413 with the limit in bytes, decided from
