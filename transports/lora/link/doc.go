@@ -2,7 +2,8 @@
 // LoRa radio, either simulated (lora+mock://CHANNEL, a lora.Medium that
 // several nodes of one process share: NewMock) or real (any Radio; for
 // the RNode serial modem of transports/lora/rnode, New with
-// NewRNodeRadio, lora+serial). It builds on
+// NewRNodeDeviceRadio on an rnode.Device, lora+serial: a modem that goes
+// away is re-opened under the same transport, see Reviver). It builds on
 // the plain logic of transports/lora (airtime, duty cycle, fragment
 // format and reassembly, mock medium) and imports nothing of actors.
 //

@@ -2,7 +2,7 @@
 // framing, the start-up handshake that detects and configures the modem
 // and checks that it took the settings, sending and receiving packets
 // with the modem's flow control and error reports, a clean LEAVE on
-// Close, and re-opening a modem that went away (Keep). It also holds an
+// Close, and re-opening a modem that went away (Device, Keep). It also holds an
 // RNode emulator and a pty helper so that the node's tests can run the
 // real serial code without hardware.
 //
@@ -10,8 +10,9 @@
 // (lora.Tracker, fed with Modem.Airtime), fragmentation (lora.Fragmenter,
 // lora.Reassembler) and the region's sub-band check
 // (lora.Region.SubBandForChannel) belong to the LoRa link, which owns a
-// Modem. The package imports nothing of actors; the link actor starts
-// Keep on a goroutine and receives the modems it hands out as messages.
+// Modem. The package imports nothing of actors; the node runs each
+// lora+serial radio on a Device, which the link drives through
+// link.RNodeDeviceRadio and which outlives the modems it opens.
 //
 // # Protocol subset (kiss.go, driver.go)
 //
@@ -65,7 +66,11 @@
 // none within DetectTimeout: ErrNotRNode); send FREQUENCY, BANDWIDTH,
 // TXPOWER, SF, CR, the airtime locks that are set, and RADIO_STATE 01;
 // wait up to ConfigTimeout for every echo and compare it with what was
-// asked (frequency within 100 Hz, bandwidth by its nominal value). A
+// asked (frequency within 100 Hz, bandwidth by its nominal value, the
+// transmit power exactly or, with Config.TxPowerCeiling, at most as
+// asked: the node's default power is the region's limit, and a board
+// that clamps lower, as SX1276 RNodes do at 17 dBm, runs at its own
+// maximum, which Info.TxPower reports). A
 // difference or a missing echo refuses the modem with a *MismatchError
 // (ErrParamMismatch) naming the parameter, the value asked and the value
 // echoed, and the driver switches the radio off and sends LEAVE. Info
@@ -88,9 +93,31 @@
 // it is idempotent, and afterwards Send and Recv return ErrClosed
 // (net.ErrClosed).
 //
-// # Reconnecting (keep.go)
+// Whether the power is allowed on the frequency is the caller's check:
+// lora.Region.CheckTxPower against the sub-band's MaxPower (EU868 14 dBm,
+// 27 in 869.4–869.65 MHz; US915 30), which the node runs on its config.
 //
-// A Modem is finished once disconnected; Keep(ctx, path, cfg, onModem)
+// # A modem that comes back (device.go)
+//
+// A Modem is finished once disconnected. A Device (OpenDevice on a path,
+// StartDevice on an OpenFunc) is the modem a node runs on: it starts one
+// (a failure is returned, so a node refuses to run on a modem that does
+// not take its settings), and when its stream fails (a read or write
+// error, EOF, the device gone) marks it down and re-opens the port with
+// a capped exponential back-off with jitter on Config.Clock
+// (ReconnectMin doubling to ReconnectMax, less up to ReopenJitter of
+// it), re-running the whole start-up each time; a modem that does not
+// take the settings then is counted (DeviceState.Failures) and retried.
+// While down, Send fails at once with ErrDown (not ErrClosed: a LoRa link
+// counts the packet as lost) and Recv blocks, then goes on with the next
+// modem, so its owner never sees the modem change. OnUp tells the owner
+// each time the modem is back (the link greets its peers), and State
+// says up or down, since when, why, the re-opens and the next attempt
+// (for qpc status, /readyz and the qpc_lora_radio_* metrics).
+//
+// # Reconnecting by hand (keep.go)
+//
+// Keep(ctx, path, cfg, onModem)
 // is the supervisor that re-opens the port path and re-runs the start-up
 // with a capped exponential back-off (ReconnectMin doubling to
 // ReconnectMax), handing each new Modem to onModem, until ctx ends or
@@ -110,7 +137,12 @@
 // ERROR 01), records the packets it is given (Transmitted), delivers
 // packets with RSSI and SNR (Receive), sends ERROR codes (SendError),
 // simulates a full queue (SetQueueFull: READY 00, ERROR 04 for DATA,
-// READY 01), raw garbage (WriteRaw), and disappears (Disappear). OpenPTY
+// READY 01), raw garbage (WriteRaw), clamps the transmit power to a
+// board's maximum (MaxTxPower), and disappears (Disappear). An
+// EmulatorPort keeps an Emulator behind a fixed path (a symbolic link to
+// its pty, as /dev/serial/by-id/… is to a USB modem) so that a test can
+// unplug the modem (Vanish: the pty closed, the path gone) and plug in a
+// new one at the same path (Return). OpenPTY
 // (golang.org/x/sys/unix: /dev/ptmx, TIOCSPTLCK, TIOCGPTN) gives it a
 // pty master while the driver opens the slave path with Open; where no
 // pty can be opened the pty tests skip with "SKIP: no pty: …" and the
