@@ -215,6 +215,9 @@ func TestInboundConnectionFromOurselvesIsRefused(t *testing.T) {
 	if got := testutil.ToFloat64(r.metrics.Refused.WithLabelValues("mem", "max_inbound_links")); got != 0 {
 		t.Fatalf("%v links refused by the cap: the connection from ourselves took the slot", got)
 	}
+	if got := testutil.ToFloat64(r.metrics.Refused.WithLabelValues("mem", "self")); got != 1 {
+		t.Fatalf("refused_total{reason=self} = %v, want 1", got)
+	}
 	if l := r.logLines("refusing a connection from ourselves"); len(l) != 1 || !strings.Contains(l[0], "level=WARN") ||
 		!strings.Contains(l[0], "remote="+self.remote) {
 		t.Fatalf("refusal lines %q, want one warn naming %s", l, self.remote)

@@ -34,6 +34,7 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 	case *accepted:
 		if m.conn.Peer() == l.deps.self {
 			l.deps.log.Warn("refusing a connection from ourselves", "remote", m.conn.RemoteAddr())
+			l.deps.metrics.Refused.WithLabelValues(m.conn.Info().Name, "self").Inc()
 			m.conn.Close()
 			return
 		}
