@@ -52,8 +52,10 @@ var (
 	// failed; a HELLO or a frame from the peer makes a new one.
 	ErrPeerLost = errors.New("peer stopped acknowledging")
 
-	// ErrRadio: the radio failed (a serial modem unplugged, a mock radio
-	// closed underneath). Every connection of the transport fails with it.
+	// ErrRadio: the radio failed for good (a mock radio closed underneath,
+	// a bare RNodeRadio whose modem was unplugged; an RNodeDeviceRadio
+	// re-opens its modem instead, see Reviver). Every connection of the
+	// transport fails with it.
 	ErrRadio = errors.New("radio failed")
 
 	// ErrEmptyFrame: WriteFrame was given no bytes. Every LoRa packet
