@@ -149,13 +149,18 @@ func (c *Core) openCompact(k messages.Compact) (text []byte, known bool, err err
 // a signed envelope from an unknown sender is, until the announce comes),
 // and that the destination is one too (else it is dropped as no_route,
 // never stored: a relay's store holds compact envelopes only for known
-// destinations).
+// destinations). One that claims this node as its source is a copy of
+// our own coming back through a routing loop, or a forgery (nothing
+// could tell): dropped as a duplicate, never forwarded.
 func (c *Core) handleCompact(frame []byte, from [16]byte, now time.Time) []Action {
 	k, err := messages.DecodeCompact(frame)
 	if err != nil {
 		return []Action{{Kind: Drop, Reason: DropMalformed}}
 	}
-	if k.Destination != c.self() && k.Source != c.self() {
+	if k.Source == c.self() {
+		return []Action{{Kind: Drop, Reason: DropDuplicate}}
+	}
+	if k.Destination != c.self() {
 		if _, ok := c.SealingKeyOf(k.Source); !ok {
 			return []Action{{Kind: Drop, Reason: DropUnknownSender, Dest: k.Source, Frame: frame}}
 		}

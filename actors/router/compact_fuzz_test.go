@@ -30,6 +30,9 @@ func checkCompactDecision(t *testing.T, c *Core, frame []byte, acts []Action, be
 	_, dstKnown := c.SealingKeyOf(k.Destination)
 	var text []byte
 	switch {
+	case k.Source == self:
+		early(Action{Kind: Drop, Reason: DropDuplicate})
+		return
 	case k.Destination == self:
 		key, ok := c.SealingKeyOf(k.Source)
 		if !ok {
@@ -44,8 +47,6 @@ func checkCompactDecision(t *testing.T, c *Core, frame []byte, acts []Action, be
 			early(Action{Kind: Drop, Reason: DropOpenFailed})
 			return
 		}
-	case k.Source == self:
-		// A copy of our own, looped back: routed as it is.
 	case !srcKnown:
 		early(Action{Kind: Drop, Reason: DropUnknownSender, Dest: k.Source, Frame: frame})
 		return
@@ -96,7 +97,7 @@ func checkCompactDecision(t *testing.T, c *Core, frame []byte, acts []Action, be
 				if r, ok := c.Table.Lookup(a.Dest); !ok || r.NextHop != a.NextHop {
 					t.Fatalf("forward to %x off the table", a.Dest[:4])
 				}
-			} else if _, ok := c.Table.Lookup(a.Dest); ok || !c.StoreOn || (k.Source != self && !c.RelayStore) {
+			} else if _, ok := c.Table.Lookup(a.Dest); ok || !c.StoreOn || !c.RelayStore {
 				t.Fatalf("stored compact for %x though a route exists or storing is off", a.Dest[:4])
 			}
 		case Drop:

@@ -203,6 +203,13 @@ func TestCompactCore(t *testing.T) {
 	if acts := w.core.HandleEnvelope(rf, w.src.Address(), w.now); len(acts) != 1 || acts[0].Reason != DropUnknownSender || acts[0].Dest != stranger.Address() {
 		t.Fatalf("relay, unknown source: %+v", acts)
 	}
+	// Claiming to be from us: our own copy back from a loop, or forged.
+	k = messages.NewCompact(w.self.Address(), w.dst.Address(), 8, w.now.Add(time.Hour), 1)
+	k.Sealed = make([]byte, 80)
+	rf, _ = messages.EncodeCompact(k)
+	if acts := w.core.HandleEnvelope(rf, w.via.Address(), w.now); len(acts) != 1 || acts[0].Reason != DropDuplicate {
+		t.Fatalf("relay, our own source: %+v", acts)
+	}
 	// For a destination no announce was heard of: dropped, not stored.
 	k = messages.NewCompact(w.src.Address(), stranger.Address(), 8, w.now.Add(time.Hour), 1)
 	k.Sealed = make([]byte, 80)
