@@ -4,7 +4,11 @@ import "fmt"
 
 // Info describes the links a transport makes: what a frame can carry and
 // how fast. The router uses it to pick a link (SelectForSize) and the
-// crypto layer to pick a mode (ClassOf, Class.RecommendedCryptoMode).
+// crypto layer to pick a mode (ClassOf, Class.RecommendedCryptoMode). A
+// sender whose next hop is reachable only over Constrained or
+// SeverelyConstrained links seals its 1:1 messages as compact envelopes
+// (messages.Compact: HPKE auth mode instead of a signature; see
+// actors/router/compact.go).
 type Info struct {
 	// Name is the transport's scheme: "tcp", "quic", "mem", "lora".
 	Name string
