@@ -31,10 +31,10 @@ func (c *fastClock) AfterFunc(d time.Duration, f func()) clock.Timer {
 // pass, and why; the tests of this package cover what they would.
 var notForLoRa = map[string]string{
 	// Frames of up to 100 kB (transporttest.Limit), and of 0 bytes: LoRa
-	// fragmentation carries at most FrameLimit(255) = 62720 bytes, and
+	// fragmentation carries at most FrameLimit(255) = 61696 bytes, and
 	// every packet at least one byte. TestRoundTripSizes covers 1 byte to
 	// the limit.
-	"RoundTrip": "frames of 0 and of up to 100 kB; LoRa carries 1 to 62720 bytes (TestRoundTripSizes)",
+	"RoundTrip": "frames of 0 and of up to 100 kB; LoRa carries 1 to 61696 bytes (TestRoundTripSizes)",
 	// It writes frames of transporttest.Limit bytes, which are refused
 	// (ErrFrameTooLarge) before the suite's writer signals that it
 	// started, so the check would hang. TestQueueShedsByPriority has a
