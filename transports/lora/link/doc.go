@@ -119,9 +119,10 @@
 // and MAC), HELLO 106 B, ACK 11 B, NACK 11 to 43 B, BYE 9 B. One packet
 // carries a frame of up to MTU-14 bytes (241 at MTU 255, 37 at MTU 51:
 // Info().MTU), and a frame travels in up to 256 packets: FrameLimit is
-// 61696 B at MTU 255, 9472 B at MTU 51 (Info().MaxFrame). Every frame, even a one-packet
-// one, is a fragmented message with an id, because the id is what ACKs
-// and NACKs name and what the receiver deduplicates retransmissions by.
+// 61696 B at MTU 255, 9472 B at MTU 51 (Info().MaxFrame). Every frame,
+// even a one-packet one, is a fragmented message with an id, because the
+// id is what ACKs and NACKs name and what the receiver deduplicates
+// retransmissions by.
 // (That is also why the link cuts frames itself with lora.AppendFragment
 // rather than with lora.Fragmenter, which sends frames that fit the MTU
 // whole and without an id; the format and the Reassembler are lora's.)
