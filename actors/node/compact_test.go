@@ -180,3 +180,33 @@ func TestCompactOverLoRa(t *testing.T) {
 		t.Fatalf("C delivered %v messages, want 1", got)
 	}
 }
+
+// TestCompactOff: with transports.lora.compact = false a node whose first
+// hop is a radio still sends the signed envelope (relays can verify it).
+func TestCompactOff(t *testing.T) {
+	radio := link.NewMockNetwork(lora.MediumOptions{})
+	var atB frameLog
+	ca := testConfig(t)
+	ca.Transports.Listen = []string{"lora+mock://signed?sf=7"}
+	ca.Transports.LoRa.Compact = false
+	a, _ := startNode(t, ca, WithLoRaMock(radio))
+	cb := testConfig(t)
+	cb.Transports.Listen = []string{"lora+mock://signed?sf=7"}
+	b, _ := startNode(t, cb, WithLoRaMock(radio), WithInboundTap(atB.tap))
+	waitLink(t, a, b.Address(), "lora")
+	waitRoute(t, a, b.Address())
+	if _, err := a.SendText(context.Background(), b.Address(), []byte("signed over the radio")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-b.Deliveries():
+		if string(m.Text) != "signed over the radio" || m.From != a.Address() {
+			t.Fatalf("B got %+v", m)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("A's message did not reach B")
+	}
+	if len(atB.sealedFrom(a.Address())) == 0 || len(atB.compactFrom(a.Address())) != 0 || testutil.ToFloat64(a.Metrics().Mesh.CompactSent) != 0 {
+		t.Fatal("compact although transports.lora.compact = false")
+	}
+}

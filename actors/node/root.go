@@ -146,7 +146,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 	r.spawn(ctx, router.Name, router.New(router.Config{
 		Identity: n.id, Seal: n.seal, Clock: n.clock, DB: n.db,
 		Table: router.TableConfig{MaxRoutes: cfg.Routing.MaxRoutes, TTL: cfg.Routing.RouteTTL.D()},
-		Dedup: cfg.Routing.DedupCache, MaxHops: cfg.Announce.MaxHops, TTL: cfg.Store.TTL.D(), StoreOn: cfg.Store.Enabled, RelayStore: cfg.Store.RelayForOthers,
+		Dedup: cfg.Routing.DedupCache, MaxHops: cfg.Announce.MaxHops, TTL: cfg.Store.TTL.D(), StoreOn: cfg.Store.Enabled, RelayStore: cfg.Store.RelayForOthers, SignedOnly: !cfg.Transports.LoRa.Compact,
 		Outbox: router.OutboxLimits{MaxPending: cfg.Outbox.MaxPending, RetryBase: cfg.Outbox.RetryBase.D(), RetryMax: cfg.Outbox.RetryMax.D()},
 		Links:  linksPID, Store: storePID, Inbox: n.box, InboxActor: inboxPID, Keys: n.keys,
 		AnnounceMaxAge: cfg.Announce.MaxAge.D(),

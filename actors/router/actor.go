@@ -55,6 +55,9 @@ type Config struct {
 	// (store.relay); without it only this node's receipts and replies are
 	// held, and the others' are dropped as store_relay_off.
 	RelayStore bool
+	// SignedOnly: own messages are always signed envelopes, never compact
+	// ones (transports.lora.compact = false).
+	SignedOnly bool
 }
 
 // Timers and replies the actor sends itself.
@@ -484,7 +487,7 @@ func (r *routerActor) start(ctx actor.Context) {
 	}
 	r.core = &Core{
 		ID: c.Identity, Seal: c.Seal, Table: NewTable(c.Table), Dedup: NewDedup(c.Dedup, 0), Loops: NewDedup(c.Dedup, LoopWindow),
-		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn, RelayStore: c.RelayStore, MaxKeys: 4 * max(c.Table.MaxRoutes, 1024),
+		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn, RelayStore: c.RelayStore, SignedOnly: c.SignedOnly, MaxKeys: 4 * max(c.Table.MaxRoutes, 1024),
 	}
 	c.Metrics.OutboxPending.Set(float64(r.outbox.Pending()))
 	self, sys := ctx.Self(), ctx.ActorSystem()

@@ -97,9 +97,12 @@ func (l *LinkClasses) Constrained(peer [16]byte) bool {
 }
 
 // CompactTo reports whether an own message to to should go compact now:
-// there is a route, and its next hop is reachable only over constrained
-// links.
+// compact envelopes are allowed (not SignedOnly), there is a route, and
+// its next hop is reachable only over constrained links.
 func (c *Core) CompactTo(to [16]byte) bool {
+	if c.SignedOnly {
+		return false
+	}
 	r, ok := c.Table.Lookup(to)
 	return ok && !c.Unlinked[r.NextHop] && c.Links.Constrained(r.NextHop)
 }

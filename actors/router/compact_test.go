@@ -96,6 +96,11 @@ func TestCompactCore(t *testing.T) {
 	if !s.CompactTo(w.self.Address()) || s.CompactTo(w.dst.Address()) {
 		t.Fatal("CompactTo")
 	}
+	s.SignedOnly = true // transports.lora.compact = false
+	if s.CompactTo(w.self.Address()) {
+		t.Fatal("compact although signed only")
+	}
+	s.SignedOnly = false
 	text := bytes.Repeat([]byte{'t'}, 32)
 	frame, id, exp, err := s.SealCompact(w.self.Address(), 1, text, w.now)
 	if err != nil {

@@ -104,8 +104,9 @@ type Core struct {
 	Unlinked map[[16]byte]bool
 	// Links are the capability classes of the open links per neighbour:
 	// own messages whose first hop is only over constrained links go out
-	// as compact envelopes (compact.go).
-	Links LinkClasses
+	// as compact envelopes (compact.go), unless SignedOnly.
+	Links      LinkClasses
+	SignedOnly bool
 }
 
 // KeySnapshot is a new snapshot of the known keys and this node's, for

@@ -129,6 +129,9 @@ type LoRaConfig struct {
 	DataShare float64 `toml:"data_share" comment:"Share of the airtime budget reserved for user data; announces may use only the rest (0..1)." mapstructure:"data_share"`
 	MTU       int     `toml:"mtu" comment:"Largest radio frame in bytes (51..255); bigger frames are fragmented." mapstructure:"mtu"`
 	TxPower   int     `toml:"tx_power" comment:"Transmit power in dBm of every radio whose URI has no txp=; 0 means the highest the region allows on the radio's frequency (EU868: 14, 27 in 869.4-869.65 MHz; US915: 30). Above the sub-band's limit is refused." mapstructure:"tx_power"`
+	// Compact lets own messages go out as compact sealed envelopes when
+	// their first hop is a radio (issue 12).
+	Compact bool `toml:"compact" comment:"Seal own 1:1 messages as compact envelopes (126 B for a 32-byte text instead of 193: HPKE auth mode, no signature) when the first hop is over radios only. Relays cannot verify a compact envelope's sender (docs/wire-format.md); false: always the signed envelope." mapstructure:"compact"`
 	// AnnounceShare caps the airtime of announces per radio.
 	AnnounceShare float64 `toml:"announce_share" comment:"Share of each radio's time that announces may use (above 0, at most 1; Reticulum's cap is 0.02): announces wait for it, and a queued announce is replaced by a newer one of its destination." mapstructure:"announce_share"`
 }
@@ -195,7 +198,7 @@ func Default() Config {
 			QueueFrames:  1024,
 			QueueBytes:   8 << 20,
 			DialBackoff:  Duration(30 * time.Second),
-			LoRa:         LoRaConfig{Region: "EU868", DataShare: 0.5, MTU: 255, AnnounceShare: 0.02},
+			LoRa:         LoRaConfig{Region: "EU868", DataShare: 0.5, MTU: 255, AnnounceShare: 0.02, Compact: true},
 
 			MaxInboundLinks:  256,
 			AcceptTimeout:    Duration(transports.DefaultAcceptTimeout),
