@@ -160,10 +160,11 @@ func labelIs(m *dto.Metric, name, value string) bool {
 
 // A modem that vanishes and comes back (issue 12 item 5, acceptance 6):
 // two nodes on two emulated RNodes sharing the air. A's modem is
-// unplugged: status, /readyz and qpc_lora_radio_up show the radio down,
-// the node keeps running; it is plugged in again at the same path: the
-// node re-opens it, re-applies every setting, and a message from A
-// reaches B over it, without a restart.
+// unplugged: status, /readyz and qpc_lora_radio_up show the radio down
+// and its link ends, the node keeps running; it is plugged in again at
+// the same path: the node re-opens it, re-applies every setting, links
+// with B again, and a message from A reaches B over it, without a
+// restart.
 func TestLoRaSerialModemComesBack(t *testing.T) {
 	pa := emulatorPort(t, "rnode-a", rnode.EmulatorConfig{})
 	pb := emulatorPort(t, "rnode-b", rnode.EmulatorConfig{})
@@ -192,6 +193,7 @@ func TestLoRaSerialModemComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	probe.Until(t, 15*time.Second, func() bool { return radioStatus(t, a).State == "down" }, "A's radio shown down")
+	probe.Until(t, 15*time.Second, func() bool { return !hasLoRaLink(a) }, "A's LoRa link ended with the radio down")
 	if v := metricValue(t, g, "qpc_lora_radio_up", pa.Path()); v != 0 {
 		t.Errorf("qpc_lora_radio_up = %v while the modem is away", v)
 	}
@@ -220,6 +222,7 @@ func TestLoRaSerialModemComesBack(t *testing.T) {
 	if _, body := get(t, base+"/readyz"); strings.Contains(body, "down") {
 		t.Errorf("/readyz after the re-open: %q", body)
 	}
+	waitLink(t, a, b.Address(), "lora")
 
 	if _, err := a.SendText(context.Background(), b.Address(), []byte("the modem is back")); err != nil {
 		t.Fatal(err)
@@ -234,5 +237,79 @@ func TestLoRaSerialModemComesBack(t *testing.T) {
 	}
 	if emu.Stats().Transmitted == 0 {
 		t.Error("the message did not go through the re-opened modem")
+	}
+}
+
+// hasLoRaLink reports whether n has a link over LoRa (or cannot tell).
+func hasLoRaLink(n *Node) bool {
+	ls, err := n.Links(context.Background())
+	if err != nil {
+		return true
+	}
+	for _, l := range ls {
+		if l.Transport == "lora" {
+			return true
+		}
+	}
+	return false
+}
+
+// The modem stays away until B has given the link up (B's message to A
+// went unacknowledged through every round): when it is back, A greets
+// the channel, B links with A again, and both messages arrive: A's sent
+// after the re-open, and B's sent while A was away (retransmitted end to
+// end).
+func TestLoRaSerialModemAwayUntilPeerGivesUp(t *testing.T) {
+	pa := emulatorPort(t, "rnode-a", rnode.EmulatorConfig{})
+	pb := emulatorPort(t, "rnode-b", rnode.EmulatorConfig{})
+	stop := make(chan struct{})
+	defer close(stop)
+	go emulatorAir(pa, pb, stop)
+	go emulatorAir(pb, pa, stop)
+	fast := withRNodeConfig(func(c *rnode.Config) {
+		c.ReconnectMin, c.ReconnectMax = 10*time.Millisecond, 100*time.Millisecond
+	})
+	cfg := func(p *rnode.EmulatorPort) config.Config {
+		c := testConfig(t)
+		c.Transports.Listen = []string{"lora+serial://" + p.Path() + "?sf=7&freq=869525000"}
+		c.Outbox.RetryBase = config.Duration(500 * time.Millisecond)
+		c.Outbox.RetryMax = config.Duration(2 * time.Second)
+		return c
+	}
+	a, _ := startNode(t, cfg(pa), fast)
+	b, _ := startNode(t, cfg(pb), fast)
+	waitLink(t, a, b.Address(), "lora")
+	waitLink(t, b, a.Address(), "lora")
+	waitRoute(t, a, b.Address())
+	waitRoute(t, b, a.Address())
+
+	if err := pa.Vanish(); err != nil {
+		t.Fatal(err)
+	}
+	probe.Until(t, 15*time.Second, func() bool { return radioStatus(t, a).State == "down" }, "A's radio shown down")
+	if _, err := b.SendText(context.Background(), a.Address(), []byte("while you were away")); err != nil {
+		t.Fatal(err)
+	}
+	probe.Until(t, 60*time.Second, func() bool { return !hasLoRaLink(b) }, "B gives its LoRa link to A up")
+
+	if _, err := pa.Return(); err != nil {
+		t.Fatal(err)
+	}
+	waitLink(t, b, a.Address(), "lora")
+	if _, err := a.SendText(context.Background(), b.Address(), []byte("back again")); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		n    *Node
+		text string
+	}{{b, "back again"}, {a, "while you were away"}} {
+		select {
+		case m := <-w.n.Deliveries():
+			if string(m.Text) != w.text {
+				t.Fatalf("got %q, want %q", m.Text, w.text)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%q was not delivered after the modem came back", w.text)
+		}
 	}
 }

@@ -58,6 +58,12 @@ var (
 	// transport fails with it.
 	ErrRadio = errors.New("radio failed")
 
+	// ErrRadioDown: the radio went away for a while (a serial modem
+	// unplugged, being re-opened; see Reviver). Every connection of the
+	// transport ends with it; the transport stays, and its peers link
+	// again when the radio is back.
+	ErrRadioDown = errors.New("radio is down")
+
 	// ErrEmptyFrame: WriteFrame was given no bytes. Every LoRa packet
 	// carries at least one byte of its frame, and qpc frames are never
 	// empty.

@@ -48,16 +48,47 @@ type Radio interface {
 // without the link being torn down: a serial modem unplugged and plugged
 // in again (RNodeDeviceRadio on an rnode.Device). While down, Recv
 // blocks and Send fails with an error that does not match net.ErrClosed
-// (a lost packet, see Radio). New calls OnUp once, before the first Recv;
-// the radio calls f each time it is up again, on its own goroutine and
-// holding none of its locks. The link then broadcasts a HELLO asking for
-// answers, so that its peers (which may have given it up) link again at
-// once rather than at the next periodic HELLO.
+// (a lost packet, see Radio). New calls OnDown and OnUp once, before the
+// first Recv; the radio calls the functions each time it goes down and
+// each time it is up again, on its own goroutine and holding none of its
+// locks. When the radio goes down the transport ends every connection
+// with ErrRadioDown (their peers are out of reach: the node routes
+// around them and keeps what it cannot send) but keeps the peers it
+// knows and its listener; when it is up again it sends those peers the
+// BYE it could not send before (a peer that did not notice closes its
+// end) and broadcasts a HELLO asking for answers, so that the peers link
+// again at once, both ends with a new connection (and so both tell the
+// other what they know), rather than at the next periodic HELLO.
 type Reviver interface {
+	OnDown(f func())
 	OnUp(f func())
 }
 
-// radioUp is the Reviver's callback: greet the channel again.
+// radioDown is the Reviver's callback when the radio goes away.
+func (t *Transport) radioDown() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.st.closed || t.st.radioErr != nil {
+		return
+	}
+	err := fmt.Errorf("%s: %s: %w", prefix, t.channel, ErrRadioDown)
+	t.log.Warn("radio is down; its connections end until it is back")
+	for _, p := range t.st.peers {
+		if p.conn != nil {
+			t.endLocked(p.conn, connFailed, err)
+			t.st.downPeers = append(t.st.downPeers, p)
+		}
+	}
+	for _, c := range append(t.st.acceptQ, t.st.unclaimed...) {
+		t.endLocked(c, connFailed, err)
+	}
+	t.st.cur, t.st.ctl = nil, nil
+	t.st.acceptSig.fire()
+	t.st.spaceSig.fire()
+}
+
+// radioUp is the Reviver's callback when the radio is back: greet the
+// channel again.
 func (t *Transport) radioUp() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -65,6 +96,16 @@ func (t *Transport) radioUp() {
 		return
 	}
 	t.log.Info("radio is back; asking the channel for HELLOs")
+	// A peer that has not noticed our end going away is told so, as a
+	// BYE would have when the radio could still send: its end closes,
+	// and both ends make new connections from the HELLOs, so that both
+	// nodes see the link come up and tell each other what they know.
+	for _, p := range t.st.downPeers {
+		if p.conn == nil {
+			t.queueCtlLocked(p.keys.tx.seal(byePacket(p.hint, t.hint)))
+		}
+	}
+	t.st.downPeers = nil
 	t.requestHelloLocked(t.clk.Now().Add(t.randDur(t.airHello)), true)
 	t.pumpLocked()
 }

@@ -55,10 +55,10 @@ func (r *RNodeRadio) Modem() *rnode.Modem { return r.m }
 
 // RNodeDeviceRadio is an rnode.Device as a Radio: the RNode the node runs
 // on for lora+serial. When the modem goes away the Device re-opens it;
-// meanwhile Send fails with rnode.ErrDown (a lost packet, which the
-// selective repeat recovers or which ends the connection with
-// ErrPeerLost) and Recv waits, so the transport outlives the modem, and
-// when it is back (Reviver) the transport greets its peers again.
+// meanwhile its connections end with ErrRadioDown, Send fails with
+// rnode.ErrDown (a lost packet) and Recv waits, so the transport outlives
+// the modem, and when it is back (Reviver) the transport greets its peers
+// and links with them again.
 type RNodeDeviceRadio struct{ d *rnode.Device }
 
 var (
@@ -93,6 +93,9 @@ func (r *RNodeDeviceRadio) MaxPacket() int { return rnodeMaxPacket }
 
 // OnUp is the Device's: f runs each time the modem is back.
 func (r *RNodeDeviceRadio) OnUp(f func()) { r.d.OnUp(f) }
+
+// OnDown is the Device's: f runs each time the modem has gone away.
+func (r *RNodeDeviceRadio) OnDown(f func()) { r.d.OnDown(f) }
 
 // Close stops re-opening, switches the radio off and releases the port.
 func (r *RNodeDeviceRadio) Close() error { return r.d.Close() }

@@ -108,6 +108,8 @@ type state struct {
 	timerAt  time.Time
 	timerGen uint64
 
+	downPeers []*peer // their connections ended when the radio went down (radio.go)
+
 	stats Stats
 }
 
@@ -188,6 +190,7 @@ func New(radio Radio, opts Options) (*Transport, error) {
 	t.pumpLocked()
 	t.mu.Unlock()
 	if r, ok := radio.(Reviver); ok {
+		r.OnDown(t.radioDown)
 		r.OnUp(t.radioUp)
 	}
 	go t.receive(ctx)

@@ -73,6 +73,7 @@ type Device struct {
 	closed  bool
 	changed chan struct{} // closed and replaced when cur or closed changes
 	onUp    func()
+	onDown  func()
 	st      DeviceState
 }
 
@@ -123,6 +124,16 @@ func (d *Device) OnUp(f func()) {
 	d.onUp = f
 }
 
+// OnDown makes the Device call f each time its modem has gone away,
+// before it starts re-opening it, on the Device's goroutine and holding
+// none of its locks. A link uses it to end its connections: their peers
+// are out of reach until the modem is back.
+func (d *Device) OnDown(f func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onDown = f
+}
+
 // broadcastLocked wakes Recv calls waiting for a change. d.mu is held.
 func (d *Device) broadcastLocked() {
 	close(d.changed)
@@ -150,9 +161,13 @@ func (d *Device) supervise(m *Modem) {
 		if cause != nil {
 			d.st.LastError = cause.Error()
 		}
+		f := d.onDown
 		d.broadcastLocked()
 		d.mu.Unlock()
 		d.log.Warn("modem went away; re-opening it", "err", cause)
+		if f != nil {
+			f()
+		}
 		m = d.reopen()
 	}
 }

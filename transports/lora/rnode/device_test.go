@@ -117,8 +117,9 @@ func TestDeviceReopensPTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	ups := make(chan struct{}, 4)
+	ups, downs := make(chan struct{}, 4), make(chan struct{}, 4)
 	d.OnUp(func() { ups <- struct{}{} })
+	d.OnDown(func() { downs <- struct{}{} })
 	emu, _ := port.Emulator()
 	if err := d.Send([]byte("one")); err != nil {
 		t.Fatal(err)
@@ -136,6 +137,7 @@ func TestDeviceReopensPTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	probe.Until(t, wait, func() bool { return !d.Up() }, "the device is not marked down")
+	within(t, downs, "OnDown")
 	if err := d.Send([]byte("lost")); !errors.Is(err, ErrDown) || errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Send while down = %v, want ErrDown and not net.ErrClosed", err)
 	}
