@@ -110,8 +110,9 @@
 // take the settings then is counted (DeviceState.Failures) and retried.
 // While down, Send fails at once with ErrDown (not ErrClosed: a LoRa link
 // counts the packet as lost) and Recv blocks, then goes on with the next
-// modem, so its owner never sees the modem change. OnUp tells the owner
-// each time the modem is back (the link greets its peers), and State
+// modem, so its owner never sees the modem change. OnDown and OnUp tell
+// the owner each time the modem goes away and is back (the link ends
+// its connections, then greets its peers again), and State
 // says up or down, since when, why, the re-opens and the next attempt
 // (for qpc status, /readyz and the qpc_lora_radio_* metrics).
 //
