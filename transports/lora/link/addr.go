@@ -10,6 +10,7 @@ import (
 
 	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/transports/lora"
+	"github.com/quicprochat/qpc/transports/lora/rnode"
 )
 
 // Addr is a LoRa address as transports.ParseURI leaves it: the channel
@@ -48,9 +49,9 @@ type Addr struct {
 }
 
 // MaxTxPower is the largest txp a URI may carry (dBm): the RNode
-// protocol's limit; the region's limit for the channel is lower or
-// equal (lora.Region.CheckTxPower).
-const MaxTxPower = 30
+// driver's limit; the region's limit for the channel is lower or equal
+// (lora.Region.CheckTxPower).
+const MaxTxPower = rnode.MaxTxPower
 
 // ParseAddr parses addr (what ParseURI returns for a lora URI) on top of
 // base (the transport's configured or default settings). Values are
