@@ -48,10 +48,12 @@ type Config struct {
 	// listeners; 0 means DefaultMaxInboundLinks. Links the node dials and
 	// LoRa radio peers are not capped.
 	MaxInboundLinks int
-	// NoBroadcast sends frames meant for every neighbour once per peer
-	// also over transports that broadcast (LoRa): the fan-out before
-	// issue 12, kept so that tests can measure what broadcasting saves.
-	NoBroadcast bool
+	// NoBroadcast, while it returns true, sends BroadcastFrames
+	// (announces, their re-broadcasts) once per peer also over transports
+	// that broadcast (LoRa): the fan-out before issue 12, kept so that
+	// tests can measure what broadcasting saves. (Link-up announces,
+	// SendFrame.Broadcastable, still go as broadcasts.) Nil: never.
+	NoBroadcast func() bool
 }
 
 // quiesce tells listeners to stop accepting and dialers to stop dialing;
@@ -139,10 +141,14 @@ func (m *manager) Receive(ctx actor.Context) {
 		}
 		ctx.Send(pid, &messages.OutboundFrame{Data: msg.Data, Prio: msg.Priority})
 	case *messages.BroadcastFrame:
-		plan := PlanBroadcast(m.table, msg.Except, len(msg.Data), func(id uint64) (radio, bool) {
+		via := func(id uint64) (radio, bool) {
 			r, ok := m.bcast[id]
 			return r, ok
-		}, msg.SkipBroadcast)
+		}
+		if m.cfg.NoBroadcast != nil && m.cfg.NoBroadcast() {
+			via = nil // once per peer, as before issue 12
+		}
+		plan := PlanBroadcast(m.table, msg.Except, len(msg.Data), via, msg.SkipBroadcast)
 		for _, r := range plan.Broadcasts {
 			m.broadcast(r, msg.Data, msg.Priority)
 		}
@@ -215,7 +221,6 @@ func (m *manager) start(ctx actor.Context) {
 	}
 	m.table = NewTable[*actor.PID]()
 	m.bcast = make(map[uint64]radio)
-	m.deps.noBroadcast = c.NoBroadcast
 	m.peers = NewPeers(c.Peers, c.Clock.Now())
 	m.dialers = make(map[string]*actor.PID)
 	m.byPeer = make(map[crypto.Address]*actor.PID)

@@ -27,8 +27,6 @@ type deps struct {
 	mailboxes map[string]actor.MailboxProducer // by transport name
 	linkIDs   *atomic.Uint64
 	inbound   *inboundLimit // shared by the listeners (atomic)
-	// noBroadcast: Config.NoBroadcast (links never broadcast).
-	noBroadcast bool
 }
 
 // stopLinks is the supervision of link actors: a link that panics is
@@ -64,7 +62,7 @@ func (d *deps) spawnLink(ctx actor.Context, conn transports.Conn, outbound bool)
 		Class:     transports.ClassOf(info).String(),
 		Since:     d.clock.Now(),
 	}
-	if _, ok := conn.(transports.BroadcastConn); ok && !d.noBroadcast {
+	if _, ok := conn.(transports.BroadcastConn); ok {
 		li.Broadcast = true
 	}
 	mb, ok := d.mailboxes[info.Name]

@@ -21,6 +21,9 @@ func TestLoRaDemo(t *testing.T) {
 	a, _ := startNode(t, ca, WithLoRaMock(radio))
 	cb := testConfig(t)
 	cb.Transports.Listen = []string{"lora+mock://demo?sf=7", "tcp://127.0.0.1:0"}
+	// No announce cap: at 2 % of the channel, B's radio would send C's
+	// announce 15 s after its own, and waitRoute waits 15 s.
+	cb.Transports.LoRa.AnnounceShare = 1
 	b, _ := startNode(t, cb, WithLoRaMock(radio))
 	cc := testConfig(t)
 	cc.Transports.Listen = nil

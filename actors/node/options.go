@@ -41,7 +41,7 @@ type options struct {
 	backoff        *links.Backoff
 	tap            func(*messages.InboundFrame) bool
 	loraMock       *link.MockNetwork
-	perPeerFanout  bool // links.Config.NoBroadcast
+	perPeerFanout  func() bool // links.Config.NoBroadcast
 	newIdentity    bool
 	dbOpts         []persist.Option
 	rnodeConfig    func(*rnode.Config) // tests: adjust each serial modem's settings (re-open back-off)
@@ -114,10 +114,11 @@ func WithInboxSize(n int) Option { return func(o *options) { o.inboxSize = max(n
 // listen and peer URIs (tests, the simulator).
 func WithMemNetwork(net *mem.Network) Option { return func(o *options) { o.memNet = net } }
 
-// withPerPeerFanout sends frames for every neighbour once per peer also
-// over LoRa radios (links.Config.NoBroadcast): the fan-out before issue
-// 12, for tests that measure what broadcasting saves.
-func withPerPeerFanout() Option { return func(o *options) { o.perPeerFanout = true } }
+// withPerPeerFanout sends announces and their re-broadcasts once per
+// peer also over LoRa radios while on returns true
+// (links.Config.NoBroadcast): the fan-out before issue 12, for tests that
+// measure what broadcasting saves.
+func withPerPeerFanout(on func() bool) Option { return func(o *options) { o.perPeerFanout = on } }
 
 // WithLoRaMock attaches the node's lora+mock:// radios to simulated
 // channels of net (tests, the simulator, the demo).

@@ -156,7 +156,7 @@ func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
 	radio := &loraRadio{channel: a.Channel, scheme: scheme, region: region, band: band, txp: txp, since: n.clock.Now()}
 	opts := link.Options{
 		Identity: n.id, Channel: a.Channel, Radio: a.Radio,
-		Region: region, DataShare: lc.DataShare, MTU: mtu, Clock: n.clock,
+		Region: region, DataShare: lc.DataShare, MTU: mtu, Clock: n.clock, AnnounceShare: lc.AnnounceShare,
 		Logger: n.log.With("component", "lora", "channel", a.Channel),
 	}
 	var t *link.Transport
@@ -216,6 +216,21 @@ func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
 			Help: "Airtime left in the rolling hour of the radio's sub-band.", ConstLabels: labels},
 			func() float64 { return t.Stats().SubBand.Remaining.Seconds() }),
 	)
+	// Airtime by kind of packet since the start (issue 12 item 1).
+	for _, k := range []struct {
+		kind string
+		of   func(link.AirtimeByKind) time.Duration
+	}{
+		{"announce", func(a link.AirtimeByKind) time.Duration { return a.Announce }},
+		{"hello", func(a link.AirtimeByKind) time.Duration { return a.Hello }},
+		{"data", func(a link.AirtimeByKind) time.Duration { return a.Data }},
+		{"control", func(a link.AirtimeByKind) time.Duration { return a.Control }},
+	} {
+		n.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "qpc", Subsystem: "lora", Name: "airtime_seconds_total",
+			Help:        "Airtime the radio used since the start, by kind: announce (their data packets), hello, data (other frames), control (ACK, NACK, BYE).",
+			ConstLabels: prometheus.Labels{"radio": a.Channel, "kind": k.kind}},
+			func() float64 { return k.of(t.Stats().Airtime).Seconds() }))
+	}
 	return t, nil
 }
 

@@ -1,7 +1,6 @@
 package link
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -35,8 +34,10 @@ type conn struct {
 	state connState
 	err   error    // connFailed
 	rx    [][]byte // received frames not yet read
-	rxSig signal
-	dead  chan struct{} // closed when the state leaves connOpen
+	// rxMeta is the reception of each frame in rx (pushLocked).
+	rxMeta []messages.Signal
+	rxSig  signal
+	dead   chan struct{} // closed when the state leaves connOpen
 
 	// confirmed: the peer has shown that it has its end of the link (a
 	// HELLO addressed to us, or a packet to us). Dial waits for it.
@@ -65,14 +66,14 @@ func (t *Transport) endLocked(c *conn, s connState, err error) bool {
 	if c.state != connOpen {
 		if s == connClosed && c.state != connClosed {
 			c.state = connClosed // Close after EOF or failure
-			c.rx = nil
+			c.rx, c.rxMeta = nil, nil
 			c.rxSig.fire()
 		}
 		return false
 	}
 	c.state, c.err = s, err
 	if s == connClosed {
-		c.rx = nil
+		c.rx, c.rxMeta = nil, nil
 	}
 	close(c.dead)
 	c.rxSig.fire()
@@ -159,19 +160,21 @@ func (c *conn) WriteFramePriority(p []byte, prio messages.Priority) error {
 	if len(p) == 0 {
 		return fmt.Errorf("%s: write to %s: %w", prefix, c.remote, ErrEmptyFrame)
 	}
-	f := &outFrame{c: c, data: bytes.Clone(p), prio: clampPriority(prio)}
+	f := newOutFrame(c, p, prio)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for {
 		if err := c.writeErrLocked(); err != nil {
 			return err
 		}
+		if t.st.queue.collapse(f) { // a newer announce of a queued one's destination
+			t.st.stats.AnnouncesCollapsed++
+			t.pumpLocked()
+			return nil
+		}
 		ok, shed := t.st.queue.push(f)
 		if ok {
-			for _, g := range shed {
-				t.st.stats.FramesShed[g.prio]++
-				t.log.Debug("frame shed", "peer", g.c.p.addr.Short(), "priority", g.prio, "len", len(g.data))
-			}
+			t.countShedLocked(shed)
 			t.pumpLocked()
 			return nil
 		}
@@ -205,21 +208,33 @@ func (c *conn) ReadFrame() ([]byte, error) {
 	t := c.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	f, _, err := c.readLocked()
+	return f, err
+}
+
+// readLocked waits for the next frame (releasing the lock meanwhile).
+func (c *conn) readLocked() ([]byte, messages.Signal, error) {
+	t := c.t
 	for {
 		if c.state == connClosed {
-			return nil, fmt.Errorf("%s: read from %s: %w", prefix, c.remote, net.ErrClosed)
+			return nil, messages.Signal{}, fmt.Errorf("%s: read from %s: %w", prefix, c.remote, net.ErrClosed)
 		}
 		if len(c.rx) > 0 {
 			f := c.rx[0]
 			c.rx[0] = nil
 			c.rx = c.rx[1:]
-			return f, nil
+			var sig messages.Signal
+			if len(c.rxMeta) > 0 {
+				sig = c.rxMeta[0]
+				c.rxMeta = c.rxMeta[1:]
+			}
+			return f, sig, nil
 		}
 		switch c.state {
 		case connEOF:
-			return nil, io.EOF
+			return nil, messages.Signal{}, io.EOF
 		case connFailed:
-			return nil, fmt.Errorf("%s: read from %s: %w", prefix, c.remote, c.err)
+			return nil, messages.Signal{}, fmt.Errorf("%s: read from %s: %w", prefix, c.remote, c.err)
 		}
 		wake := c.rxSig.wait()
 		t.mu.Unlock()

@@ -39,7 +39,9 @@ import (
 // message is a frame on its way out: its packets and the state of its
 // selective repeat (the table in doc.go).
 type message struct {
-	c         *conn
+	c         *conn // nil: a broadcast (bcast)
+	bcast     bool  // KindBcast packets: one round, no poll, no report
+	ann       bool  // an announce: its packets count against the announce share
 	id        uint16
 	class     lora.TrafficClass
 	packets   [][]byte // every packet, without the poll flag
@@ -160,7 +162,8 @@ type candidate struct {
 	kind  candKind
 	size  int
 	class lora.TrafficClass
-	key   uint64 // identifies the transmission for Stats.Held
+	key   uint64    // identifies the transmission for Stats.Held
+	f     *outFrame // candMsg of a queued frame: the one to start
 }
 
 type candKind uint8
@@ -273,16 +276,20 @@ func (t *Transport) candidatesLocked(now time.Time, soon func(time.Time)) []cand
 				soon(m.notBefore)
 			} else {
 				i := m.round[0]
-				cs = append(cs, candidate{kind: candMsg, size: len(m.packets[i]) + MACSize, class: m.class,
+				cs = append(cs, candidate{kind: candMsg, size: len(m.packets[i]) + m.macLen(), class: m.class,
 					key: 3<<62 | uint64(m.id)<<24 | uint64(m.rounds)<<8 | uint64(i)})
 			}
 		}
-	} else if f := t.st.queue.peek(); f != nil {
+	} else if f := t.nextQueuedLocked(now, soon); f != nil {
 		if now.Before(t.st.contendUntil) {
 			soon(t.st.contendUntil)
 		} else {
-			cs = append(cs, candidate{kind: candMsg, size: DataOverhead + min(len(f.data), t.chunk), class: lora.ClassFor(f.prio),
-				key: 3<<62 | uint64(t.st.nextID)<<24 | 1<<8})
+			size := DataOverhead + min(len(f.data), t.chunk)
+			if f.c == nil {
+				size = BcastOverhead + min(len(f.data), t.chunk)
+			}
+			cs = append(cs, candidate{kind: candMsg, size: size, class: lora.ClassFor(f.prio),
+				key: 3<<62 | uint64(t.st.nextID)<<24 | 1<<8, f: f})
 		}
 	}
 	return cs
@@ -311,17 +318,22 @@ func (t *Transport) dropCandidateLocked(c candidate, err error) {
 	case candHello:
 		t.st.helloAt = time.Time{}
 	case candMsg:
-		if m := t.st.cur; m != nil {
+		if m := t.st.cur; m != nil && m.bcast {
+			t.st.cur = nil
+		} else if m != nil {
 			t.failMessageLocked(m, err)
-		} else if f := t.st.queue.pop(); f != nil {
+		} else if f := c.f; f != nil && t.st.queue.take(f) {
 			t.st.spaceSig.fire()
-			t.endLocked(f.c, connFailed, fmt.Errorf("%s: %s: %w", prefix, f.c.remote, err))
+			if f.c != nil {
+				t.endLocked(f.c, connFailed, fmt.Errorf("%s: %s: %w", prefix, f.c.remote, err))
+			}
 		}
 	}
 }
 
 func (t *Transport) sendCandidateLocked(c candidate, now time.Time, air time.Duration) {
 	var pkt []byte
+	ann := false // an announce's packet
 	switch c.kind {
 	case candCtl:
 		pkt = t.st.ctl[0].pkt
@@ -340,11 +352,21 @@ func (t *Transport) sendCandidateLocked(c candidate, now time.Time, air time.Dur
 	case candMsg:
 		m := t.st.cur
 		if m == nil {
-			m = t.startMessageLocked(t.st.queue.pop())
+			t.st.queue.take(c.f)
+			m = t.startMessageLocked(c.f)
 			t.st.spaceSig.fire()
 		}
 		i := m.round[0]
 		m.round = m.round[1:]
+		ann = m.ann
+		if m.bcast { // one round, no poll, nobody reports, no MAC
+			pkt = m.packets[i]
+			if len(m.round) == 0 {
+				t.st.cur = nil
+				t.st.stats.BroadcastsSent++
+			}
+			break
+		}
 		pkt = append(make([]byte, 0, len(m.packets[i])+MACSize), m.packets[i]...)
 		if m.rounds > 1 {
 			t.st.stats.PacketsResent++
@@ -356,6 +378,7 @@ func (t *Transport) sendCandidateLocked(c candidate, now time.Time, air time.Dur
 		}
 		pkt = m.c.p.keys.tx.seal(pkt) // over the poll flag too
 	}
+	t.accountLocked(pkt, ann, now, air)
 	t.st.onAirUntil = now.Add(air)
 	t.st.stats.PacketsSent++
 	t.st.stats.SubBand.Total += air
@@ -373,13 +396,24 @@ func (t *Transport) sendCandidateLocked(c candidate, now time.Time, air time.Dur
 
 // startMessageLocked splits f into data packets under the next id.
 func (t *Transport) startMessageLocked(f *outFrame) *message {
+	bcast := f.c == nil
 	id := t.st.nextID
-	t.st.nextID++
+	if bcast { // broadcast ids are an id space of their own
+		id = t.st.bc.nextID
+		t.st.bc.nextID++
+	} else {
+		t.st.nextID++
+	}
 	n := (len(f.data) + t.chunk - 1) / t.chunk
-	m := &message{c: f.c, id: id, class: lora.ClassFor(f.prio), packets: make([][]byte, n), round: make([]int, n), rounds: 1}
+	m := &message{c: f.c, bcast: bcast, ann: f.ann, id: id, class: lora.ClassFor(f.prio), packets: make([][]byte, n), round: make([]int, n), rounds: 1}
 	for i := range n {
 		part := f.data[i*t.chunk : min((i+1)*t.chunk, len(f.data))]
-		m.packets[i] = dataPacket(f.c.p.hint, t.hint, lora.Fragment{ID: id, Index: i, Last: n - 1, Payload: part})
+		frag := lora.Fragment{ID: id, Index: i, Last: n - 1, Payload: part}
+		if bcast {
+			m.packets[i] = bcastPacket(t.hint, frag)
+		} else {
+			m.packets[i] = dataPacket(f.c.p.hint, t.hint, frag)
+		}
 		m.round[i] = i
 	}
 	t.st.cur = m
@@ -473,7 +507,7 @@ func (t *Transport) armLocked(at time.Time) {
 func (t *Transport) receive(ctx context.Context) {
 	defer close(t.rxDone)
 	for {
-		pkt, err := t.radio.Recv(ctx)
+		pkt, sig, err := t.recvSignal(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				t.mu.Lock()
@@ -483,6 +517,7 @@ func (t *Transport) receive(ctx context.Context) {
 			return
 		}
 		t.mu.Lock()
+		t.st.bc.rxSignal = sig
 		t.handlePacketLocked(pkt)
 		t.pumpLocked()
 		t.mu.Unlock()
@@ -515,6 +550,11 @@ func (t *Transport) handlePacketLocked(pkt []byte) {
 	t.st.contendUntil = now.Add(t.randDur(t.airReport))
 	if h.kind == KindHello {
 		t.handleHelloLocked(h, pkt, now)
+		t.releaseHeldLocked(h.src, now) // broadcasts that came before the HELLO
+		return
+	}
+	if h.kind == KindBcast { // no MAC: see doc.go, "Broadcast"
+		t.handleBcastLocked(h, body, now)
 		return
 	}
 	if h.dst != t.hint {
@@ -680,8 +720,7 @@ func (t *Transport) handleDataLocked(p *peer, h header, body []byte) {
 			c.confirmed = true
 			t.offerLocked(c)
 		}
-		c.rx = append(c.rx, frame)
-		c.rxSig.fire()
+		c.pushLocked(frame, t.signalLocked(len(frame), false))
 		t.st.stats.FramesReceived++
 	}
 	if !h.poll {
@@ -705,7 +744,7 @@ func (t *Transport) handleReportLocked(p *peer, h header, body []byte, now time.
 		return
 	}
 	m := t.st.cur
-	if m == nil || m.c.p != p || m.id != r.id {
+	if m == nil || m.bcast || m.c.p != p || m.id != r.id {
 		t.st.stats.StaleReports++
 		return
 	}

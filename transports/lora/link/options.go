@@ -42,6 +42,13 @@ type Options struct {
 	// means lora.DefaultDataShare (half).
 	DataShare float64
 
+	// AnnounceShare caps the airtime of announces at this share of the
+	// channel's time (0 < share <= 1; 1: no cap): an announce waits until
+	// the share allows it, and a queued announce is replaced by a newer
+	// one of its destination. Zero means DefaultAnnounceShare (2 %, as
+	// Reticulum).
+	AnnounceShare float64
+
 	// MTU is the largest radio packet in bytes, MinMTU..255. Zero means
 	// lora.MTUFor(Radio) (51 at SF12, else 255), lowered to what fits the
 	// region's dwell time (US915: 400 ms).

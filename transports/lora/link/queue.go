@@ -8,9 +8,15 @@ const numPriorities = int(messages.Control) + 1
 
 // outFrame is one frame waiting for the radio.
 type outFrame struct {
-	c    *conn
+	c    *conn // nil: a broadcast (Transport.Broadcast)
 	data []byte
 	prio messages.Priority
+	// An announce (by its frame tag): its destination and sequence, for
+	// the announce share and for collapsing queued announces.
+	ann     bool
+	annDest [16]byte
+	annSeq  uint64
+	annHops uint8
 }
 
 // outQueue is the radio's outbound queue: one FIFO per priority, bounded
@@ -100,6 +106,92 @@ func (q *outQueue) pop() *outFrame {
 		}
 	}
 	return nil
+}
+
+// collapse replaces the data of a queued announce for the same
+// destination and target (the same connection, or both broadcasts) with
+// f's, when f is an announce at least as new; it reports whether f was
+// absorbed so (also when the queued one is newer: f is dropped then). The
+// queued frame keeps its place, so a destination announcing often is not
+// sent later for it.
+func (q *outQueue) collapse(f *outFrame) bool {
+	if !f.ann {
+		return false
+	}
+	for p := range q.q {
+		for _, g := range q.q[p] {
+			if !g.ann || g.c != f.c || g.annDest != f.annDest {
+				continue
+			}
+			if f.annSeq >= g.annSeq {
+				q.b += len(f.data) - len(g.data)
+				g.data, g.annSeq = f.data, f.annSeq
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// suppress drops the queued broadcast announces of dest whose sequence
+// is at most seq, and returns how many it dropped.
+func (q *outQueue) suppress(dest [16]byte, seq uint64) int {
+	dropped := 0
+	for p := range q.q {
+		kept := q.q[p][:0]
+		for _, f := range q.q[p] {
+			if f.c == nil && f.ann && f.annDest == dest && f.annSeq <= seq {
+				dropped++
+				q.n--
+				q.b -= len(f.data)
+				continue
+			}
+			kept = append(kept, f)
+		}
+		clear(q.q[p][len(kept):])
+		q.q[p] = kept
+	}
+	return dropped
+}
+
+// peekSkip is the frame to send next: the oldest of the highest
+// priority, passing over announces when skipAnn (the announce share is
+// used up); when that is an announce, the one of fewest hops among the
+// announces of its priority (the oldest of those), as Reticulum orders
+// its announce queue: near destinations first. Nil when none.
+func (q *outQueue) peekSkip(skipAnn bool) *outFrame {
+	for p := numPriorities - 1; p >= 0; p-- {
+		var best *outFrame
+		for _, f := range q.q[p] {
+			switch {
+			case f.ann && skipAnn:
+			case !f.ann && best == nil:
+				return f
+			case f.ann && (best == nil || f.annHops < best.annHops):
+				best = f
+			}
+		}
+		if best != nil {
+			return best
+		}
+	}
+	return nil
+}
+
+// take removes f from the queue; it reports whether f was queued.
+func (q *outQueue) take(f *outFrame) bool {
+	l := q.q[f.prio]
+	for i, g := range l {
+		if g == f {
+			copy(l[i:], l[i+1:])
+			l[len(l)-1] = nil
+			q.q[f.prio] = l[:len(l)-1]
+			q.n--
+			q.b -= len(f.data)
+			return true
+		}
+	}
+	return false
 }
 
 // removeConn drops every frame of c and returns how many it dropped.

@@ -65,6 +65,21 @@ type Stats struct {
 	// node) has. Both are kept: the MACs tell their packets apart.
 	HintCollisions uint64
 
+	// Broadcasts (issue 12): BroadcastsSent went out (every packet),
+	// BroadcastsReceived were delivered to a connection,
+	// BroadcastsDropped did not fit the full queue, BroadcastUnknown
+	// packets came from a hint without a HELLO (dropped).
+	// AnnouncesCollapsed counts announces that replaced a queued one of
+	// the same destination; AnnouncesHeld the times an announce waited
+	// for the announce share; AnnouncesSuppressed the queued broadcast
+	// announces dropped because a neighbour broadcast the same one (same
+	// destination, same or newer sequence) first.
+	BroadcastsSent, BroadcastsReceived, BroadcastsDropped, BroadcastUnknown uint64
+	AnnouncesCollapsed, AnnouncesHeld, AnnouncesSuppressed                  uint64
+
+	// Airtime is the airtime since the start by kind of packet.
+	Airtime AirtimeByKind
+
 	// Reassembly is the reassembler's account (fragments refused,
 	// duplicates, reassemblies timed out).
 	Reassembly lora.ReassemblyStats

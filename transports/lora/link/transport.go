@@ -108,6 +108,8 @@ type state struct {
 	timerAt  time.Time
 	timerGen uint64
 
+	bc bcastState // broadcasts, the announce share (broadcast.go)
+
 	downPeers []*peer // their connections ended when the radio went down (radio.go)
 
 	stats Stats
@@ -273,6 +275,9 @@ func newTransport(radio Radio, opts Options) (*Transport, error) {
 			return nil, bad("%s %d, want >= 0 (0 for the default)", o.name, o.v)
 		}
 	}
+	if a := opts.AnnounceShare; a < 0 || a > 1 || a != a {
+		return nil, bad("AnnounceShare %v, want a share above 0 and at most 1 (0 for the default %v)", a, DefaultAnnounceShare)
+	}
 	if opts.HelloInterval < 0 || opts.ReportTimeout < 0 {
 		return nil, bad("HelloInterval %s and ReportTimeout %s, want >= 0 (0 for the default)", opts.HelloInterval, opts.ReportTimeout)
 	}
@@ -365,6 +370,8 @@ func newTransport(radio Radio, opts Options) (*Transport, error) {
 		},
 		nextID: uint16(rng.Uint32()),
 	}
+	t.st.bc.gate.share = cmp.Or(opts.AnnounceShare, DefaultAnnounceShare)
+	t.st.bc.nextID = uint16(rng.Uint32())
 	t.st.stats.SubBand.Name = band.Name
 	t.st.stats.SubBand.DutyCycle = band.DutyCycle
 	t.st.stats.SubBand.Budget = tracker.Budget()

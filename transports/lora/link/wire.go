@@ -37,6 +37,13 @@ const (
 	// it carries: the link header, the lora fragment header and the MAC.
 	DataOverhead = HeaderSize + lora.FragmentHeaderSize + MACSize
 
+	// BcastOverhead is what a broadcast data packet (KindBcast) adds to
+	// the frame bytes it carries: the link header and the lora fragment
+	// header; no MAC (broadcast frames are authenticated by their
+	// content, see doc.go). It carries as many frame bytes as a data
+	// packet, so it is up to MACSize bytes shorter than the MTU.
+	BcastOverhead = HeaderSize + lora.FragmentHeaderSize
+
 	// HelloSize is the length of a HELLO packet.
 	HelloSize = HeaderSize + helloBodySize
 
@@ -87,6 +94,9 @@ const (
 	KindAck   Kind = 3 // a message arrived whole
 	KindNack  Kind = 4 // fragments of a message are missing, or it is unknown
 	KindBye   Kind = 5 // the sender closed its connection to the destination
+	// KindBcast is one lora fragment of a frame for every node in range
+	// (destination ff ff): never acknowledged, ids of their own (issue 12).
+	KindBcast Kind = 6
 )
 
 func (k Kind) String() string {
@@ -101,6 +111,8 @@ func (k Kind) String() string {
 		return "nack"
 	case KindBye:
 		return "bye"
+	case KindBcast:
+		return "broadcast"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -156,7 +168,7 @@ func parseHeader(pkt []byte) (header, []byte, error) {
 		dst:  Hint{pkt[1], pkt[2]},
 		src:  Hint{pkt[3], pkt[4]},
 	}
-	if h.kind < KindData || h.kind > KindBye {
+	if h.kind < KindData || h.kind > KindBcast {
 		return header{}, nil, fmt.Errorf("%s: %w: unknown kind %d", prefix, ErrMalformed, h.kind)
 	}
 	if h.poll && h.kind != KindData {
@@ -280,6 +292,14 @@ func directionKey(shared []byte, from, to crypto.Address) ([]byte, error) {
 func dataPacket(dst, src Hint, f lora.Fragment) []byte {
 	b := make([]byte, 0, DataOverhead+len(f.Payload))
 	b = appendHeader(b, header{kind: KindData, dst: dst, src: src})
+	return lora.AppendFragment(b, f)
+}
+
+// bcastPacket builds the broadcast data packet carrying fragment f: the
+// layout of a data packet, kind KindBcast, destination Broadcast.
+func bcastPacket(src Hint, f lora.Fragment) []byte {
+	b := make([]byte, 0, BcastOverhead+len(f.Payload))
+	b = appendHeader(b, header{kind: KindBcast, dst: Broadcast, src: src})
 	return lora.AppendFragment(b, f)
 }
 
