@@ -1,0 +1,503 @@
+package fapp
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/clock"
+)
+
+// Limits bound a Store. Zero fields take the defaults.
+type Limits struct {
+	// MaxSlots is the number of slots held in all (default 65536).
+	MaxSlots int
+	// MaxTherapists is the number of therapists held, including those
+	// whose announce expired and of whom only the sequence number is
+	// remembered (default 8192).
+	MaxTherapists int
+	// MaxTTL is how far in the future an announce may expire (default 7
+	// days). It is also how long a therapist's highest sequence number is
+	// remembered after its last announce, so an older announce cannot be
+	// replayed once the newer one expired.
+	MaxTTL time.Duration
+}
+
+// DefaultLimits are what zero Limits fields become.
+var DefaultLimits = Limits{MaxSlots: 65536, MaxTherapists: 8192, MaxTTL: 7 * 24 * time.Hour}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxSlots <= 0 {
+		l.MaxSlots = DefaultLimits.MaxSlots
+	}
+	if l.MaxTherapists <= 0 {
+		l.MaxTherapists = DefaultLimits.MaxTherapists
+	}
+	if l.MaxTTL <= 0 {
+		l.MaxTTL = DefaultLimits.MaxTTL
+	}
+	return l
+}
+
+// Outcome is what Insert did with an announce.
+type Outcome uint8
+
+// Insert outcomes.
+const (
+	Added     Outcome = 1 // the first announce held from this therapist
+	Replaced  Outcome = 2 // a newer sequence replaced the therapist's set
+	Duplicate Outcome = 3 // the announce held already (the same signed content)
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Added:
+		return "added"
+	case Replaced:
+		return "replaced"
+	case Duplicate:
+		return "duplicate"
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(o))
+}
+
+// DamagedRecord is a stored record that did not decode or verify at Open.
+// It stays in the database untouched (until a new announce of the same
+// therapist replaces it); Err wraps ErrDamagedRecord.
+type DamagedRecord struct {
+	Key []byte
+	Err error
+}
+
+// storeBucket holds one record per therapist:
+//
+//	address (16) → version (1) ‖ keep-until unix seconds (8) ‖ seq (8) ‖ frame
+//
+// frame is the signed SlotAnnounce as received, or empty once it expired
+// (then the record only remembers seq until keep-until).
+var storeBucket = []byte("fapp/announces")
+
+const (
+	recordVersion = 1
+	recordHeader  = 1 + 8 + 8
+)
+
+// StoreBucket is the Store's bucket in the node's database.
+var StoreBucket = storeBucket
+
+type entry struct {
+	addr      crypto.Address
+	seq       uint64
+	keepUntil time.Time
+	ann       *SlotAnnounce // nil once expired
+	frame     []byte
+	tbs       [32]byte // SHA-256 of the signing bytes: what "the same announce" means
+}
+
+func (e *entry) cost() int {
+	if e.ann == nil {
+		return 0
+	}
+	return len(e.ann.Slots)
+}
+
+// Store is a node's cache of SlotAnnounces, one per therapist, in bbolt.
+//
+//   - Insert verifies an announce (signature, Approbation binding, expiry
+//     within MaxTTL) before anything changes, and keeps per therapist only
+//     the highest sequence: the same announce again is a Duplicate, a
+//     lower sequence ErrStale, the same sequence with other content
+//     ErrSeqConflict.
+//   - Announces expire on the injected clock: Query skips them at once and
+//     Expire removes them; the sequence number is remembered MaxTTL longer.
+//   - Capacity is fair across therapists: one therapist holds at most one
+//     set of at most MaxSlotsPerAnnounce slots, however often it
+//     announces, and when the store is full a newcomer may push out only a
+//     therapist holding strictly more slots than it brings (the largest
+//     first); otherwise it is refused with ErrStoreFull. So the store
+//     tends to equal shares, and no one can take others' places by
+//     flooding: announcing again only replaces the flooder's own set.
+//   - Every change is one bbolt transaction, written before memory
+//     changes; Open reads everything back. A record that does not decode
+//     or verify is reported (Damaged) and left alone; the rest is served.
+//
+// A Store is safe for concurrent use. Nothing else may write its bucket.
+type Store struct {
+	db  *bolt.DB
+	clk clock.Clock
+	lim Limits
+
+	mu      sync.Mutex
+	entries map[crypto.Address]*entry
+	slots   int
+	damaged []DamagedRecord
+}
+
+// Open opens the store in db (creating its bucket) and reads what it
+// holds.
+func Open(db *bolt.DB, clk clock.Clock, lim Limits) (*Store, error) {
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	s := &Store{db: db, clk: clk, lim: lim.withDefaults(), entries: map[crypto.Address]*entry{}}
+	err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(storeBucket)
+		if err != nil {
+			return fmt.Errorf("fapp: bucket %s: %w", storeBucket, err)
+		}
+		return b.ForEach(func(k, v []byte) error {
+			e, err := decodeRecord(k, v)
+			if err != nil {
+				s.damaged = append(s.damaged, DamagedRecord{Key: append([]byte(nil), k...), Err: err})
+				return nil
+			}
+			s.entries[e.addr] = e
+			s.slots += e.cost()
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Damaged lists the records Open could not read.
+func (s *Store) Damaged() []DamagedRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]DamagedRecord(nil), s.damaged...)
+}
+
+func encodeRecord(e *entry) []byte {
+	v := make([]byte, recordHeader, recordHeader+len(e.frame))
+	v[0] = recordVersion
+	binary.BigEndian.PutUint64(v[1:], uint64(e.keepUntil.Unix()))
+	binary.BigEndian.PutUint64(v[9:], e.seq)
+	return append(v, e.frame...)
+}
+
+func decodeRecord(k, v []byte) (*entry, error) {
+	if len(k) != crypto.AddressSize {
+		return nil, fmt.Errorf("%w: key %x is not a %d-byte address", ErrDamagedRecord, k, crypto.AddressSize)
+	}
+	if len(v) < recordHeader || v[0] != recordVersion {
+		return nil, fmt.Errorf("%w: record %x of %d bytes, version %d", ErrDamagedRecord, k, len(v), firstByte(v))
+	}
+	e := &entry{seq: binary.BigEndian.Uint64(v[9:])}
+	copy(e.addr[:], k)
+	e.keepUntil = time.Unix(int64(binary.BigEndian.Uint64(v[1:])), 0)
+	if len(v) == recordHeader {
+		return e, nil
+	}
+	frame := append([]byte(nil), v[recordHeader:]...)
+	a, err := DecodeSlotAnnounce(frame)
+	if err != nil {
+		return nil, fmt.Errorf("%w: record %x: %w", ErrDamagedRecord, k, err)
+	}
+	if a.Therapist() != e.addr || a.Seq != e.seq {
+		return nil, fmt.Errorf("%w: record %x holds the announce of %s seq %d", ErrDamagedRecord, k, a.Therapist().Short(), a.Seq)
+	}
+	if e.tbs, err = tbsHash(&a); err != nil {
+		return nil, fmt.Errorf("%w: record %x: %w", ErrDamagedRecord, k, err)
+	}
+	e.ann, e.frame = &a, frame
+	return e, nil
+}
+
+func firstByte(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	return int(b[0])
+}
+
+func tbsHash(a *SlotAnnounce) ([32]byte, error) {
+	tbs, err := a.SigningBytes()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(tbs), nil
+}
+
+// Insert checks an announce frame from the network and caches it (see
+// Store). Errors: the decoder's (messages.ErrTooLarge, ErrMalformed,
+// ErrBadSignature, ..., ErrUnbound), ErrExpired, ErrTTLTooLong, ErrStale,
+// ErrSeqConflict, ErrStoreFull, or a database error. A Duplicate is not
+// an error: the caller need not forward it again.
+func (s *Store) Insert(frame []byte) (Outcome, error) {
+	a, err := DecodeSlotAnnounce(frame)
+	if err != nil {
+		return 0, err
+	}
+	now := s.clk.Now()
+	if exp := a.ExpiresAt(); !exp.After(now) {
+		return 0, fmt.Errorf("%w: %s seq %d expired at %s", ErrExpired, a.Therapist().Short(), a.Seq, exp.UTC().Format(time.RFC3339))
+	} else if exp.After(now.Add(s.lim.MaxTTL)) {
+		return 0, fmt.Errorf("%w: %s seq %d expires at %s, more than %s from now", ErrTTLTooLong, a.Therapist().Short(), a.Seq, exp.UTC().Format(time.RFC3339), s.lim.MaxTTL)
+	}
+	h, err := tbsHash(&a)
+	if err != nil {
+		return 0, err
+	}
+	addr := a.Therapist()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.entries[addr]
+	outcome := Added
+	if old != nil {
+		switch {
+		case a.Seq < old.seq:
+			return 0, fmt.Errorf("%w: %s seq %d, holding %d", ErrStale, addr.Short(), a.Seq, old.seq)
+		case a.Seq == old.seq && old.ann != nil && old.tbs == h:
+			return Duplicate, nil
+		case a.Seq == old.seq:
+			return 0, fmt.Errorf("%w: %s seq %d", ErrSeqConflict, addr.Short(), a.Seq)
+		}
+		outcome = Replaced
+	}
+	victims, err := s.makeRoomLocked(addr, old, len(a.Slots))
+	if err != nil {
+		return 0, err
+	}
+	e := &entry{addr: addr, seq: a.Seq, keepUntil: now.Add(s.lim.MaxTTL), ann: &a, frame: append([]byte(nil), frame...), tbs: h}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(storeBucket)
+		if b == nil {
+			return fmt.Errorf("fapp: bucket %s missing", storeBucket)
+		}
+		for _, v := range victims {
+			if err := b.Delete(v.addr[:]); err != nil {
+				return err
+			}
+		}
+		return b.Put(addr[:], encodeRecord(e))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("fapp: store announce: %w", err)
+	}
+	for _, v := range victims {
+		s.slots -= v.cost()
+		delete(s.entries, v.addr)
+	}
+	if old != nil {
+		s.slots -= old.cost()
+	}
+	s.entries[addr] = e
+	s.slots += e.cost()
+	return outcome, nil
+}
+
+// makeRoomLocked picks the entries to remove so that a set of cost slots
+// from addr (replacing old, if any) fits: remembered-only therapists
+// first (the oldest), then the therapists holding the most slots, as long
+// as they hold strictly more than cost. It changes nothing.
+func (s *Store) makeRoomLocked(addr crypto.Address, old *entry, cost int) ([]*entry, error) {
+	slots := s.slots + cost
+	count := len(s.entries)
+	if old != nil {
+		slots -= old.cost()
+	} else {
+		count++
+	}
+	if slots <= s.lim.MaxSlots && count <= s.lim.MaxTherapists {
+		return nil, nil
+	}
+	var tomb, held []*entry
+	for a, e := range s.entries {
+		if a == addr {
+			continue
+		}
+		if e.ann == nil {
+			tomb = append(tomb, e)
+		} else {
+			held = append(held, e)
+		}
+	}
+	sort.Slice(tomb, func(i, j int) bool { return tomb[i].keepUntil.Before(tomb[j].keepUntil) })
+	sort.Slice(held, func(i, j int) bool {
+		ci, cj := held[i].cost(), held[j].cost()
+		if ci != cj {
+			return ci > cj
+		}
+		if !held[i].ann.ExpiresAt().Equal(held[j].ann.ExpiresAt()) {
+			return held[i].ann.ExpiresAt().Before(held[j].ann.ExpiresAt())
+		}
+		return bytes.Compare(held[i].addr[:], held[j].addr[:]) < 0
+	})
+	var victims []*entry
+	for count > s.lim.MaxTherapists && len(tomb) > 0 {
+		victims = append(victims, tomb[0])
+		tomb = tomb[1:]
+		count--
+	}
+	for slots > s.lim.MaxSlots || count > s.lim.MaxTherapists {
+		if len(held) == 0 || held[0].cost() <= cost {
+			return nil, fmt.Errorf("%w: %d slots of %d, %d therapists of %d; %s brings %d slots and no one holds more",
+				ErrStoreFull, s.slots, s.lim.MaxSlots, len(s.entries), s.lim.MaxTherapists, addr.Short(), cost)
+		}
+		victims = append(victims, held[0])
+		slots -= held[0].cost()
+		count--
+		held = held[1:]
+	}
+	return victims, nil
+}
+
+// Expire removes the announces that expired by now (their therapists'
+// sequence numbers are kept until MaxTTL after their last announce) and
+// forgets therapists whose time is up, in one transaction. It reports how
+// many announces expired and how many therapists were forgotten.
+func (s *Store) Expire() (expired, forgotten int, err error) {
+	now := s.clk.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var exp, gone []*entry
+	for _, e := range s.entries {
+		switch {
+		case e.ann == nil && !e.keepUntil.After(now):
+			gone = append(gone, e)
+		case e.ann != nil && !e.ann.ExpiresAt().After(now):
+			exp = append(exp, e)
+		}
+	}
+	if len(exp) == 0 && len(gone) == 0 {
+		return 0, 0, nil
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(storeBucket)
+		if b == nil {
+			return fmt.Errorf("fapp: bucket %s missing", storeBucket)
+		}
+		for _, e := range gone {
+			if err := b.Delete(e.addr[:]); err != nil {
+				return err
+			}
+		}
+		for _, e := range exp {
+			t := *e
+			t.ann, t.frame = nil, nil
+			if err := b.Put(e.addr[:], encodeRecord(&t)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("fapp: expire: %w", err)
+	}
+	for _, e := range gone {
+		delete(s.entries, e.addr)
+	}
+	for _, e := range exp {
+		s.slots -= e.cost()
+		e.ann, e.frame = nil, nil
+	}
+	return len(exp), len(gone), nil
+}
+
+// Query returns the slots that match f, of announces not expired, that
+// have not started yet, sorted by start time, at most f.Limit().
+func (s *Store) Query(f Filter) []Result {
+	now := s.clk.Now()
+	if f.From.Before(now) {
+		f.From = now
+	}
+	lim := f.Limit()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Result
+	for _, e := range s.entries {
+		a := e.ann
+		if a == nil || !a.ExpiresAt().After(now) {
+			continue
+		}
+		for _, sl := range a.Slots {
+			if f.Matches(a.PLZ, sl) {
+				out = append(out, Result{ID: SlotID{Therapist: e.addr, Slot: sl.ID}, Slot: sl, Announce: a, Frame: e.frame})
+			}
+		}
+	}
+	SortResults(out)
+	if len(out) > lim {
+		out = out[:lim]
+	}
+	return out
+}
+
+// Answer is what a relay sends back for a query: the announces (frames)
+// holding the first matching slots, in result order, at most
+// MaxResponseAnnounces of them, and the results they cover.
+func (s *Store) Answer(q *SlotQuery) ([][]byte, []Result) {
+	rs := s.Query(q.Filter())
+	return AnnouncesOf(rs)
+}
+
+// AnnouncesOf picks the distinct announces of results, in order, up to
+// MaxResponseAnnounces, and the results they cover.
+func AnnouncesOf(rs []Result) ([][]byte, []Result) {
+	var frames [][]byte
+	idx := map[crypto.Address]bool{}
+	var kept []Result
+	for _, r := range rs {
+		if !idx[r.ID.Therapist] {
+			if len(frames) == MaxResponseAnnounces {
+				continue
+			}
+			idx[r.ID.Therapist] = true
+			frames = append(frames, r.Frame)
+		}
+		kept = append(kept, r)
+	}
+	return frames, kept
+}
+
+// Get returns the announce held from therapist.
+func (s *Store) Get(therapist crypto.Address) (*SlotAnnounce, []byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[therapist]
+	if e == nil || e.ann == nil || !e.ann.ExpiresAt().After(s.clk.Now()) {
+		return nil, nil, false
+	}
+	return e.ann, e.frame, true
+}
+
+// Seq is the highest sequence number accepted from therapist (0: none).
+func (s *Store) Seq(therapist crypto.Address) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[therapist]; e != nil {
+		return e.seq
+	}
+	return 0
+}
+
+// Len is the number of announces held (not counting remembered-only
+// therapists).
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.entries {
+		if e.ann != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Slots is the number of slots held.
+func (s *Store) Slots() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.slots
+}
