@@ -137,7 +137,7 @@ func TestGoldenSlotResponse(t *testing.T) {
 		}, f)
 	}
 	frame := readGolden(t, "slot_response.golden")
-	rs, bad, err := q.Open(frame)
+	rs, bad, err := q.Open(frame, t0)
 	if err != nil || bad != 0 {
 		t.Fatalf("Open: %v (bad %d)", err, bad)
 	}

@@ -135,7 +135,7 @@ type SlotQuery struct {
 }
 
 // MaxSlotQuerySize is checked before decoding; the largest valid query is
-// 83 bytes.
+// 78 bytes.
 const MaxSlotQuerySize = 96
 
 // PendingQuery is the patient's side of a query: the frame's fields and

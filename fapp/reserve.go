@@ -286,6 +286,17 @@ func (r *Reservation) OpenAnswer(frame []byte) (Status, error) {
 	return r.Status, nil
 }
 
+func decodeReserveBody(pt []byte) (reserveBody, error) {
+	var b reserveBody
+	if err := messages.UnmarshalCanonical(pt, &b); err != nil {
+		return reserveBody{}, err
+	}
+	if err := checkText("note", b.Note); err != nil {
+		return reserveBody{}, fmt.Errorf("%w: %w", messages.ErrMalformed, err)
+	}
+	return b, nil
+}
+
 func decodeAnswerBody(pt []byte) (answerBody, error) {
 	var b answerBody
 	if err := messages.UnmarshalCanonical(pt, &b); err != nil {
@@ -328,12 +339,9 @@ func OpenReserve(key *crypto.SealingKey, self crypto.Address, frame []byte) (Req
 	if err != nil {
 		return Request{}, fmt.Errorf("%w: reservation: %w", ErrOpen, err)
 	}
-	var b reserveBody
-	if err := messages.UnmarshalCanonical(pt, &b); err != nil {
+	b, err := decodeReserveBody(pt)
+	if err != nil {
 		return Request{}, err
-	}
-	if err := checkText("note", b.Note); err != nil {
-		return Request{}, fmt.Errorf("%w: %w", messages.ErrMalformed, err)
 	}
 	return Request{ID: m.ReservationID, Slot: b.Slot, Seq: b.Seq, Note: b.Note, ReplyKey: m.ReplyKey}, nil
 }

@@ -2,6 +2,7 @@ package fapp
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/messages"
@@ -117,9 +118,10 @@ type Result struct {
 // Open opens a response to this query and returns the matching slots of
 // the announces it carries, each verified (an announce that does not
 // decode or verify is skipped and counted in bad), filtered with the
-// query's filter and sorted by start time. A response to another query,
-// or one that does not open, is ErrOpen.
-func (p *PendingQuery) Open(frame []byte) (results []Result, bad int, err error) {
+// query's filter, without slots that started before now, sorted by start
+// time. A response to another query, or one that does not open, is
+// ErrOpen.
+func (p *PendingQuery) Open(frame []byte, now time.Time) (results []Result, bad int, err error) {
 	r, err := DecodeSlotResponse(frame)
 	if err != nil {
 		return nil, 0, err
@@ -139,6 +141,9 @@ func (p *PendingQuery) Open(frame []byte) (results []Result, bad int, err error)
 		return nil, 0, fmt.Errorf("%w: response with %d announces, limit %d", messages.ErrTooLarge, len(frames), MaxResponseAnnounces)
 	}
 	f := p.Query.Filter()
+	if f.From.Before(now) {
+		f.From = now
+	}
 	for _, fr := range frames {
 		a, err := DecodeSlotAnnounce(fr)
 		if err != nil {

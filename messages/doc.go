@@ -44,7 +44,8 @@
 //	0x3   fragment             reserved
 //	0x4   KeyPackage request   reserved
 //	0x5   KeyPackage response  reserved
-//	0x6   FAPP                 reserved
+//	0x6   FAPP                 FrameFAPP: fapp.TagFAPP (fapp/wire.go), all six
+//	                           FAPP messages, the kind in element 1
 //	0x7   compact envelope     FrameCompact, TagCompact (compact.go): sealed,
 //	                           sender-authenticated by HPKE auth mode, unsigned
 //	0x8 … 0xE                  unassigned
