@@ -342,6 +342,9 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.endTrace(ctx, m.probe, ErrTraceTimeout)
 	case *messages.PeerUp:
 		r.links[m.Link.Peer]++
+		if m.Link.Broadcast {
+			r.flood.RadioLink(m.Link.Peer, true)
+		}
 		r.core.Links.UpLink(m.Link)
 		if r.core.Unlinked[m.Link.Peer] {
 			// Back after our restart: what is held for the destinations
@@ -364,6 +367,9 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		}
 		r.routeUp(ctx, m.Link.Peer, now)
 	case *messages.PeerDown:
+		if m.Link.Broadcast {
+			r.flood.RadioLink(m.Link.Peer, false)
+		}
 		r.core.Links.Down(m.Link.Peer, m.Link.ID)
 		if r.links[m.Link.Peer]--; r.links[m.Link.Peer] <= 0 {
 			delete(r.links, m.Link.Peer)

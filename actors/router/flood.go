@@ -20,11 +20,18 @@ import (
 //     radio that does not measure counts as midway). So a weak-signal
 //     receiver, likely further away and reaching new ground, tends to go
 //     first, as in Meshtastic.
-//   - Suppression: when, during the delay, a neighbour is heard over a
-//     radio re-broadcasting the same announce (same destination and
-//     sequence), the radio part of ours is cancelled: Fire reports it
-//     suppressed, and the router sends it only to the peers it reaches
-//     by other transports (BroadcastFrame.SkipBroadcast).
+//   - Suppression: a re-broadcast on the radio serves only the radio
+//     neighbours that do not have the announce yet. When every radio
+//     neighbour (but the announce's own origin) has been heard sending
+//     it during the delay (the first copy or a re-broadcast of its
+//     own), nobody is left to serve: Fire reports it suppressed, and the
+//     router sends it only to the peers it reaches by other transports
+//     (BroadcastFrame.SkipBroadcast). This is safe where the simpler
+//     counter-based rule (cancel after hearing k copies, as Meshtastic
+//     does with one) cuts a sparse mesh at its bridges: the node that
+//     joins two clusters hears its own cluster re-broadcast and would
+//     never pass the announce on. In a dense mesh it saves less (the
+//     last nodes whose timers run out have heard everyone).
 //
 // A newer announce of a destination (or the same one over a shorter
 // path) replaces the pending one: the older's timer then finds nothing
@@ -33,17 +40,18 @@ import (
 // nothing).
 type Flood struct {
 	pending map[[16]byte]*floodEntry
+	radio   map[[16]byte]int // radio neighbours: their links that broadcast
 	nextID  uint64
 	// Rand draws the delays: a value in [0, n). Nil: math/rand/v2.
 	Rand func(n int64) int64
 }
 
 type floodEntry struct {
-	id         uint64
-	seq        uint64
-	from       [16]byte
-	radio      bool
-	suppressed bool
+	id    uint64
+	seq   uint64
+	from  [16]byte
+	radio bool              // heard over a radio
+	heard map[[16]byte]bool // radio neighbours heard sending it
 }
 
 // Managed-flood constants.
@@ -58,7 +66,21 @@ const (
 )
 
 // NewFlood returns a flood with nothing pending.
-func NewFlood() *Flood { return &Flood{pending: map[[16]byte]*floodEntry{}} }
+func NewFlood() *Flood {
+	return &Flood{pending: map[[16]byte]*floodEntry{}, radio: map[[16]byte]int{}}
+}
+
+// RadioLink notes a link to peer over a transport that broadcasts coming
+// up (up) or going down.
+func (f *Flood) RadioLink(peer [16]byte, up bool) {
+	if up {
+		f.radio[peer]++
+		return
+	}
+	if f.radio[peer]--; f.radio[peer] <= 0 {
+		delete(f.radio, peer)
+	}
+}
 
 func (f *Flood) rand(n int64) int64 {
 	if n <= 0 {
@@ -96,33 +118,40 @@ func SignalWeight(sig messages.Signal) float64 {
 // the id Fire takes.
 func (f *Flood) Schedule(dest [16]byte, seq uint64, from [16]byte, sig messages.Signal) (time.Duration, uint64) {
 	f.nextID++
-	f.pending[dest] = &floodEntry{id: f.nextID, seq: seq, from: from, radio: sig.Radio}
+	e := &floodEntry{id: f.nextID, seq: seq, from: from, radio: sig.Radio, heard: map[[16]byte]bool{}}
+	if sig.Radio {
+		e.heard[from] = true
+	}
+	f.pending[dest] = e
 	return f.Delay(sig), f.nextID
 }
 
-// Heard notes a copy of dest's announce seq from from that is not to be
-// re-broadcast itself: when it came over a radio from another neighbour
-// than the copy whose re-broadcast is pending, that neighbour has
-// re-broadcast it, and the pending one is suppressed on the radio. It
-// reports whether it suppressed one now.
-func (f *Flood) Heard(dest [16]byte, seq uint64, from [16]byte, sig messages.Signal) bool {
-	e := f.pending[dest]
-	if e == nil || e.suppressed || !e.radio || !sig.Radio || e.seq != seq || e.from == from {
-		return false
+// Heard notes a copy of dest's announce seq from from: over a radio,
+// from now has it.
+func (f *Flood) Heard(dest [16]byte, seq uint64, from [16]byte, sig messages.Signal) {
+	if e := f.pending[dest]; e != nil && sig.Radio && e.seq == seq {
+		e.heard[from] = true
 	}
-	e.suppressed = true
-	return true
 }
 
 // Fire takes the pending re-broadcast id of dest: ok is false when it
-// was replaced (or is unknown), suppressed when a neighbour's was heard.
+// was replaced (or is unknown); suppressed when it came over a radio and
+// every radio neighbour but dest itself has been heard sending it.
 func (f *Flood) Fire(dest [16]byte, id uint64) (suppressed, ok bool) {
 	e := f.pending[dest]
 	if e == nil || e.id != id {
 		return false, false
 	}
 	delete(f.pending, dest)
-	return e.suppressed, true
+	if !e.radio || len(f.radio) == 0 { // no radio neighbours known (a restart): send
+		return false, true
+	}
+	for n := range f.radio {
+		if n != dest && !e.heard[n] {
+			return false, true
+		}
+	}
+	return true, true
 }
 
 // Pending is the number of re-broadcasts waiting.

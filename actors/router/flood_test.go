@@ -44,41 +44,51 @@ func TestFloodDelayWeighsTheSignal(t *testing.T) {
 }
 
 func TestFloodSuppression(t *testing.T) {
-	dest, a, b := [16]byte{1}, [16]byte{2}, [16]byte{3}
+	dest, a, b, c := [16]byte{1}, [16]byte{2}, [16]byte{3}, [16]byte{4}
 	radio := messages.Signal{Radio: true, Airtime: time.Second}
 	f := NewFlood()
+	// Nothing known of the radio's neighbours: never suppressed.
 	_, id := f.Schedule(dest, 7, a, radio)
-	// The same copy again, an older or newer sequence, or a copy over
-	// TCP: no suppression.
-	for _, h := range []struct {
-		seq  uint64
-		from [16]byte
-		sig  messages.Signal
-	}{{7, a, radio}, {6, b, radio}, {8, b, radio}, {7, b, messages.Signal{}}} {
-		if f.Heard(dest, h.seq, h.from, h.sig) {
-			t.Fatalf("suppressed by %+v", h)
-		}
+	if s, ok := f.Fire(dest, id); !ok || s {
+		t.Fatalf("suppressed %v ok %v without known neighbours", s, ok)
 	}
-	if !f.Heard(dest, 7, b, radio) || f.Heard(dest, 7, b, radio) {
-		t.Fatal("a neighbour's re-broadcast over the radio did not suppress ours (once)")
+	for _, p := range [][16]byte{dest, a, b, c} {
+		f.RadioLink(p, true)
 	}
+	// Heard from a (the first copy) and b: c still lacks it.
+	_, id = f.Schedule(dest, 7, a, radio)
+	f.Heard(dest, 7, b, radio)
+	f.Heard(dest, 6, c, radio)             // an older announce
+	f.Heard(dest, 7, c, messages.Signal{}) // over TCP
+	if s, ok := f.Fire(dest, id); !ok || s {
+		t.Fatalf("suppressed %v ok %v while c lacks the announce", s, ok)
+	}
+	// Every neighbour but the origin sent it: nobody left to serve.
+	_, id = f.Schedule(dest, 8, a, radio)
+	f.Heard(dest, 8, b, radio)
+	f.Heard(dest, 8, c, radio)
 	if s, ok := f.Fire(dest, id); !ok || !s {
-		t.Fatalf("fire: suppressed %v ok %v", s, ok)
+		t.Fatalf("suppressed %v ok %v with every neighbour served", s, ok)
 	}
 	if _, ok := f.Fire(dest, id); ok || f.Pending() != 0 {
 		t.Fatal("fired twice")
 	}
+	// A link going down shrinks what is to serve.
+	f.RadioLink(c, false)
+	_, id = f.Schedule(dest, 9, a, radio)
+	f.Heard(dest, 9, b, radio)
+	if s, _ := f.Fire(dest, id); !s {
+		t.Fatal("c's link is gone; still not suppressed")
+	}
 	// A newer announce replaces the pending one; the older timer sends
-	// nothing. An announce heard over TCP is never suppressed.
-	_, old := f.Schedule(dest, 8, a, radio)
-	_, cur := f.Schedule(dest, 9, b, messages.Signal{})
+	// nothing. One heard over TCP is never suppressed.
+	_, old := f.Schedule(dest, 10, a, radio)
+	_, cur := f.Schedule(dest, 11, b, messages.Signal{})
 	if _, ok := f.Fire(dest, old); ok {
 		t.Fatal("the replaced re-broadcast fired")
 	}
-	if f.Heard(dest, 9, a, radio) {
-		t.Fatal("an announce heard over TCP was suppressed")
-	}
+	f.Heard(dest, 11, a, radio)
 	if s, ok := f.Fire(dest, cur); !ok || s {
-		t.Fatalf("fire: suppressed %v ok %v", s, ok)
+		t.Fatalf("an announce heard over TCP: suppressed %v ok %v", s, ok)
 	}
 }

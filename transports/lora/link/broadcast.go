@@ -215,11 +215,16 @@ func (t *Transport) deliverBcastLocked(p *peer, frame []byte, sig messages.Signa
 	c.pushLocked(frame, sig)
 	t.st.stats.BroadcastsReceived++
 	// A neighbour broadcast an announce we hold for a broadcast of our
-	// own (a re-broadcast, or one for new neighbours): whoever hears us
-	// heard it from them, likely, so ours stays home (the link's half of
-	// the managed flood; the router's half is router.Flood).
+	// own (a re-broadcast, or one for new neighbours): it has it. Once
+	// every peer but the announce's origin has it, ours would serve
+	// nobody and stays home (the link's half of the managed flood; the
+	// router's half is router.Flood).
 	if heard := newOutFrame(nil, frame, messages.Control); heard.ann {
-		if n := t.st.queue.suppress(heard.annDest, heard.annSeq); n > 0 {
+		peers := make([][16]byte, 0, len(t.st.peers))
+		for a := range t.st.peers {
+			peers = append(peers, [16]byte(a))
+		}
+		if n := t.st.queue.suppress(heard.annDest, heard.annSeq, p.addr, peers); n > 0 {
 			t.st.stats.AnnouncesSuppressed += uint64(n)
 			t.st.spaceSig.fire()
 		}

@@ -217,13 +217,14 @@ func TestQueueCollapse(t *testing.T) {
 	}
 }
 
-// A queued broadcast announce is dropped when a neighbour is heard
-// broadcasting the same one first (the link's half of the managed flood).
-func TestQueuedAnnounceSuppressedByANeighbours(t *testing.T) {
+// A queued broadcast announce is dropped once every peer but the
+// announce's origin has been heard broadcasting it (the link's half of
+// the managed flood): one peer's broadcast is not enough.
+func TestQueuedAnnounceSuppressedWhenEveryPeerHasIt(t *testing.T) {
 	s := newSim(t, 4)
 	mesh(t, s, 3, Options{})
 	s.run(time.Minute)
-	a, b := s.nodes[0], s.nodes[1]
+	a, b, c := s.nodes[0], s.nodes[1], s.nodes[2]
 	dest, _ := crypto.NewIdentity(nil)
 	ann := announceOf(t, dest, s.clk.Now())
 	b.tr.mu.Lock()
@@ -233,6 +234,13 @@ func TestQueuedAnnounceSuppressedByANeighbours(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := a.tr.Broadcast(ann, messages.Control); err != nil {
+		t.Fatal(err)
+	}
+	s.runUntil("a's heard", func() bool { return b.tr.Stats().BroadcastsReceived >= 1 }, time.Minute)
+	if st := b.tr.Stats(); st.AnnouncesSuppressed != 0 || st.Queued != 1 {
+		t.Fatalf("dropped while c lacks it: %+v", st)
+	}
+	if err := c.tr.Broadcast(ann, messages.Control); err != nil {
 		t.Fatal(err)
 	}
 	s.runUntil("suppressed", func() bool { return b.tr.Stats().AnnouncesSuppressed == 1 }, time.Minute)

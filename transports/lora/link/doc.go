@@ -90,10 +90,11 @@
 //	                     round, which the receiver answers with ACK or NACK
 //	                kkk: the kind, below
 //	1       2     destination hint: the first two bytes of the destination's
-//	              address; ff ff broadcast (HELLOs)
+//	              address; ff ff broadcast (HELLOs, broadcast DATA)
 //	3       2     source hint: the first two bytes of the sender's address
 //	5       n     body
-//	5+n     4     MAC (DATA, ACK, NACK, BYE; not HELLOs): see "Link MAC"
+//	5+n     4     MAC (DATA, ACK, NACK, BYE; not HELLOs, not broadcast
+//	              DATA): see "Link MAC"
 //
 //	byte   kind   body
 //	d1     DATA   a lora fragment (transports/lora, fragment.go): 03, message
@@ -114,6 +115,8 @@
 //	              trailing zero byte; 1..32 bytes. No bitmap: the receiver holds
 //	              nothing of the message, resend it all
 //	d5     BYE    nothing: the sender closed its Conn to the destination
+//	d6     BDATA  broadcast DATA: a lora fragment as in DATA, destination
+//	              ff ff, no poll, no MAC, ids of their own; see "Broadcast"
 //
 // Sizes: header 5 B, MAC 4 B, data overhead 14 B (header, fragment header
 // and MAC), HELLO 106 B, ACK 11 B, NACK 11 to 43 B, BYE 9 B. One packet
@@ -137,6 +140,61 @@
 //	airtime, 125 kHz    SF7: 328 ms + 41 ms ACK  SF12: 13.8 s + 1.2 s ACK
 //	                    (323 + 36 ms)            (11.8 s + 1.0 s)
 //
+// # Broadcast
+//
+// A frame meant for every neighbour (an announce, its re-broadcast, a
+// flooded envelope; transports.Broadcaster, Transport.Broadcast) goes out
+// once for all peers, as BDATA packets: the data packet's layout, kind 6,
+// destination ff ff, 10 bytes of overhead (no MAC), the same frame bytes
+// per packet as DATA (so a BDATA packet is up to 4 bytes shorter than
+// the MTU). A 148-byte announce is one 158-byte packet at MTU 255: 256 ms
+// at SF7, against 19 unicast DATA packets of 162 B and 19 ACKs for 19
+// neighbours (5.8 s). Nobody acknowledges a broadcast and nothing
+// retransmits it: a lost one is repaired by the next announce round.
+//
+// Message ids of broadcasts are a 16-bit space of their own; receivers
+// reassemble by source hint and id, and deliver the frame on the Conn of
+// the source peer (made now, as for a unicast frame from a known peer,
+// when it has none; ReadFrameSignal says it came as a broadcast). A
+// broadcast from a hint without a HELLO is counted
+// (Stats.BroadcastUnknown) and, when complete, held for up to 64 HELLO
+// airtimes (at least 30 s; at most 8 frames), so that a new neighbour's
+// first announce, sent the moment its link came up, is not lost because
+// its HELLO has not reached us yet. A broadcast from a hint that several
+// peers share is delivered only when it names its sender itself (an
+// announce of its own, hops 0, for the peer of that address); others are
+// dropped and counted.
+//
+// Authentication: a broadcast cannot carry a pairwise MAC, so it is
+// authenticated by its content alone: announces are signed by their
+// origin (and checked by the announcer before anything changes), and
+// envelopes are signed or sealed end to end. What that leaves open: the
+// source hint is not authenticated, so anyone in range can replay a
+// (valid, signed) announce as if a given neighbour had re-broadcast it,
+// making the router take that neighbour as the next hop to the announce's
+// origin (until a better path or the route's expiry), or spend that
+// neighbour's rate limit. The data such a route attracts is still sealed
+// and signed end to end, and the outbox's retransmission and the
+// receipts show a path that does not deliver. A broadcast MAC would need
+// a group key, which a mesh of strangers does not have.
+//
+// The announce share: announces (frames whose tag says FrameAnnounce,
+// unicast or broadcast) may use at most Options.AnnounceShare of the
+// radio's time (default 2 %, as Reticulum caps announces at 2 % of an
+// interface's bandwidth): after an announce packet of airtime a, the next
+// announce frame waits until a/share has passed since the later of its
+// start and the end of the previous wait (announceGate). So over any
+// span of time w the radio's announces last at most share × w plus one
+// frame; they wait and never go early, and idle time earns no burst.
+// Other frames pass the waiting announces. Waiting announces are served
+// in order, the node's own (hops 0) first; a
+// queued announce is replaced by a newer one of the same destination and
+// target (Stats.AnnouncesCollapsed), and a queued broadcast announce is
+// dropped once every peer but its origin has been heard broadcasting it
+// (Stats.AnnouncesSuppressed: it would serve nobody). Stats.Airtime
+// accounts the radio's airtime by kind (announce, hello, data, ACK/NACK/
+// BYE).
+//
 // # Link MAC
 //
 // The MAC of a packet is the first 4 bytes of HMAC-SHA256 over every byte
@@ -154,7 +212,8 @@
 // the two 16-byte addresses in byte order, d is 00 when the sender is lo
 // and 01 when it is hi: the two directions have different keys, so a
 // packet cannot be reflected to its sender. A HELLO needs no MAC (it is
-// signed), and a packet for every neighbour cannot have a pairwise one.
+// signed), and a packet for every neighbour cannot have a pairwise one
+// (see "Broadcast").
 //
 // # Selective repeat
 //

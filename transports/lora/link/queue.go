@@ -17,6 +17,9 @@ type outFrame struct {
 	annDest [16]byte
 	annSeq  uint64
 	annHops uint8
+	// annHeard: the peers heard broadcasting the same announce while
+	// this one waited (suppress).
+	annHeard map[[16]byte]bool
 }
 
 // outQueue is the radio's outbound queue: one FIFO per priority, bounded
@@ -133,18 +136,28 @@ func (q *outQueue) collapse(f *outFrame) bool {
 	return false
 }
 
-// suppress drops the queued broadcast announces of dest whose sequence
-// is at most seq, and returns how many it dropped.
-func (q *outQueue) suppress(dest [16]byte, seq uint64) int {
+// suppress notes that the peer from broadcast dest's announce seq: the
+// queued broadcast announces of dest of that sequence or older count it
+// as served, and those for which every peer of peers (but dest itself)
+// is served are dropped; it returns how many it dropped. (The link's
+// half of the managed flood, the rule of router.Flood: a broadcast only
+// serves the neighbours that lack it.)
+func (q *outQueue) suppress(dest [16]byte, seq uint64, from [16]byte, peers [][16]byte) int {
 	dropped := 0
 	for p := range q.q {
 		kept := q.q[p][:0]
 		for _, f := range q.q[p] {
 			if f.c == nil && f.ann && f.annDest == dest && f.annSeq <= seq {
-				dropped++
-				q.n--
-				q.b -= len(f.data)
-				continue
+				if f.annHeard == nil {
+					f.annHeard = map[[16]byte]bool{}
+				}
+				f.annHeard[from] = true
+				if served(f.annHeard, peers, dest) {
+					dropped++
+					q.n--
+					q.b -= len(f.data)
+					continue
+				}
 			}
 			kept = append(kept, f)
 		}
@@ -154,11 +167,22 @@ func (q *outQueue) suppress(dest [16]byte, seq uint64) int {
 	return dropped
 }
 
+// served reports whether every peer but dest is in heard.
+func served(heard map[[16]byte]bool, peers [][16]byte, dest [16]byte) bool {
+	for _, p := range peers {
+		if p != dest && !heard[p] {
+			return false
+		}
+	}
+	return true
+}
+
 // peekSkip is the frame to send next: the oldest of the highest
 // priority, passing over announces when skipAnn (the announce share is
-// used up); when that is an announce, the one of fewest hops among the
-// announces of its priority (the oldest of those), as Reticulum orders
-// its announce queue: near destinations first. Nil when none.
+// used up); when that is an announce, the node's own announces (hops 0)
+// go before the others, which keep their order: a relay whose queue is
+// full of announces for far destinations still tells its neighbours about
+// itself first, and no destination starves. Nil when none.
 func (q *outQueue) peekSkip(skipAnn bool) *outFrame {
 	for p := numPriorities - 1; p >= 0; p-- {
 		var best *outFrame
@@ -167,7 +191,7 @@ func (q *outQueue) peekSkip(skipAnn bool) *outFrame {
 			case f.ann && skipAnn:
 			case !f.ann && best == nil:
 				return f
-			case f.ann && (best == nil || f.annHops < best.annHops):
+			case f.ann && (best == nil || f.annHops == 0 && best.annHops > 0):
 				best = f
 			}
 		}
