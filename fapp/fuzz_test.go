@@ -12,8 +12,10 @@ import (
 // relay's Peek and Forward, and what patient and therapist open. Whatever
 // the bytes: no panic, only typed errors, and what decodes re-encodes to
 // the same bytes (one encoding per meaning). `go test ./fapp` runs the
-// seeds; `go test ./fapp -run X -fuzz FuzzDecodeSlotAnnounce -fuzztime 15s`
-// fuzzes one.
+// seeds; `go test ./fapp -run X -fuzz '^FuzzDecodeSlotQuery$' -fuzztime
+// 15s -fuzzminimizetime 2s` fuzzes one (without the minimize bound the
+// engine can spend most of a short run shrinking one long input that a
+// small limit refuses at once).
 
 var wireErrors = []error{messages.ErrTooLarge, messages.ErrUnknownType, messages.ErrUnsupportedVersion,
 	messages.ErrMalformed, messages.ErrBadSignature, messages.ErrHopLimit, ErrUnbound, ErrOpen}
