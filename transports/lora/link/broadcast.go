@@ -34,6 +34,7 @@ type SignalRadio interface {
 var (
 	_ SignalRadio = (*MockRadio)(nil)
 	_ SignalRadio = (*RNodeRadio)(nil)
+	_ SignalRadio = (*RNodeDeviceRadio)(nil)
 
 	_ transports.Broadcaster   = (*Transport)(nil)
 	_ transports.BroadcastConn = (*conn)(nil)
@@ -50,6 +51,12 @@ func (r *MockRadio) RecvSignal(ctx context.Context) ([]byte, PacketSignal, error
 // RecvSignal is Recv with the modem's RSSI and SNR of the packet.
 func (r *RNodeRadio) RecvSignal(ctx context.Context) ([]byte, PacketSignal, error) {
 	p, err := r.m.Recv(ctx)
+	return p.Data, PacketSignal{Measured: p.Measured, SNR: p.SNR, RSSI: p.RSSI}, err
+}
+
+// RecvSignal is Recv with the modem's RSSI and SNR of the packet.
+func (r *RNodeDeviceRadio) RecvSignal(ctx context.Context) ([]byte, PacketSignal, error) {
+	p, err := r.d.Recv(ctx)
 	return p.Data, PacketSignal{Measured: p.Measured, SNR: p.SNR, RSSI: p.RSSI}, err
 }
 
