@@ -124,6 +124,10 @@ func (e *entry) cost() int {
 //     first); otherwise it is refused with ErrStoreFull. So the store
 //     tends to equal shares, and no one can take others' places by
 //     flooding: announcing again only replaces the flooder's own set.
+//     At MaxTherapists, only therapists remembered without slots make
+//     room: established therapists are not pushed out by new identities.
+//     A therapist whose new, larger set does not fit loses its old set
+//     (it is stale) and its new sequence is remembered.
 //   - Every change is one bbolt transaction, written before memory
 //     changes; Open reads everything back. A record that does not decode
 //     or verify is reported (Damaged) and left alone; the rest is served.
@@ -266,6 +270,14 @@ func (s *Store) Insert(frame []byte) (Outcome, error) {
 	}
 	victims, err := s.makeRoomLocked(addr, old, len(a.Slots))
 	if err != nil {
+		if old != nil && old.ann != nil {
+			// The therapist's new set does not fit, but its old one is
+			// stale: drop it and remember the new sequence, so slots it
+			// has given away are not answered any more.
+			if derr := s.dropSetLocked(old, a.Seq, now); derr != nil {
+				return 0, derr
+			}
+		}
 		return 0, err
 	}
 	e := &entry{addr: addr, seq: a.Seq, keepUntil: now.Add(s.lim.MaxTTL), ann: &a, frame: append([]byte(nil), frame...), tbs: h}
@@ -334,22 +346,49 @@ func (s *Store) makeRoomLocked(addr crypto.Address, old *entry, cost int) ([]*en
 		return bytes.Compare(held[i].addr[:], held[j].addr[:]) < 0
 	})
 	var victims []*entry
-	for count > s.lim.MaxTherapists && len(tomb) > 0 {
-		victims = append(victims, tomb[0])
-		tomb = tomb[1:]
-		count--
+	full := func() error {
+		return fmt.Errorf("%w: %d slots of %d, %d therapists of %d; %s brings %d slots and no one holds more",
+			ErrStoreFull, s.slots, s.lim.MaxSlots, len(s.entries), s.lim.MaxTherapists, addr.Short(), cost)
 	}
-	for slots > s.lim.MaxSlots || count > s.lim.MaxTherapists {
+	for slots > s.lim.MaxSlots {
 		if len(held) == 0 || held[0].cost() <= cost {
-			return nil, fmt.Errorf("%w: %d slots of %d, %d therapists of %d; %s brings %d slots and no one holds more",
-				ErrStoreFull, s.slots, s.lim.MaxSlots, len(s.entries), s.lim.MaxTherapists, addr.Short(), cost)
+			return nil, full()
 		}
 		victims = append(victims, held[0])
 		slots -= held[0].cost()
 		count--
 		held = held[1:]
 	}
+	// The number of therapists is a bound on entries, all equal: only
+	// remembered-only ones (no slots) make room; a newcomer never pushes
+	// out a therapist with slots for it.
+	for count > s.lim.MaxTherapists {
+		if len(tomb) == 0 {
+			return nil, full()
+		}
+		victims = append(victims, tomb[0])
+		tomb = tomb[1:]
+		count--
+	}
 	return victims, nil
+}
+
+// dropSetLocked turns e into a remembered-only entry with sequence seq.
+func (s *Store) dropSetLocked(e *entry, seq uint64, now time.Time) error {
+	t := &entry{addr: e.addr, seq: seq, keepUntil: now.Add(s.lim.MaxTTL)}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(storeBucket)
+		if b == nil {
+			return fmt.Errorf("fapp: bucket %s missing", storeBucket)
+		}
+		return b.Put(e.addr[:], encodeRecord(t))
+	})
+	if err != nil {
+		return fmt.Errorf("fapp: store announce: %w", err)
+	}
+	s.slots -= e.cost()
+	s.entries[e.addr] = t
+	return nil
 }
 
 // Expire removes the announces that expired by now (their therapists'

@@ -407,3 +407,178 @@ func TestFilterValidate(t *testing.T) {
 		t.Error("hop limit 0")
 	}
 }
+
+// TestStoreTherapistLimit: at MaxTherapists new identities do not push
+// out established therapists, whatever they bring; therapists remembered
+// without slots make room.
+func TestStoreTherapistLimit(t *testing.T) {
+	db, _ := tempDB(t)
+	clk := clock.NewManual(t0)
+	s := openStore(t, db, clk, Limits{MaxTherapists: 4})
+	exp := t0.Add(24 * time.Hour)
+	for i := range 3 {
+		if _, err := s.Insert(publish(t, newPractice(t, fmt.Sprintf("est%d", i), "80331"), exp, testSlot(1, 2), testSlot(2, 3))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short := newPractice(t, "short", "80331")
+	if _, err := s.Insert(publish(t, short, t0.Add(time.Hour), testSlot(1, 2))); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []int{0, 1, 0} {
+		var sl []Slot
+		for j := range n {
+			sl = append(sl, testSlot(uint32(j+1), 2))
+		}
+		if _, err := s.Insert(publish(t, newPractice(t, fmt.Sprintf("new%d", i), "80331"), exp, sl...)); !errors.Is(err, ErrStoreFull) {
+			t.Fatalf("newcomer %d with %d slots: %v, want ErrStoreFull", i, n, err)
+		}
+	}
+	clk.Advance(time.Hour)
+	if n, _, _ := s.Expire(); n != 1 {
+		t.Fatal("short did not expire")
+	}
+	// short is remembered without slots: a newcomer takes its place.
+	if _, err := s.Insert(publish(t, newPractice(t, "new9", "80331"), exp, testSlot(1, 5))); err != nil {
+		t.Fatalf("after expiry: %v", err)
+	}
+	if s.Seq(short.Address()) != 0 || s.Len() != 4 {
+		t.Fatalf("seq %d, Len %d", s.Seq(short.Address()), s.Len())
+	}
+}
+
+// TestStoreReplaceDoesNotFit: a therapist whose new, larger set does not
+// fit loses its old (stale) set; its new sequence is remembered, so the
+// old set cannot come back either.
+func TestStoreReplaceDoesNotFit(t *testing.T) {
+	db, _ := tempDB(t)
+	s := openStore(t, db, clock.NewManual(t0), Limits{MaxSlots: 10})
+	exp := t0.Add(24 * time.Hour)
+	for i := range 4 {
+		if _, err := s.Insert(publish(t, newPractice(t, fmt.Sprintf("o%d", i), "80331"), exp, testSlot(1, 2), testSlot(2, 3))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newPractice(t, "grower", "80331")
+	old := publish(t, p, exp, testSlot(1, 2))
+	if _, err := s.Insert(old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Insert(publish(t, p, exp, testSlot(1, 2), testSlot(2, 3), testSlot(3, 4))); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("larger set: %v, want ErrStoreFull", err)
+	}
+	if _, _, ok := s.Get(p.Address()); ok || s.Seq(p.Address()) != 2 || s.Slots() != 8 {
+		t.Fatalf("stale set kept: ok %v seq %d slots %d", ok, s.Seq(p.Address()), s.Slots())
+	}
+	if _, err := s.Insert(old); !errors.Is(err, ErrStale) {
+		t.Fatalf("old set again: %v", err)
+	}
+	// It fits again with two slots.
+	if _, err := s.Insert(publish(t, p, exp, testSlot(1, 2), testSlot(2, 3))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStoreModel runs random announces, replays and clock steps against a
+// naive model (no capacity pressure): per therapist the highest sequence
+// wins, expired sets are not answered, and the store agrees with the model
+// after every step and after a reopen.
+func TestStoreModel(t *testing.T) {
+	db, path := tempDB(t)
+	clk := clock.NewManual(t0)
+	s := openStore(t, db, clk, Limits{})
+	type model struct {
+		seq   uint64
+		exp   time.Time
+		slots int
+	}
+	want := map[string]*model{}
+	var practices []*Practice
+	for i := range 6 {
+		practices = append(practices, newPractice(t, fmt.Sprintf("m%d", i), "80331"))
+	}
+	var sent [][]byte
+	rnd := &counterReader{label: "model"}
+	next := func(n int) int {
+		var b [1]byte
+		rnd.Read(b[:])
+		return int(b[0]) % n
+	}
+	for step := range 300 {
+		switch op := next(10); {
+		case op < 6: // a new set
+			p := practices[next(len(practices))]
+			var sl []Slot
+			for j := range next(5) {
+				sl = append(sl, testSlot(uint32(j+1), 1+next(40)))
+			}
+			exp := clk.Now().Add(time.Duration(1+next(12)) * time.Hour)
+			f := publish(t, p, exp, sl...)
+			sent = append(sent, f)
+			if _, err := s.Insert(f); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			want[string(p.Address().Bytes())] = &model{seq: p.Seq(), exp: exp, slots: len(sl)}
+		case op < 8 && len(sent) > 0: // a replay of something sent before
+			f := sent[next(len(sent))]
+			a, _ := DecodeSlotAnnounce(f)
+			m := want[string(a.Therapist().Bytes())]
+			out, err := s.Insert(f)
+			switch {
+			case !a.ExpiresAt().After(clk.Now()):
+				if !errors.Is(err, ErrExpired) {
+					t.Fatalf("step %d: replay of an expired set: %v %v", step, out, err)
+				}
+			case a.Seq < m.seq:
+				if !errors.Is(err, ErrStale) {
+					t.Fatalf("step %d: stale replay: %v %v", step, out, err)
+				}
+			case out != Duplicate || err != nil:
+				t.Fatalf("step %d: duplicate: %v %v", step, out, err)
+			}
+		default:
+			clk.Advance(time.Duration(next(90)) * time.Minute)
+			if _, _, err := s.Expire(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check := func(s *Store) {
+			t.Helper()
+			total, held := 0, 0
+			for _, p := range practices {
+				m := want[string(p.Address().Bytes())]
+				if m == nil {
+					continue
+				}
+				a, _, ok := s.Get(p.Address())
+				live := m.exp.After(clk.Now())
+				if ok != live || s.Seq(p.Address()) != m.seq || (ok && (a.Seq != m.seq || len(a.Slots) != m.slots)) {
+					t.Fatalf("step %d: %s: held %v (want %v), seq %d (want %d)", step, p.Address().Short(), ok, live, s.Seq(p.Address()), m.seq)
+				}
+				if live {
+					total += m.slots
+					held++
+				}
+			}
+			got := 0
+			for _, r := range s.Query(Filter{Max: MaxQueryResults, From: t0.Add(-time.Hour)}) {
+				if !r.Slot.StartTime().Before(clk.Now()) {
+					got++
+				}
+			}
+			if s.Len() < held || got > total {
+				t.Fatalf("step %d: Len %d (want ≥ %d), %d results of %d slots", step, s.Len(), held, got, total)
+			}
+		}
+		check(s)
+		if step == 299 {
+			db.Close()
+			db2, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db2.Close()
+			check(openStore(t, db2, clk, Limits{}))
+		}
+	}
+}
