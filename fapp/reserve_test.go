@@ -190,6 +190,9 @@ func TestReserveCrypto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if secret, _ := SealAnswer(therapist.key, therapist.addr, req, Confirmed, "Marienplatz 1, Dienstag 10 Uhr", 4); bytes.Contains(secret, []byte("Marienplatz")) {
+		t.Fatal("plaintext answer on the wire")
+	}
 	// To another reservation of the same patient: does not open.
 	r2, _ := reserveFrom(t, ann, 1, "")
 	if _, err := r2.OpenAnswer(real); !errors.Is(err, ErrOpen) {
@@ -346,4 +349,58 @@ func TestPracticeRefuses(t *testing.T) {
 		t.Error("salt from an empty reader")
 	}
 	_ = messages.ErrMalformed
+}
+
+// TestPracticeStateSurvivesRestart: a practice restored from its state
+// record carries on: the confirmed slot stays taken, retransmissions get
+// the same answer, a pending request can be confirmed, the sequence goes
+// on.
+func TestPracticeStateSurvivesRestart(t *testing.T) {
+	id := identityFrom(t, "T1")
+	p := newPractice(t, "T1", "80331")
+	exp := t0.Add(48 * time.Hour)
+	ann := publish(t, p, exp, testSlot(1, 26), testSlot(2, 30), testSlot(3, 40))
+	p1, req1 := reserveFrom(t, ann, 1, "P1")
+	_, req2 := reserveFrom(t, ann, 2, "P2")
+	r1, _, _ := p.Receive(req1, t0)
+	p.Receive(req2, t0.Add(time.Minute))
+	conf, _, _, err := p.Confirm(r1.ID, "ja", exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := p.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := RestorePractice(id, "80331", approbation(t), state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := q.MarshalState(); !bytes.Equal(again, state) {
+		t.Fatal("state does not round-trip")
+	}
+	if q.Seq() != p.Seq() || len(q.Free()) != 2 || len(q.Requests()) != 2 {
+		t.Fatalf("restored: seq %d, %d free, %d requests", q.Seq(), len(q.Free()), len(q.Requests()))
+	}
+	if _, answer, err := q.Receive(req1, t0.Add(time.Hour)); err != nil || !bytes.Equal(answer, conf) {
+		t.Fatalf("retransmission after restart: %v", err)
+	}
+	if st, _ := p1.OpenAnswer(conf); st != Confirmed {
+		t.Fatal(st)
+	}
+	_, req3 := reserveFrom(t, ann, 1, "P3")
+	if _, answer, err := q.Receive(req3, t0.Add(time.Hour)); err != nil || answer == nil {
+		t.Fatalf("taken after restart: %v", err)
+	}
+	reqs := q.Requests()
+	if _, next, _, err := q.Confirm(reqs[1].ID, "", exp); err != nil {
+		t.Fatal(err)
+	} else if a, _ := DecodeSlotAnnounce(next); a.Seq != p.Seq()+1 || len(a.Slots) != 1 {
+		t.Fatalf("after restart: seq %d, %d slots", a.Seq, len(a.Slots))
+	}
+	for _, bad := range [][]byte{nil, {0x80}, state[:len(state)-1], append(append([]byte(nil), state...), 0)} {
+		if _, err := RestorePractice(id, "80331", approbation(t), bad); !errors.Is(err, ErrDamagedRecord) {
+			t.Errorf("damaged state %x: %v", bad, err)
+		}
+	}
 }
