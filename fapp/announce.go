@@ -93,7 +93,7 @@ const (
 // envelope).
 const AnnounceDomain = "qpc/fapp/announce/v0\x00"
 
-// Start is the slot's start time.
+// StartTime is the slot's start time.
 func (s Slot) StartTime() time.Time { return time.Unix(int64(s.Start), 0) }
 
 // End is when the slot ends.
