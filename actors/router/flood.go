@@ -30,8 +30,13 @@ import (
 //     counter-based rule (cancel after hearing k copies, as Meshtastic
 //     does with one) cuts a sparse mesh at its bridges: the node that
 //     joins two clusters hears its own cluster re-broadcast and would
-//     never pass the announce on. In a dense mesh it saves less (the
-//     last nodes whose timers run out have heard everyone).
+//     never pass the announce on. In a dense neighbourhood it would save
+//     little (only the last nodes whose timers run out have heard
+//     everyone), so there the counter rule applies as well, adapted to
+//     the density: a node with at least DenseNeighbours radio
+//     neighbours also leaves its re-broadcast off after hearing
+//     DenseCopies of them re-broadcast it (the adaptive counter scheme
+//     of the broadcast-storm literature). Bridges have few neighbours.
 //
 // A newer announce of a destination (or the same one over a shorter
 // path) replaces the pending one: the older's timer then finds nothing
@@ -63,6 +68,11 @@ const (
 	weakSlots  = 4  // the random window at the weakest signal, in slots
 	extraSlots = 12 // added to the window at the strongest
 	leadSlots  = 2  // the fixed wait at the strongest
+
+	// DenseNeighbours and DenseCopies: the counter rule for dense
+	// neighbourhoods (see Flood).
+	DenseNeighbours = 8
+	DenseCopies     = 3
 )
 
 // NewFlood returns a flood with nothing pending.
@@ -145,6 +155,9 @@ func (f *Flood) Fire(dest [16]byte, id uint64) (suppressed, ok bool) {
 	delete(f.pending, dest)
 	if !e.radio || len(f.radio) == 0 { // no radio neighbours known (a restart): send
 		return false, true
+	}
+	if copies := len(e.heard) - 1; len(f.radio) >= DenseNeighbours && copies >= DenseCopies {
+		return true, true // heard from the first sender and DenseCopies others
 	}
 	for n := range f.radio {
 		if n != dest && !e.heard[n] {

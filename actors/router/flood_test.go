@@ -92,3 +92,27 @@ func TestFloodSuppression(t *testing.T) {
 		t.Fatalf("an announce heard over TCP: suppressed %v ok %v", s, ok)
 	}
 }
+
+// In a dense neighbourhood, DenseCopies re-broadcasts heard suppress
+// ours although some neighbours were not heard; with fewer neighbours
+// (a bridge) they do not.
+func TestFloodDenseCounter(t *testing.T) {
+	dest := [16]byte{1}
+	radio := messages.Signal{Radio: true, Airtime: time.Second}
+	for _, c := range []struct {
+		neighbours int
+		want       bool
+	}{{DenseNeighbours, true}, {DenseNeighbours - 1, false}} {
+		f := NewFlood()
+		for i := range c.neighbours {
+			f.RadioLink([16]byte{byte(10 + i)}, true)
+		}
+		_, id := f.Schedule(dest, 1, [16]byte{10}, radio)
+		for i := 1; i <= DenseCopies; i++ {
+			f.Heard(dest, 1, [16]byte{byte(10 + i)}, radio)
+		}
+		if s, _ := f.Fire(dest, id); s != c.want {
+			t.Errorf("%d neighbours, %d copies heard: suppressed %v, want %v", c.neighbours, DenseCopies, s, c.want)
+		}
+	}
+}
