@@ -91,23 +91,23 @@ func peek(frame []byte) (frameHead, error) {
 	if err := messages.CheckTag(uint64(tag), TagFAPP); err != nil {
 		return frameHead{}, err
 	}
-	n, rest, ok := head(frame[0]&0x1F, frame[1:])
+	n, rest, ok := messages.CBORHead(frame[0]&0x1F, frame[1:])
 	if !ok || n < 4 {
 		return frameHead{}, fmt.Errorf("%w: FAPP frame of %d elements, want at least 4", messages.ErrMalformed, n)
 	}
 	rest = rest[1:] // the tag: FrameTag read it, and a version-0 tag is one byte
 	var h frameHead
 	var k uint8
-	if k, rest, err = readUint8(rest, "kind"); err != nil {
+	if k, rest, err = messages.ReadUint8(rest, "FAPP kind"); err != nil {
 		return frameHead{}, err
 	}
 	h.kind = Kind(k)
 	h.hopsStart = len(frame) - len(rest)
-	if h.hops, rest, err = readUint8(rest, "hop count"); err != nil {
+	if h.hops, rest, err = messages.ReadUint8(rest, "FAPP hop count"); err != nil {
 		return frameHead{}, err
 	}
 	h.hopsEnd = len(frame) - len(rest)
-	if h.limit, _, err = readUint8(rest, "hop limit"); err != nil {
+	if h.limit, _, err = messages.ReadUint8(rest, "FAPP hop limit"); err != nil {
 		return frameHead{}, err
 	}
 	if h.hops > h.limit {
@@ -134,7 +134,7 @@ func Forward(frame []byte) ([]byte, error) {
 	}
 	out := make([]byte, 0, len(frame)+1)
 	out = append(out, frame[:h.hopsStart]...)
-	out = appendUint8(out, h.hops+1)
+	out = messages.AppendUint8(out, h.hops+1)
 	return append(out, frame[h.hopsEnd:]...), nil
 }
 
@@ -183,55 +183,4 @@ func encodeFrame(v any, kind Kind, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: FAPP %s encodes to %d bytes, limit %d", messages.ErrTooLarge, kind, len(out), limit)
 	}
 	return out, nil
-}
-
-// head decodes the argument of a CBOR head whose additional information is
-// ai and whose following bytes are b (indefinite and reserved forms
-// refused).
-func head(ai byte, b []byte) (v uint64, rest []byte, ok bool) {
-	var size int
-	switch {
-	case ai < 24:
-		return uint64(ai), b, true
-	case ai == 24:
-		size = 1
-	case ai == 25:
-		size = 2
-	case ai == 26:
-		size = 4
-	case ai == 27:
-		size = 8
-	default:
-		return 0, nil, false
-	}
-	if len(b) < size {
-		return 0, nil, false
-	}
-	for _, c := range b[:size] {
-		v = v<<8 | uint64(c)
-	}
-	return v, b[size:], true
-}
-
-// readUint8 reads a CBOR unsigned integer of at most 255 in its shortest
-// form from the start of b.
-func readUint8(b []byte, what string) (uint8, []byte, error) {
-	if len(b) == 0 || b[0]>>5 != 0 {
-		return 0, nil, fmt.Errorf("%w: FAPP %s is not an unsigned integer", messages.ErrMalformed, what)
-	}
-	v, rest, ok := head(b[0]&0x1F, b[1:])
-	if !ok {
-		return 0, nil, fmt.Errorf("%w: truncated FAPP %s", messages.ErrMalformed, what)
-	}
-	if v > 0xFF || len(b)-len(rest) != len(appendUint8(nil, uint8(v))) {
-		return 0, nil, fmt.Errorf("%w: FAPP %s 0x%X is out of range or not in its shortest form", messages.ErrMalformed, what, v)
-	}
-	return uint8(v), rest, nil
-}
-
-func appendUint8(b []byte, v uint8) []byte {
-	if v < 24 {
-		return append(b, v)
-	}
-	return append(b, 0x18, v)
 }

@@ -162,14 +162,14 @@ func FrameTag(data []byte) (Tag, error) {
 	if hdr>>5 != 4 { // major type 4: array
 		return 0, fmt.Errorf("%w: frame is not a CBOR array", ErrMalformed)
 	}
-	n, rest, ok := cborHead(hdr&0x1F, data[1:])
+	n, rest, ok := CBORHead(hdr&0x1F, data[1:])
 	if !ok || n == 0 {
 		return 0, fmt.Errorf("%w: bad frame array header", ErrMalformed)
 	}
 	if len(rest) == 0 || rest[0]>>5 != 0 { // major type 0: unsigned integer
 		return 0, fmt.Errorf("%w: frame does not start with a tag", ErrMalformed)
 	}
-	tag, _, ok := cborHead(rest[0]&0x1F, rest[1:])
+	tag, _, ok := CBORHead(rest[0]&0x1F, rest[1:])
 	if !ok {
 		return 0, fmt.Errorf("%w: truncated tag", ErrMalformed)
 	}
@@ -179,10 +179,10 @@ func FrameTag(data []byte) (Tag, error) {
 	return Tag(tag), nil
 }
 
-// cborHead decodes the argument of a CBOR head whose additional information
+// CBORHead decodes the argument of a CBOR head whose additional information
 // is ai and whose following bytes are b. Indefinite lengths (31) and the
 // reserved values 28..30 are refused.
-func cborHead(ai byte, b []byte) (v uint64, rest []byte, ok bool) {
+func CBORHead(ai byte, b []byte) (v uint64, rest []byte, ok bool) {
 	var size int
 	switch {
 	case ai < 24:

@@ -41,8 +41,8 @@ func readHops(frame []byte, want Tag) (hopField, error) {
 		return hopField{}, err
 	}
 	// FrameTag has checked the array head and the tag; skip them.
-	n, rest, _ := cborHead(frame[0]&0x1F, frame[1:])
-	_, rest, _ = cborHead(rest[0]&0x1F, rest[1:])
+	n, rest, _ := CBORHead(frame[0]&0x1F, frame[1:])
+	_, rest, _ = CBORHead(rest[0]&0x1F, rest[1:])
 	fields := uint64(3) // tag, hops, hop limit
 	if want.Type() == FrameAnnounce {
 		fields = 2
@@ -52,37 +52,38 @@ func readHops(frame []byte, want Tag) (hopField, error) {
 	}
 	var h hopField
 	h.start = len(frame) - len(rest)
-	hops, rest, err := readUint8(rest, "hop count")
+	hops, rest, err := ReadUint8(rest, "hop count")
 	if err != nil {
 		return hopField{}, err
 	}
 	h.hops, h.end = hops, len(frame)-len(rest)
 	if want.Type() == FrameEnvelope || want.Type() == FrameCompact {
-		if h.limit, _, err = readUint8(rest, "hop limit"); err != nil {
+		if h.limit, _, err = ReadUint8(rest, "hop limit"); err != nil {
 			return hopField{}, err
 		}
 	}
 	return h, nil
 }
 
-// readUint8 reads a CBOR unsigned integer of at most 255 in its shortest
-// form from the start of b.
-func readUint8(b []byte, what string) (uint8, []byte, error) {
+// ReadUint8 reads a CBOR unsigned integer of at most 255 in its shortest
+// form from the start of b, for the hop fields relays rewrite without
+// decoding a frame (here and in fapp); what names the field in the error.
+func ReadUint8(b []byte, what string) (uint8, []byte, error) {
 	if len(b) == 0 || b[0]>>5 != 0 {
 		return 0, nil, fmt.Errorf("%w: %s is not an unsigned integer", ErrMalformed, what)
 	}
-	v, rest, ok := cborHead(b[0]&0x1F, b[1:])
+	v, rest, ok := CBORHead(b[0]&0x1F, b[1:])
 	if !ok {
 		return 0, nil, fmt.Errorf("%w: truncated %s", ErrMalformed, what)
 	}
-	if v > 0xFF || len(b)-len(rest) != len(appendUint8(nil, uint8(v))) {
+	if v > 0xFF || len(b)-len(rest) != len(AppendUint8(nil, uint8(v))) {
 		return 0, nil, fmt.Errorf("%w: %s 0x%X is out of range or not in its shortest form", ErrMalformed, what, v)
 	}
 	return uint8(v), rest, nil
 }
 
-// appendUint8 appends the shortest CBOR encoding of v.
-func appendUint8(b []byte, v uint8) []byte {
+// AppendUint8 appends the shortest CBOR encoding of v.
+func AppendUint8(b []byte, v uint8) []byte {
 	if v < 24 {
 		return append(b, v)
 	}
@@ -94,6 +95,6 @@ func appendUint8(b []byte, v uint8) []byte {
 func (h hopField) with(frame []byte, hops uint8) []byte {
 	out := make([]byte, 0, len(frame)+1)
 	out = append(out, frame[:h.start]...)
-	out = appendUint8(out, hops)
+	out = AppendUint8(out, hops)
 	return append(out, frame[h.end:]...)
 }
