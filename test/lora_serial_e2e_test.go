@@ -15,27 +15,6 @@ import (
 	"github.com/quicprochat/qpc/transports/lora/rnode"
 )
 
-// emulatorAir carries what the emulator behind from transmits to the one
-// behind to, following each port to its next emulator, until stop.
-func emulatorAir(from, to *rnode.EmulatorPort, stop <-chan struct{}) {
-	for {
-		e, changed := from.Emulator()
-		var tx <-chan []byte
-		if e != nil {
-			tx = e.Transmitted()
-		}
-		select {
-		case p := <-tx:
-			if r, _ := to.Emulator(); r != nil {
-				_ = r.Receive(p, -60, 8) // lost when the radio there is off or gone
-			}
-		case <-changed:
-		case <-stop:
-			return
-		}
-	}
-}
-
 // radioOf is the one radio `qpc status --json` shows for the node at api.
 func radioOf(t *testing.T, addr string) api.Radio {
 	t.Helper()
@@ -67,8 +46,7 @@ func TestLoRaModemUnpluggedProcess(t *testing.T) {
 	t.Cleanup(func() { pb.Close() })
 	stop := make(chan struct{})
 	defer close(stop)
-	go emulatorAir(pa, pb, stop)
-	go emulatorAir(pb, pa, stop)
+	rnode.ShareAir(pa, pb, stop)
 
 	apiA, apiB := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	a := startNode(t, t.TempDir(), "--api", apiA, "--listen", "lora+serial://"+pa.Path()+"?sf=7&freq=869525000")

@@ -104,27 +104,6 @@ func TestLoRaSerialTxPower(t *testing.T) {
 	}
 }
 
-// emulatorAir carries what the emulator behind from transmits to the one
-// behind to, following each port to its next emulator, until stop.
-func emulatorAir(from, to *rnode.EmulatorPort, stop <-chan struct{}) {
-	for {
-		e, changed := from.Emulator()
-		var tx <-chan []byte
-		if e != nil {
-			tx = e.Transmitted()
-		}
-		select {
-		case p := <-tx:
-			if r, _ := to.Emulator(); r != nil {
-				_ = r.Receive(p, -60, 8) // lost when the radio there is off or gone
-			}
-		case <-changed:
-		case <-stop:
-			return
-		}
-	}
-}
-
 // metricValue is the value of the node's metric name with label radio.
 func metricValue(t *testing.T, g prometheus.Gatherer, name, radio string) float64 {
 	t.Helper()
@@ -170,8 +149,7 @@ func TestLoRaSerialModemComesBack(t *testing.T) {
 	pb := emulatorPort(t, "rnode-b", rnode.EmulatorConfig{})
 	stop := make(chan struct{})
 	defer close(stop)
-	go emulatorAir(pa, pb, stop)
-	go emulatorAir(pb, pa, stop)
+	rnode.ShareAir(pa, pb, stop)
 	fast := withRNodeConfig(func(c *rnode.Config) {
 		c.ReconnectMin, c.ReconnectMax = 10*time.Millisecond, 100*time.Millisecond
 	})
@@ -264,8 +242,7 @@ func TestLoRaSerialModemAwayUntilPeerGivesUp(t *testing.T) {
 	pb := emulatorPort(t, "rnode-b", rnode.EmulatorConfig{})
 	stop := make(chan struct{})
 	defer close(stop)
-	go emulatorAir(pa, pb, stop)
-	go emulatorAir(pb, pa, stop)
+	rnode.ShareAir(pa, pb, stop)
 	fast := withRNodeConfig(func(c *rnode.Config) {
 		c.ReconnectMin, c.ReconnectMax = 10*time.Millisecond, 100*time.Millisecond
 	})

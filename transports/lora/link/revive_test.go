@@ -14,27 +14,6 @@ import (
 	"github.com/quicprochat/qpc/transports/lora/rnode"
 )
 
-// emulatorAir carries what the emulator behind from transmits to the one
-// behind to, following each port to its next emulator, until stop.
-func emulatorAir(from, to *rnode.EmulatorPort, stop <-chan struct{}) {
-	for {
-		e, changed := from.Emulator()
-		var tx <-chan []byte
-		if e != nil {
-			tx = e.Transmitted()
-		}
-		select {
-		case p := <-tx:
-			if r, _ := to.Emulator(); r != nil {
-				_ = r.Receive(p, -60, 8) // lost when the radio there is off or gone
-			}
-		case <-changed:
-		case <-stop:
-			return
-		}
-	}
-}
-
 // deviceNode is a transport on an rnode.Device behind an emulator port.
 func deviceNode(t *testing.T, port *rnode.EmulatorPort) (*Transport, *rnode.Device, *crypto.Identity) {
 	t.Helper()
@@ -85,8 +64,7 @@ func TestRadioComesBack(t *testing.T) {
 	t.Cleanup(func() { pb.Close() })
 	stop := make(chan struct{})
 	defer close(stop)
-	go emulatorAir(pa, pb, stop)
-	go emulatorAir(pb, pa, stop)
+	rnode.ShareAir(pa, pb, stop)
 
 	a, devA, idA := deviceNode(t, pa)
 	b, _, idB := deviceNode(t, pb)

@@ -117,3 +117,32 @@ func (p *EmulatorPort) Close() error {
 	}
 	return p.Vanish()
 }
+
+// ShareAir carries every packet the emulator behind a transmits to the one
+// behind b and back (received at -60 dBm, SNR 8 dB), following each port to
+// its next emulator when it vanishes and returns, until stop is closed: two
+// emulated modems in radio range of each other. A packet sent while the
+// other port has no emulator is lost, as on the air.
+func ShareAir(a, b *EmulatorPort, stop <-chan struct{}) {
+	go carryAir(a, b, stop)
+	go carryAir(b, a, stop)
+}
+
+func carryAir(from, to *EmulatorPort, stop <-chan struct{}) {
+	for {
+		e, changed := from.Emulator()
+		var tx <-chan []byte
+		if e != nil {
+			tx = e.Transmitted()
+		}
+		select {
+		case p := <-tx:
+			if r, _ := to.Emulator(); r != nil {
+				_ = r.Receive(p, -60, 8) // lost when the radio there is off or gone
+			}
+		case <-changed:
+		case <-stop:
+			return
+		}
+	}
+}
