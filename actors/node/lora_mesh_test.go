@@ -380,13 +380,16 @@ func randomTopology(rng *rand.Rand, n int) (adj [][]bool, dist [][]float64, r fl
 // delivered, exactly once (the outbox retransmits end to end), and every
 // radio's announces stay within the announce share (2 %) of its time.
 //
-// NOT MET YET, so it runs only with QPC_LORA_MESH=1 (and takes minutes):
-// every node learns every route (after about an hour of the channel's
-// time, the periodic rounds repairing lost broadcasts), but of the 200
-// messages only about 80 arrive within half an hour of simulated time
-// (2.5 minutes of wall time): LoRa links that miss 8 rounds of ACKs fail,
-// take their routes with them until the next announce round, and the
-// outbox backs off meanwhile. See the issue note.
+// NOT MET YET, so it runs only with QPC_LORA_MESH=1 (and takes about 3
+// minutes): every node learns every route (after 50 to 70 minutes of the
+// channel's time: the 10-minute rounds repair lost broadcasts), but of
+// the 200 messages only 80 to 90 arrive within 30 to 40 minutes of
+// simulated time (2.5 minutes of wall time). The diagnosis it logs: about
+// 540 LoRa link failures (a frame without an ACK in 8 rounds, on a busy
+// channel with hidden nodes), each taking its routes with it until the
+// next announce round, so envelopes are stored and retransmitted (about
+// 1000 end-to-end retransmissions, 5000 forwards). The unicast link's
+// robustness under load, not the broadcast path, is what is left.
 func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 	if os.Getenv("QPC_LORA_MESH") == "" {
 		t.Skip("SKIP: acceptance 2 of issue 12 is not met yet and takes minutes; QPC_LORA_MESH=1 runs it")
@@ -429,6 +432,11 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 		// not retransmitted, the next round repairs what a loss cut.
 		c.Announce.Interval = config.Default().Announce.Interval
 		c.Transports.LoRa.AnnounceShare = share
+		// End-to-end retransmission paced for a multi-hop LoRa path (a
+		// round trip of 8 hops takes tens of seconds at SF7): the default
+		// 5 s base floods a busy channel with copies.
+		c.Outbox.RetryBase = config.Duration(time.Minute)
+		c.Outbox.RetryMax = config.Duration(10 * time.Minute)
 	}, topo)
 	for i := range n {
 		hops := bfs(adj, i)
@@ -494,7 +502,9 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 		}()
 	}
 	sendErr := make(chan error, msgs)
-	lastLog := 0
+	lastLog, diag := 0, false
+	const msgWall = 150 * time.Second
+	msgWallStart := time.Now()
 	sent, next := 0, m.clk.Now()
 	sendStart := m.clk.Now()
 	delivered := func() int {
@@ -502,7 +512,7 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 		defer mu.Unlock()
 		return len(got)
 	}
-	m.runUntil("all messages delivered", 6*time.Hour, 150*time.Second, 200*time.Millisecond, func() bool {
+	m.runUntil("all messages delivered", 6*time.Hour, msgWall, 200*time.Millisecond, func() bool {
 		for sent < msgs && !m.clk.Now().Before(next) {
 			i, j := rng.IntN(n), rng.IntN(n-1)
 			if j >= i {
@@ -522,6 +532,27 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 				t.Fatalf("send: %v", err)
 			}
 		default:
+		}
+		if time.Since(msgWallStart) > msgWall-2*time.Second && !diag {
+			diag = true
+			sums := map[string]float64{}
+			for _, node := range m.nodes {
+				fams, _ := metrics.Snapshot(node.Gatherer())
+				for _, f := range fams {
+					if !strings.Contains(f.Name, "envelope") && !strings.Contains(f.Name, "retransmit") && !strings.Contains(f.Name, "link_errors") &&
+						!strings.Contains(f.Name, "outbox") && !strings.Contains(f.Name, "messages") && !strings.Contains(f.Name, "shed") && !strings.Contains(f.Name, "no_route") && !strings.Contains(f.Name, "store") {
+						continue
+					}
+					for _, x := range f.Samples {
+						sums[fmt.Sprintf("%s%v", f.Name, x.Labels)] += x.Value
+					}
+				}
+			}
+			for k, v := range sums {
+				if v != 0 {
+					t.Logf("sum over nodes: %s = %v", k, v)
+				}
+			}
 		}
 		if d := delivered(); d/20 != lastLog {
 			lastLog = d / 20
