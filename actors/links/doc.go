@@ -26,7 +26,21 @@
 // (qpc_link_frames_shed_total). A link that fails stops; it is never
 // restarted (its connection is gone), and its dialer re-dials.
 //
+// Frames for every neighbour (*messages.BroadcastFrame: announces, their
+// re-broadcasts, flooded envelopes) go once per radio: PlanBroadcast
+// reaches each peer by its best link (Table.Pick), and all the peers
+// whose best link is on a transport that broadcasts (a LoRa radio:
+// transports.BroadcastConn, LinkInfo.Broadcast) by one
+// transports.Broadcaster.Broadcast of it, called from the manager (it
+// never blocks); the other peers by a frame each
+// (qpc_link_broadcasts_total). A SendFrame marked Broadcastable (the
+// announces for a neighbour that just came up) goes as a broadcast too
+// when its peer is on a radio, so that a radio's neighbours coming up
+// together cost one transmission. Config.NoBroadcast keeps the per-peer
+// fan-out of before, for tests that measure the difference.
+//
 // The manager receives *messages.SendFrame (picks a link with Table.Pick),
+// *messages.BroadcastFrame,
 // *messages.LinksRequest, *messages.Drain (stops listening, dialing and
 // discovery) and *messages.Persist, and publishes *messages.PeerUp and
 // *messages.PeerDown on the event stream.

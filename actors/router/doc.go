@@ -22,6 +22,12 @@
 //     destination and sent only within a window the receivers' replay
 //     windows can judge.
 //   - Held (held.go), Tracer (trace.go), announce freshness (fresh.go).
+//   - Flood (flood.go): the managed flood of announce re-broadcasts. The
+//     delay before one (50 ms of jitter over IP; over a radio a few
+//     announce airtimes, longer for a strong signal, AnnounceHeard.Signal)
+//     and whether the radio part is left off because the radio's
+//     neighbours have the announce already (BroadcastFrame.SkipBroadcast,
+//     qpc_mesh_rebroadcasts_suppressed_total).
 //   - Compact sealed envelopes (compact.go): LinkClasses (the classes of
 //     the open links per neighbour) decides that an own message whose
 //     next hop is only over constrained links goes out compact
