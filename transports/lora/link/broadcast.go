@@ -272,6 +272,7 @@ type bcastState struct {
 	gate     announceGate // the announce share
 	rxSignal PacketSignal // of the packet handlePacketLocked is handling
 	held     []heldBcast  // frames from senders without a HELLO yet
+	heldFor  time.Time    // the announce share's wait last counted in Stats.AnnouncesHeld
 }
 
 // recvSignal receives the next packet with its signal where the radio
@@ -292,8 +293,8 @@ func (t *Transport) nextQueuedLocked(now time.Time, soon func(time.Time)) *outFr
 	f := t.st.queue.peekSkip(gated)
 	if gated && t.st.queue.peekSkip(false) != f {
 		soon(t.st.bc.gate.next) // an announce waits for the share
-		if t.st.heldKey != 4<<60|uint64(t.st.bc.gate.next.UnixNano()) {
-			t.st.heldKey = 4<<60 | uint64(t.st.bc.gate.next.UnixNano())
+		if !t.st.bc.heldFor.Equal(t.st.bc.gate.next) { // each wait counted once
+			t.st.bc.heldFor = t.st.bc.gate.next
 			t.st.stats.AnnouncesHeld++
 		}
 	}
