@@ -292,7 +292,7 @@ func (t *Transport) nextQueuedLocked(now time.Time, soon func(time.Time)) *outFr
 	gated := !t.st.bc.gate.open(now)
 	f := t.st.queue.peekSkip(gated)
 	if gated && t.st.queue.peekSkip(false) != f {
-		soon(t.st.bc.gate.next) // an announce waits for the share
+		soon(t.st.bc.gate.next)                        // an announce waits for the share
 		if !t.st.bc.heldFor.Equal(t.st.bc.gate.next) { // each wait counted once
 			t.st.bc.heldFor = t.st.bc.gate.next
 			t.st.stats.AnnouncesHeld++
