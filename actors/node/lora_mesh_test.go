@@ -322,6 +322,20 @@ func TestLoRaCliqueAnnounceRoundOnTheAir(t *testing.T) {
 	t.Logf("airtime of the per-peer round: announce %s, ack/nack/bye %s", (a1.Announce - a0.Announce).Round(time.Millisecond), (a1.Control - a0.Control).Round(time.Millisecond))
 	t.Logf("a %d-node LoRa clique, one announce round: %d transmissions per peer before, %d with broadcasts (%s of wall time)",
 		n, before, after, time.Since(wall).Round(time.Second))
+	// The announce cap held on every radio all along: announces within
+	// the share of the time since the start, plus one announce.
+	share, elapsed := config.Default().Transports.LoRa.AnnounceShare, m.clk.Now().Sub(start)
+	worst := 0.0
+	for i, node := range m.nodes {
+		for _, r := range node.radios {
+			a := r.Stats().Airtime.Announce
+			worst = max(worst, float64(a)/float64(elapsed))
+			if a > time.Duration(share*float64(elapsed))+time.Second {
+				t.Errorf("node %d: announces used %s of %s, over the %v cap", i, a, elapsed, share)
+			}
+		}
+	}
+	t.Logf("announces of the busiest radio: %.2f %% of its %s (cap %.0f %%); all radios: %s", 100*worst, elapsed.Round(time.Second), 100*share, airtimeLog(m.airtime()))
 	if after > n {
 		t.Fatalf("an announce round cost %d transmissions, want at most %d", after, n)
 	}
