@@ -21,6 +21,15 @@ import (
 var qpcBin string
 
 func TestMain(m *testing.M) {
+	// The qpc processes these tests start inherit this environment, and a
+	// node refuses QPC_ variables it does not know (and obeys those it
+	// does): whatever the shell or CI set must not change what a test runs.
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "QPC_") {
+			fmt.Fprintf(os.Stderr, "test: %s unset for the qpc processes of these tests\n", k)
+			os.Unsetenv(k)
+		}
+	}
 	dir, err := os.MkdirTemp("", "qpc-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

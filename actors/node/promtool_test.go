@@ -12,14 +12,14 @@ import (
 )
 
 // TestMetricsPassPromtool checks the /metrics exposition with Prometheus's
-// own linter. CI installs promtool (.ci/run) and sets QPC_REQUIRE_PROMTOOL=1:
+// own linter. CI installs promtool (.ci/run) and sets QPCTEST_REQUIRE_PROMTOOL=1:
 // there a missing promtool fails the test. Elsewhere (and with CI unset)
 // the test skips and says so.
 func TestMetricsPassPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
 		if promtoolRequired() {
-			t.Fatalf("promtool not installed (Debian package 'prometheus') and QPC_REQUIRE_PROMTOOL=1 or CI=true: the /metrics check cannot be skipped here: %v", err)
+			t.Fatalf("promtool not installed (Debian package 'prometheus') and QPCTEST_REQUIRE_PROMTOOL=1 or CI=true: the /metrics check cannot be skipped here: %v", err)
 		}
 		t.Skip("SKIP: promtool not installed (Debian package 'prometheus'); .ci/run installs it")
 	}
@@ -46,8 +46,8 @@ func TestMetricsPassPromtool(t *testing.T) {
 	}
 }
 
-// promtoolRequired: under CI (.ci/run sets QPC_REQUIRE_PROMTOOL=1; most CI
+// promtoolRequired: under CI (.ci/run sets QPCTEST_REQUIRE_PROMTOOL=1; most CI
 // services set CI=true) the promtool check must run.
 func promtoolRequired() bool {
-	return os.Getenv("QPC_REQUIRE_PROMTOOL") == "1" || os.Getenv("CI") == "true"
+	return os.Getenv("QPCTEST_REQUIRE_PROMTOOL") == "1" || os.Getenv("CI") == "true"
 }
