@@ -14,6 +14,7 @@ import (
 	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/internal/probe"
+	"github.com/quicprochat/qpc/transports/lora/link"
 	"github.com/quicprochat/qpc/transports/lora/rnode"
 )
 
@@ -233,7 +234,8 @@ func hasLoRaLink(n *Node) bool {
 }
 
 // The modem stays away until B has given the link up (B's message to A
-// went unacknowledged through every round): when it is back, A greets
+// went unacknowledged through every round, A silent for B's window):
+// when it is back, A greets
 // the channel, B links with A again, and both messages arrive: A's sent
 // after the re-open, and B's sent while A was away (retransmitted end to
 // end).
@@ -246,6 +248,10 @@ func TestLoRaSerialModemAwayUntilPeerGivesUp(t *testing.T) {
 	fast := withRNodeConfig(func(c *rnode.Config) {
 		c.ReconnectMin, c.ReconnectMax = 10*time.Millisecond, 100*time.Millisecond
 	})
+	// B gives the link up once A has been silent for 2 s (not the two
+	// HELLO intervals of the default); frames given up before are dropped
+	// alone and retransmitted end to end.
+	silence := withLinkOptions(func(o *link.Options) { o.PeerSilence = 2 * time.Second })
 	cfg := func(p *rnode.EmulatorPort) config.Config {
 		c := testConfig(t)
 		c.Transports.Listen = []string{"lora+serial://" + p.Path() + "?sf=7&freq=869525000"}
@@ -253,8 +259,8 @@ func TestLoRaSerialModemAwayUntilPeerGivesUp(t *testing.T) {
 		c.Outbox.RetryMax = config.Duration(2 * time.Second)
 		return c
 	}
-	a, _ := startNode(t, cfg(pa), fast)
-	b, _ := startNode(t, cfg(pb), fast)
+	a, _ := startNode(t, cfg(pa), fast, silence)
+	b, _ := startNode(t, cfg(pb), fast, silence)
 	waitLink(t, a, b.Address(), "lora")
 	waitLink(t, b, a.Address(), "lora")
 	waitRoute(t, a, b.Address())

@@ -45,6 +45,7 @@ type options struct {
 	newIdentity    bool
 	dbOpts         []persist.Option
 	rnodeConfig    func(*rnode.Config) // tests: adjust each serial modem's settings (re-open back-off)
+	linkOptions    func(*link.Options) // tests: adjust each LoRa link's options (the silence window)
 }
 
 func defaultOptions() options {
@@ -62,6 +63,10 @@ func defaultOptions() options {
 // withRNodeConfig lets a test adjust the rnode.Config of each lora+serial
 // radio before it is opened (shorter re-open back-off).
 func withRNodeConfig(f func(*rnode.Config)) Option { return func(o *options) { o.rnodeConfig = f } }
+
+// withLinkOptions lets a test adjust the link.Options of each LoRa radio
+// before it starts (a shorter PeerSilence than two HELLO intervals).
+func withLinkOptions(f func(*link.Options)) Option { return func(o *options) { o.linkOptions = f } }
 
 // withDBCheck bounds the database check at start (tests).
 func withDBCheck(c persist.CheckOptions) Option {

@@ -159,6 +159,9 @@ func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
 		Region: region, DataShare: lc.DataShare, MTU: mtu, Clock: n.clock, AnnounceShare: lc.AnnounceShare,
 		Logger: n.log.With("component", "lora", "channel", a.Channel),
 	}
+	if n.opts.linkOptions != nil {
+		n.opts.linkOptions(&opts)
+	}
 	var t *link.Transport
 	switch scheme {
 	case transports.SchemeLoRaSerial:
@@ -216,6 +219,22 @@ func (n *Node) openRadio(uri, scheme, addr string) (*link.Transport, error) {
 			Help: "Airtime left in the rolling hour of the radio's sub-band.", ConstLabels: labels},
 			func() float64 { return t.Stats().SubBand.Remaining.Seconds() }),
 	)
+	// Frames the link gave up after its last round, by reason (issue
+	// 12): dropped alone while the peer is heard (the end-to-end
+	// retransmission recovers them), failed with the link when the peer
+	// was silent for the window.
+	for _, g := range []struct {
+		reason string
+		of     func(link.Stats) uint64
+	}{
+		{"dropped", func(s link.Stats) uint64 { return s.FramesDropped }},
+		{"peer_lost", func(s link.Stats) uint64 { return s.FramesFailed }},
+	} {
+		n.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "qpc", Subsystem: "lora", Name: "frames_given_up_total",
+			Help:        "Frames not acknowledged after the link's last round, by reason: dropped (the peer is heard, the Conn stays; the end-to-end retransmission recovers them), peer_lost (the peer was silent for the window: the link failed).",
+			ConstLabels: prometheus.Labels{"radio": a.Channel, "reason": g.reason}},
+			func() float64 { return float64(g.of(t.Stats())) }))
+	}
 	// Airtime by kind of packet since the start (issue 12 item 1).
 	for _, k := range []struct {
 		kind string

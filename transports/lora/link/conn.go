@@ -150,8 +150,10 @@ func (c *conn) WriteFrame(p []byte) error { return c.WriteFramePriority(p, Prior
 // full it sheds queued frames of lower priority (counted in
 // Stats.FramesShed); when those cannot make room it blocks until there is
 // room, the connection ends or the transport closes. A nil error means
-// queued; delivery is confirmed only by the peer's ACK, and a frame that
-// never gets one fails the connection (ErrPeerLost).
+// queued; delivery is confirmed only by the peer's ACK. A frame that
+// never gets one is dropped while the peer is heard (Stats.FramesDropped:
+// the end-to-end retransmission recovers it), and fails the connection
+// (ErrPeerLost) when the peer was silent for Options.PeerSilence.
 func (c *conn) WriteFramePriority(p []byte, prio messages.Priority) error {
 	t := c.t
 	if len(p) > t.limit {

@@ -50,9 +50,16 @@
 //   - Order holds within a priority: a frame of higher priority overtakes
 //     queued frames of lower priority (that is the point of priorities).
 //   - Delivery is reliable as far as the selective repeat reaches: a frame
-//     not acknowledged after MaxRounds rounds fails its Conn with
-//     ErrPeerLost (matching lora.ErrGaveUp), and the peer is forgotten
-//     until it is heard again.
+//     not acknowledged after MaxRounds rounds is given up. While the peer
+//     is heard (any packet of it verified within PeerSilence, default two
+//     HELLO intervals) only that frame is dropped, counted in
+//     Stats.FramesDropped, and the Conn goes on with the next frame: on a
+//     busy channel a lost frame is congestion, which the sender's
+//     end-to-end retransmission recovers, not a lost peer. A peer silent
+//     for the whole window is lost: the Conn fails with ErrPeerLost
+//     (matching lora.ErrGaveUp, Stats.FramesFailed), and the peer is
+//     forgotten until it is heard again. So a Conn may lose frames in the
+//     middle (never reorder or duplicate them).
 //   - Identity: Peer is proven by the HELLO's signature, and every
 //     unicast packet after it (DATA, ACK, NACK, BYE) by a 4-byte MAC under
 //     a key only the two ends have (X25519 of their identities, one key
@@ -231,7 +238,19 @@
 //	                            makes the receiver report again), after a
 //	                            random delay of up to one MTU airtime
 //
-// After MaxRounds rounds (default 8) the Conn fails with ErrPeerLost. A
+// After MaxRounds rounds (default 8) the frame is given up. When the peer
+// was heard within Options.PeerSilence (default two HELLO intervals, 20
+// minutes: a live peer HELLOs every interval ±10 %, so one lost HELLO
+// does not make it silent), by any packet that verified (its HELLO, a
+// DATA, ACK, NACK or BYE with its MAC, a broadcast), it is alive and the
+// channel is busy or its reports collide: the frame alone is dropped
+// (Stats.FramesDropped), the Conn stays up, and the next frame goes. A
+// NACK in the last round is such a packet, so a frame given up by NACK is
+// always dropped. Only a peer silent for the whole window fails the Conn
+// with ErrPeerLost (Stats.FramesFailed); its routes go with it. Above the
+// link, a dropped frame is a congestion signal: the node's end-to-end
+// retransmission recovers the message, and the drop is counted by reason
+// (the node's qpc_lora_frames_given_up_total{reason="dropped"}). A
 // receiver whose Conn holds RecvQueue unread frames does not answer, so
 // the sender retries later. Retransmissions of a frame the receiver has
 // completed are recognised by the Reassembler for its timeout (5 min)

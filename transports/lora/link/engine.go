@@ -429,13 +429,31 @@ func (t *Transport) checkTimeoutLocked(now time.Time) {
 	}
 	t.st.stats.Timeouts++
 	if m.rounds >= t.maxRounds {
-		t.failMessageLocked(m, lora.ErrGaveUp)
+		t.giveUpLocked(m, now)
 		return
 	}
 	m.rounds++
 	m.awaiting = false
 	m.round = []int{len(m.packets) - 1}
 	m.notBefore = now.Add(t.randDur(t.airReport) + t.randDur(t.airMTU))
+}
+
+// giveUpLocked ends m after its last round without an ACK. A peer heard
+// within the silence window (any packet whose MAC checked, a HELLO or a
+// broadcast of it: peer.lastHeard) is alive and the channel is busy: the
+// frame alone is dropped (Stats.FramesDropped), the Conn stays and the
+// next frame goes; the end-to-end retransmission above the link recovers
+// what the frame carried. A peer silent for the whole window is lost:
+// the Conn fails (failMessageLocked).
+func (t *Transport) giveUpLocked(m *message, now time.Time) {
+	if p := m.c.p; !p.lastHeard.IsZero() && now.Sub(p.lastHeard) < t.peerSilence {
+		t.st.stats.FramesDropped++
+		t.log.Debug("frame dropped", "peer", p.addr.Short(), "id", m.id, "rounds", m.rounds, "heard", now.Sub(p.lastHeard))
+		t.st.cur = nil
+		t.st.contendUntil = now.Add(t.randDur(t.airReport))
+		return
+	}
+	t.failMessageLocked(m, lora.ErrGaveUp)
 }
 
 // failMessageLocked gives up on m: its connection fails.
@@ -761,7 +779,7 @@ func (t *Transport) handleReportLocked(p *peer, h header, body []byte, now time.
 		return
 	}
 	if m.rounds >= t.maxRounds {
-		t.failMessageLocked(m, lora.ErrGaveUp)
+		t.giveUpLocked(m, now) // the NACK was just heard: the frame is dropped
 		return
 	}
 	m.rounds++

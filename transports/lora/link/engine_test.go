@@ -200,14 +200,15 @@ func TestMalformedReportRefused(t *testing.T) {
 // A receiver that answers every round with a NACK (here: "unknown,
 // resend everything", in a's name with a's key, while a itself is out
 // of range) makes the sender give up after MaxRounds rounds, by NACK and
-// not by timeout: the Conn fails with ErrPeerLost and the peer is
-// forgotten.
+// not by timeout. Each NACK is a packet of a's: a is heard, the channel
+// is what fails, so the frame alone is dropped (Stats.FramesDropped):
+// the Conn stays, a stays a peer, and the next frame is delivered.
 func TestGiveUpAfterMaxRoundsOfNacks(t *testing.T) {
 	s := newSim(t, 35)
 	const maxRounds = 4
 	a, b := s.add(Options{}), s.add(Options{MaxRounds: maxRounds})
 	ln := s.listen(a)
-	ba, _ := s.link(a, ln, b)
+	ba, ab := s.link(a, ln, b)
 	f := newForger(s)
 	s.run(time.Minute)
 	if err := s.m.SetLoss(a.name(), b.name(), 1); err != nil {
@@ -217,13 +218,14 @@ func TestGiveUpAfterMaxRoundsOfNacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	seal := pairKeysOf(t, a.id, b.id).tx.seal
+	dropped := func() bool { return b.tr.Stats().FramesDropped > 0 || ba.(*conn).ended() }
 	nacks := 0
-	for !ba.(*conn).ended() {
+	for !dropped() {
 		s.runUntil(fmt.Sprintf("round %d is out", nacks+1), func() bool {
 			_, r, ok := awaitingReport(b)
-			return (ok && r == nacks+1) || ba.(*conn).ended()
+			return (ok && r == nacks+1) || dropped()
 		}, time.Minute)
-		if ba.(*conn).ended() {
+		if dropped() {
 			break
 		}
 		id, _, _ := awaitingReport(b)
@@ -234,17 +236,75 @@ func TestGiveUpAfterMaxRoundsOfNacks(t *testing.T) {
 		}
 	}
 	st := b.tr.Stats()
-	if nacks != maxRounds || st.Timeouts != 0 || st.FramesFailed != 1 || st.FramesSent != 0 {
-		t.Errorf("gave up after %d NACKs, %d timeouts, %d failed, %d acknowledged; want %d NACKs, no timeout, 1 failed", nacks, st.Timeouts, st.FramesFailed, st.FramesSent, maxRounds)
+	if nacks != maxRounds || st.Timeouts != 0 || st.FramesDropped != 1 || st.FramesFailed != 0 || st.FramesSent != 0 {
+		t.Errorf("gave up after %d NACKs, %d timeouts, %d dropped, %d failed, %d acknowledged; want %d NACKs, no timeout, 1 dropped, none failed",
+			nacks, st.Timeouts, st.FramesDropped, st.FramesFailed, st.FramesSent, maxRounds)
 	}
 	if want := uint64(2 * (maxRounds - 1)); st.PacketsResent != want {
 		t.Errorf("%d packets resent, want %d (both packets in each round after the first)", st.PacketsResent, want)
+	}
+	if ba.(*conn).ended() || !peerAddrs(b)[a.id.Address()] {
+		t.Fatalf("connection ended %v, a still a peer %v: want the link kept", ba.(*conn).ended(), peerAddrs(b)[a.id.Address()])
+	}
+	// a back in range: the next frame goes on the same Conn.
+	if err := s.m.SetLoss(a.name(), b.name(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ba.WriteFrame([]byte("next")); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.read(ab, 1, time.Hour); string(got[0]) != "next" {
+		t.Fatalf("a got %q, want the frame after the dropped one", got[0])
+	}
+	s.runUntil("the next frame acknowledged", func() bool { return b.tr.Stats().FramesSent == 1 }, time.Minute)
+	if st := b.tr.Stats(); st.FramesDropped != 1 || st.FramesFailed != 0 {
+		t.Errorf("%d dropped, %d failed after the next frame; want 1 and 0", st.FramesDropped, st.FramesFailed)
+	}
+}
+
+// A peer that goes silent (out of range, nothing of it heard): frames
+// given up on within PeerSilence of its last packet are dropped alone;
+// the first given up on after a whole window of silence fails the Conn
+// with ErrPeerLost (and lora.ErrGaveUp), not before, and the peer is
+// forgotten.
+func TestPeerLostAfterSilence(t *testing.T) {
+	s := newSim(t, 36)
+	const maxRounds, silence = 4, 2 * time.Minute
+	a, b := s.add(Options{}), s.add(Options{MaxRounds: maxRounds, PeerSilence: silence})
+	ln := s.listen(a)
+	ba, _ := s.link(a, ln, b)
+	s.run(10 * time.Second)
+	if err := s.m.SetLoss(a.name(), b.name(), 1); err != nil {
+		t.Fatal(err)
+	}
+	heard := lastHeard(b, a)
+	sent := 0
+	for !ba.(*conn).ended() {
+		if err := ba.WriteFrame([]byte(fmt.Sprintf("frame %d", sent))); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		s.runUntil(fmt.Sprintf("frame %d given up", sent), func() bool {
+			st := b.tr.Stats()
+			return st.FramesDropped+st.FramesFailed == uint64(sent)
+		}, time.Hour)
+		if sent > 100 {
+			t.Fatalf("%d frames given up in %s of silence, the Conn still up", sent, s.clk.Now().Sub(heard))
+		}
+	}
+	failedAt := s.clk.Now()
+	st := b.tr.Stats()
+	if st.FramesFailed != 1 || st.FramesDropped != uint64(sent-1) || sent < 2 {
+		t.Errorf("%d frames: %d dropped, %d failed; want all but the last dropped, the last failed, and more than one", sent, st.FramesDropped, st.FramesFailed)
+	}
+	if failedAt.Sub(heard) < silence {
+		t.Errorf("the Conn failed %s after a was last heard, before the %s window", failedAt.Sub(heard), silence)
 	}
 	_, err := ba.ReadFrame()
 	if !errors.Is(err, ErrPeerLost) || !errors.Is(err, lora.ErrGaveUp) {
 		t.Errorf("ReadFrame = %v, want ErrPeerLost and lora.ErrGaveUp", err)
 	}
 	if peerAddrs(b)[a.id.Address()] {
-		t.Error("b still knows a after giving up on it")
+		t.Error("b still knows a after losing it")
 	}
 }

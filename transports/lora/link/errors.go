@@ -48,8 +48,9 @@ var (
 	ErrAddrInUse = errors.New("already listening on this radio")
 
 	// ErrPeerLost: a frame was not acknowledged after the last retry round
-	// (it also matches lora.ErrGaveUp). The connection to that peer has
-	// failed; a HELLO or a frame from the peer makes a new one.
+	// and nothing of the peer was heard for Options.PeerSilence (it also
+	// matches lora.ErrGaveUp). The connection to that peer has failed; a
+	// HELLO or a frame from the peer makes a new one.
 	ErrPeerLost = errors.New("peer stopped acknowledging")
 
 	// ErrRadio: the radio failed for good (a mock radio closed underneath,

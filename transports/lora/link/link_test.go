@@ -121,10 +121,13 @@ func TestThreeNodes(t *testing.T) {
 }
 
 // 10 % loss on the link: the selective repeat gets every frame through;
-// with the peer out of range, the connection fails with ErrPeerLost.
+// with the peer out of range, the first frame given up on is dropped (the
+// peer was heard just now), and once the peer has been silent for
+// PeerSilence the connection fails with ErrPeerLost.
 func TestLossyChannel(t *testing.T) {
 	s := newSim(t, 3)
-	a, b := s.add(Options{}), s.add(Options{})
+	const silence = 5 * time.Minute
+	a, b := s.add(Options{}), s.add(Options{PeerSilence: silence})
 	ln := s.listen(a)
 	ba, ab := s.link(a, ln, b)
 	if err := s.m.SetLoss(a.name(), b.name(), 0.1); err != nil {
@@ -157,11 +160,22 @@ func TestLossyChannel(t *testing.T) {
 		t.Errorf("%d frames delivered and %d more buffered, want exactly %d: a retransmission was delivered twice", st.FramesReceived, n, len(sent))
 	}
 
-	// Out of range: the frame fails after MaxRounds rounds, clearly.
+	// Out of range: the frame is given up after MaxRounds rounds and
+	// dropped (a was heard moments ago), the connection stays; the next
+	// frame after five minutes of silence fails it, clearly.
 	if err := s.m.SetLoss(a.name(), b.name(), 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := ba.WriteFrame([]byte("anyone?")); err != nil {
+		t.Fatal(err)
+	}
+	s.runUntil("the frame is dropped", func() bool { return b.tr.Stats().FramesDropped == 1 }, time.Hour)
+	if st := b.tr.Stats(); st.FramesFailed != 0 || ba.(*conn).ended() {
+		t.Fatalf("%d frames failed, connection ended %v: want the frame dropped alone", st.FramesFailed, ba.(*conn).ended())
+	}
+	heard := lastHeard(b, a)
+	s.run(heard.Add(silence).Sub(s.clk.Now()))
+	if err := ba.WriteFrame([]byte("still there?")); err != nil {
 		t.Fatal(err)
 	}
 	s.runUntil("the connection fails", func() bool { return b.tr.Stats().FramesFailed == 1 }, time.Hour)

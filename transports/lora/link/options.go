@@ -78,9 +78,20 @@ type Options struct {
 	// turns the check off (for nodes without a set clock).
 	MaxClockSkew time.Duration
 	// MaxRounds is how many times a frame is sent in all (the first send
-	// included) without an acknowledgement before the connection fails
-	// with ErrPeerLost. Zero means lora.DefaultMaxRounds (8).
+	// included) without an acknowledgement before it is given up: dropped
+	// (Stats.FramesDropped) when the peer was heard within PeerSilence,
+	// else its connection fails with ErrPeerLost. Zero means
+	// lora.DefaultMaxRounds (8).
 	MaxRounds int
+	// PeerSilence is how long a peer must have been silent (no packet of
+	// it verified: no HELLO, no DATA, ACK, NACK or BYE with its MAC, no
+	// broadcast) for a frame given up on to fail its connection with
+	// ErrPeerLost. A peer heard more recently is alive on a busy channel:
+	// only the frame is dropped, the connection stays, and the end-to-end
+	// retransmission recovers the message. Zero (or negative) means two
+	// HELLO intervals (20 minutes by default): a live peer HELLOs every
+	// interval ±10 %, so one lost HELLO does not make it silent.
+	PeerSilence time.Duration
 	// ReportTimeout is how long the sender waits for an ACK or NACK after
 	// a round's last packet has gone out. Zero means twice the airtime of
 	// the longest NACK plus 250 ms.

@@ -33,7 +33,8 @@ import (
 //   - A Send error matching net.ErrClosed fails the link the same way;
 //     any other (a full modem queue, a radio that is down for now) loses
 //     the packet: it is counted (Stats.SendErrors) and the selective
-//     repeat sends it again, or the connection ends with ErrPeerLost.
+//     repeat sends it again (or, after the last round, gives the frame
+//     up: see "Selective repeat" in the package doc).
 //   - Params is the radio's configuration; it never changes.
 //   - Close stops the radio and unblocks Recv. The link calls it once,
 //     from Transport.Close.

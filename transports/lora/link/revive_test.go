@@ -26,7 +26,7 @@ func deviceNode(t *testing.T, port *rnode.EmulatorPort) (*Transport, *rnode.Devi
 	}
 	id, _ := crypto.NewIdentity(nil)
 	tr, err := New(NewRNodeDeviceRadio(d), Options{Identity: id, Region: lora.US915, Channel: port.Path(), Logger: testLogger(),
-		ReportTimeout: 100 * time.Millisecond})
+		ReportTimeout: 100 * time.Millisecond, PeerSilence: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,11 +102,16 @@ func TestRadioComesBack(t *testing.T) {
 	if _, err := a.Listen(context.Background(), ""); !errors.Is(err, ErrAddrInUse) {
 		t.Fatalf("A's transport with its modem away: Listen = %v, want ErrAddrInUse (not ErrRadio)", err)
 	}
-	// B's frame to A goes unacknowledged: B gives the link up.
-	if err := ba.WriteFrame([]byte("into the void")); err != nil {
-		t.Fatal(err)
+	// B's frames to A go unacknowledged: once A has been silent for B's
+	// PeerSilence (1 s), B gives the link up (a frame given up on before
+	// is dropped alone).
+	err = nil
+	for i := 0; i < 20 && !errors.Is(err, ErrPeerLost); i++ {
+		if err = ba.WriteFrame([]byte("into the void")); err == nil {
+			_, err = readTimeout(ba, 3*time.Second)
+		}
 	}
-	if _, err := readTimeout(ba, 20*time.Second); !errors.Is(err, ErrPeerLost) {
+	if !errors.Is(err, ErrPeerLost) {
 		t.Fatalf("B's link to A while A's modem is away: %v, want ErrPeerLost", err)
 	}
 

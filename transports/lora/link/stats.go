@@ -19,11 +19,15 @@ type Stats struct {
 	PacketsSent, PacketsReceived, PacketsResent uint64
 
 	// Frames: FramesSent were acknowledged by their peer, FramesReceived
-	// delivered to a connection, FramesFailed given up after the last
-	// round (their connection failed). FramesShed counts frames dropped
-	// from the full outbound queue, indexed by messages.Priority.
-	FramesSent, FramesReceived, FramesFailed uint64
-	FramesShed                               [numPriorities]uint64
+	// delivered to a connection. FramesDropped and FramesFailed were
+	// given up after the last round: dropped alone while the peer was
+	// heard within Options.PeerSilence (the connection stays; a
+	// congestion signal the end-to-end retransmission recovers), failed
+	// with their connection (ErrPeerLost) when it was silent. FramesShed
+	// counts frames dropped from the full outbound queue, indexed by
+	// messages.Priority.
+	FramesSent, FramesReceived, FramesDropped, FramesFailed uint64
+	FramesShed                                              [numPriorities]uint64
 
 	// Held counts transmissions the duty cycle held back (each once, when
 	// it was first held); HeldUntil is when the one held now may go (zero

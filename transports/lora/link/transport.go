@@ -48,7 +48,10 @@ type Transport struct {
 	recvQueue  int
 	maxPeers   int
 	helloEvery time.Duration
-	maxSkew    time.Duration // < 0: no check
+	// peerSilence: a frame given up on fails its Conn only when the
+	// peer was not heard for this long (Options.PeerSilence).
+	peerSilence time.Duration
+	maxSkew     time.Duration // < 0: no check
 
 	// Derived timings (see timing in engine.go).
 	airMTU, airHello, airReport time.Duration
@@ -343,6 +346,9 @@ func newTransport(radio Radio, opts Options) (*Transport, error) {
 	}
 	if t.maxSkew == 0 {
 		t.maxSkew = DefaultMaxClockSkew
+	}
+	if t.peerSilence = opts.PeerSilence; t.peerSilence <= 0 {
+		t.peerSilence = 2 * t.helloEvery
 	}
 	if t.reportWait == 0 {
 		t.reportWait = 2*t.airReport + reportGuard
