@@ -394,16 +394,35 @@ func randomTopology(rng *rand.Rand, n int) (adj [][]bool, dist [][]float64, r fl
 // delivered, exactly once (the outbox retransmits end to end), and every
 // radio's announces stay within the announce share (2 %) of its time.
 //
-// NOT MET YET, so it runs only with QPC_LORA_MESH=1 (and takes about 3
-// minutes): every node learns every route (after 50 to 70 minutes of the
-// channel's time: the 10-minute rounds repair lost broadcasts), but of
-// the 200 messages only 80 to 90 arrive within 30 to 40 minutes of
-// simulated time (2.5 minutes of wall time). The diagnosis it logs: about
-// 540 LoRa link failures (a frame without an ACK in 8 rounds, on a busy
-// channel with hidden nodes), each taking its routes with it until the
-// next announce round, so envelopes are stored and retransmitted (about
-// 1000 end-to-end retransmissions, 5000 forwards). The unicast link's
-// robustness under load, not the broadcast path, is what is left.
+// NOT MET YET, so it runs only with QPC_LORA_MESH=1 (and takes 3.5 to 4
+// minutes without -race). Every node learns every route, after 1 to 2
+// hours of the channel's time (55 s to 80 s of wall time: the 10-minute
+// rounds repair lost broadcasts; the routes phase allows 180 s).
+//
+// Before the link kept its Conn when a frame is given up (issue 12, see
+// Options.PeerSilence in transports/lora/link): 76 to 87 of the 200
+// arrived within 30 to 40 minutes of simulated time, with about 470 to
+// 540 LoRa link failures (qpc_link_errors_total{reason="read"}), each
+// taking its routes with it until the next announce round.
+//
+// Now: 180 to 189 of 200 arrive (160 within 15 minutes, the rest over
+// the next hour of end-to-end retransmissions), within 1.5 hours of
+// simulated time; 3 to 7 link failures in all (Stats.FramesFailed: a
+// peer silent for the whole window), and about 1300 frames dropped alone
+// (Stats.FramesDropped) and recovered end to end. The busiest radio's
+// announces: 1.25 % of its time against the 10 % cap (all announces
+// together: 42 % of all airtime). What is left: every message still
+// missing at the end crosses one link, nodes 26 and 7, the bridge
+// between the mesh and the cluster of 0, 7, 12, 19, 28 and 29 (the test
+// logs the routes' path of each): a long (lossy) edge with hidden nodes
+// on both sides (over the whole mesh, 1306 frames were given up after
+// their 8 rounds against 4935 envelopes forwarded; a message lost there
+// is retransmitted over its whole path of up to 8 hops).
+// The capacity of that bridge under the announce load, not the link's
+// failure rule, is what is left. Tried and worse: MaxRounds 16 on every
+// radio (137 of 200 in 1 hour: fewer drops, 686, but the bridge's queue
+// holds everything behind a frame that cannot get through, and a 0-12
+// routing loop showed up).
 func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 	if os.Getenv("QPC_LORA_MESH") == "" {
 		t.Skip("SKIP: acceptance 2 of issue 12 is not met yet and takes minutes; QPC_LORA_MESH=1 runs it")
@@ -461,11 +480,11 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 	t.Logf("%d nodes, %d links (range %.2f), diameter %d hops", n, edges, r, far)
 	start := m.clk.Now()
 	logged := false
-	m.runUntil("every node routes to every other", 6*time.Hour, 90*time.Second, 200*time.Millisecond, func() bool {
+	m.runUntil("every node routes to every other", 6*time.Hour, 180*time.Second, 200*time.Millisecond, func() bool {
 		if m.allRoutes() {
 			return true
 		}
-		if time.Since(wall) > 89*time.Second && !logged {
+		if time.Since(wall) > 179*time.Second && !logged {
 			logged = true
 			idx := map[crypto.Address]int{}
 			for i, node := range m.nodes {
@@ -519,6 +538,8 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 	lastLog, diag := 0, false
 	const msgWall = 150 * time.Second
 	msgWallStart := time.Now()
+	type pair struct{ from, to int }
+	pairs := map[string]pair{}
 	sent, next := 0, m.clk.Now()
 	sendStart := m.clk.Now()
 	delivered := func() int {
@@ -526,6 +547,43 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 		defer mu.Unlock()
 		return len(got)
 	}
+	// The cap and the airtime report, also when the messages fail (a
+	// cleanup: it runs before the nodes stop). Every radio's announces
+	// within the share of its time (the cap's bound: share × elapsed,
+	// plus the one announce that may start at the end of it).
+	t.Cleanup(func() {
+		took := m.clk.Now().Sub(sendStart)
+		elapsed := m.clk.Now().Sub(start)
+		var all link.AirtimeByKind
+		worst := 0.0
+		var dropped, failed uint64
+		for i, node := range m.nodes {
+			for _, radio := range node.radios {
+				st := radio.Stats()
+				dropped += st.FramesDropped
+				failed += st.FramesFailed
+				a := st.Airtime
+				all.Announce += a.Announce
+				all.Hello += a.Hello
+				all.Data += a.Data
+				all.Control += a.Control
+				if got := float64(a.Announce) / float64(elapsed); got > worst {
+					worst = got
+				}
+				oneAnnounce := 2 * time.Second // an announce lasts about 0.3 s at SF7; generous
+				if limit := time.Duration(share*float64(elapsed)) + oneAnnounce; a.Announce > limit {
+					t.Errorf("node %d: announces used %s of %s, over the %v share", i, a.Announce, elapsed, share)
+				}
+			}
+		}
+		t.Logf("%d of %d messages delivered in %s of simulated time after the routes; %s of simulated time in all, %s of wall time",
+			delivered(), msgs, took.Round(time.Second), elapsed.Round(time.Second), time.Since(wall).Round(time.Second))
+		t.Logf("LoRa frames given up after the last round: %d dropped (peer heard), %d failed their link (peer silent)", dropped, failed)
+		t.Logf("airtime of all radios: %s; the busiest radio's announces: %.2f %% of its time (cap %.0f %%); all announces: %.2f %% of all airtime",
+			airtimeLog(all), 100*worst, 100*share, 100*float64(all.Announce)/float64(all.Total()))
+		ms := m.medium.Stats()
+		t.Logf("medium: %d transmissions, %s on air, %d delivered, %d collided, %d lost to loss, %d half-duplex", ms.Transmissions, ms.Airtime.Round(time.Second), ms.Delivered, ms.Collided, ms.Lost, ms.HalfDuplex)
+	})
 	m.runUntil("all messages delivered", 6*time.Hour, msgWall, 200*time.Millisecond, func() bool {
 		for sent < msgs && !m.clk.Now().Before(next) {
 			i, j := rng.IntN(n), rng.IntN(n-1)
@@ -533,6 +591,7 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 				j++
 			}
 			from, to, text := m.nodes[i], m.nodes[j], fmt.Sprintf("%d: from %d to %d", sent, i, j)
+			pairs[text] = pair{i, j}
 			go func() {
 				_, err := from.SendText(context.Background(), to.Address(), []byte(text))
 				sendErr <- err
@@ -567,6 +626,29 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 					t.Logf("sum over nodes: %s = %v", k, v)
 				}
 			}
+			// The undelivered: the path their origin's routes take now.
+			idx := map[[16]byte]int{}
+			for i, node := range m.nodes {
+				idx[node.Address()] = i
+			}
+			mu.Lock()
+			for text, p := range pairs {
+				if got[text] > 0 {
+					continue
+				}
+				path, at := []int{p.from}, p.from
+				for len(path) < 20 && at != p.to {
+					r, ok := hasRoute(t, m.nodes[at], m.nodes[p.to].Address())
+					if !ok {
+						path = append(path, -1)
+						break
+					}
+					at = idx[r.NextHop]
+					path = append(path, at)
+				}
+				t.Logf("undelivered %q: %d hops apart, the routes' path now %v", text, bfs(adj, p.from)[p.to], path)
+			}
+			mu.Unlock()
 		}
 		if d := delivered(); d/20 != lastLog {
 			lastLog = d / 20
@@ -574,7 +656,6 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 		}
 		return sent == msgs && delivered() == msgs
 	})
-	took := m.clk.Now().Sub(sendStart)
 	mu.Lock()
 	for text, k := range got {
 		if k != 1 {
@@ -582,35 +663,6 @@ func TestLoRaRandomMeshDeliversUnderTheAnnounceCap(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-
-	// Every radio's announces within the share of its time (the cap's
-	// bound: share × elapsed, plus the one announce that may start at
-	// the end of it).
-	elapsed := m.clk.Now().Sub(start)
-	var all link.AirtimeByKind
-	worst := 0.0
-	for i, node := range m.nodes {
-		for _, radio := range node.radios {
-			a := radio.Stats().Airtime
-			all.Announce += a.Announce
-			all.Hello += a.Hello
-			all.Data += a.Data
-			all.Control += a.Control
-			if got := float64(a.Announce) / float64(elapsed); got > worst {
-				worst = got
-			}
-			oneAnnounce := 2 * time.Second // an announce lasts about 0.3 s at SF7; generous
-			if limit := time.Duration(share*float64(elapsed)) + oneAnnounce; a.Announce > limit {
-				t.Errorf("node %d: announces used %s of %s, over the %v share", i, a.Announce, elapsed, share)
-			}
-		}
-	}
-	t.Logf("%d messages delivered in %s of simulated time after the routes; %s of simulated time in all, %s of wall time",
-		delivered(), took.Round(time.Second), elapsed.Round(time.Second), time.Since(wall).Round(time.Second))
-	t.Logf("airtime of all radios: %s; the busiest radio's announces: %.2f %% of its time (cap %.0f %%); all announces: %.2f %% of all airtime",
-		airtimeLog(all), 100*worst, 100*share, 100*float64(all.Announce)/float64(all.Total()))
-	ms := m.medium.Stats()
-	t.Logf("medium: %d transmissions, %s on air, %d delivered, %d collided, %d lost to loss, %d half-duplex", ms.Transmissions, ms.Airtime.Round(time.Second), ms.Delivered, ms.Collided, ms.Lost, ms.HalfDuplex)
 }
 
 // bfs returns the hop counts from src in adj (-1: unreachable).
