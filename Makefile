@@ -45,7 +45,12 @@ fuzz:
 	  list=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "$$list"; exit 1; }; \
 	  for f in $$(echo "$$list" | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$f"; n=$$((n + 1)); \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $(if $(FUZZPARALLEL),-parallel $(FUZZPARALLEL)) $$pkg; \
+	    seeds=$$(ls $$pkg/testdata/fuzz/$$f 2>/dev/null | wc -l); \
+	    if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $(if $(FUZZPARALLEL),-parallel $(FUZZPARALLEL)) $$pkg; then \
+	      if [ "$$(ls $$pkg/testdata/fuzz/$$f 2>/dev/null | wc -l)" != "$$seeds" ]; then exit 1; fi; \
+	      echo "fuzz: $$f failed without writing an input: Go's fuzz coordinator reporting its own -fuzztime deadline (golang/go#75804, not fixed in go1.26); once more"; \
+	      $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $(if $(FUZZPARALLEL),-parallel $(FUZZPARALLEL)) $$pkg; \
+	    fi; \
 	  done; \
 	done; \
 	echo "fuzz: $$n targets, $(FUZZTIME) each, $$(( $$(date +%s) - start )) s in all"
