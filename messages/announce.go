@@ -219,18 +219,8 @@ func EncodeAnnounce(a Announce) ([]byte, error) {
 // It does not check that the time increased since the last announce of the
 // same address, nor how old the announce is: that is the announcer's job.
 func DecodeAnnounce(data []byte) (Announce, error) {
-	if len(data) > MaxAnnounceSize {
-		return Announce{}, fmt.Errorf("%w: announce of %d bytes, limit %d", ErrTooLarge, len(data), MaxAnnounceSize)
-	}
-	tag, err := FrameTag(data)
-	if err != nil {
-		return Announce{}, err
-	}
-	if err := CheckTag(uint64(tag), TagAnnounce); err != nil {
-		return Announce{}, err
-	}
 	var a Announce
-	if err := UnmarshalCanonical(data, &a); err != nil {
+	if err := decodeFrame(data, MaxAnnounceSize, "announce", TagAnnounce, &a); err != nil {
 		return Announce{}, err
 	}
 	if err := a.validate(); err != nil {

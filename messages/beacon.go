@@ -210,18 +210,8 @@ func EncodeBeacon(b Beacon) ([]byte, error) {
 // beacon (ErrMalformed), and a missing or wrong signature (ErrBadSignature).
 // It never panics.
 func DecodeBeacon(data []byte) (Beacon, error) {
-	if len(data) > MaxBeaconSize {
-		return Beacon{}, fmt.Errorf("%w: beacon of %d bytes, limit %d", ErrTooLarge, len(data), MaxBeaconSize)
-	}
-	tag, err := FrameTag(data)
-	if err != nil {
-		return Beacon{}, err
-	}
-	if err := CheckTag(uint64(tag), TagBeacon); err != nil {
-		return Beacon{}, err
-	}
 	var b Beacon
-	if err := UnmarshalCanonical(data, &b); err != nil {
+	if err := decodeFrame(data, MaxBeaconSize, "beacon", TagBeacon, &b); err != nil {
 		return Beacon{}, err
 	}
 	if err := b.validate(); err != nil {

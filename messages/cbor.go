@@ -135,6 +135,25 @@ func (t Tag) String() string {
 	return fmt.Sprintf("type 0x%X version %d", uint8(t.Type()), t.Version())
 }
 
+// decodeFrame is the front of every frame decoder, in the order their docs
+// give: a frame longer than limit is refused before anything is read
+// (ErrTooLarge, naming what), then one of another frame type or version
+// (FrameTag, CheckTag), then anything but the canonical encoding, decoded
+// into v.
+func decodeFrame(data []byte, limit int, what string, want Tag, v any) error {
+	if len(data) > limit {
+		return fmt.Errorf("%w: %s of %d bytes, limit %d", ErrTooLarge, what, len(data), limit)
+	}
+	tag, err := FrameTag(data)
+	if err != nil {
+		return err
+	}
+	if err := CheckTag(uint64(tag), want); err != nil {
+		return err
+	}
+	return UnmarshalCanonical(data, v)
+}
+
 // CheckTag reports whether the tag read from a frame (got, as decoded) is
 // want: a different type gives ErrUnknownType, the same type with another
 // version ErrUnsupportedVersion.

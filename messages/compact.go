@@ -208,18 +208,8 @@ func EncodeCompact(c Compact) ([]byte, error) {
 // destination can, by opening Sealed with AAD() and the source's announced
 // sealing key.
 func DecodeCompact(data []byte) (Compact, error) {
-	if len(data) > MaxCompactSize {
-		return Compact{}, fmt.Errorf("%w: compact envelope of %d bytes, limit %d", ErrTooLarge, len(data), MaxCompactSize)
-	}
-	tag, err := FrameTag(data)
-	if err != nil {
-		return Compact{}, err
-	}
-	if err := CheckTag(uint64(tag), TagCompact); err != nil {
-		return Compact{}, err
-	}
 	var c Compact
-	if err := UnmarshalCanonical(data, &c); err != nil {
+	if err := decodeFrame(data, MaxCompactSize, "compact envelope", TagCompact, &c); err != nil {
 		return Compact{}, err
 	}
 	if err := c.validate(); err != nil {

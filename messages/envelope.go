@@ -325,18 +325,8 @@ func EncodeEnvelope(e Envelope) ([]byte, error) {
 // key up by Source (from the source's announce) and call Verify before
 // acting on the envelope. Expiry is not checked either (see Expired).
 func DecodeEnvelope(data []byte) (Envelope, error) {
-	if len(data) > MaxEnvelopeSize {
-		return Envelope{}, fmt.Errorf("%w: envelope of %d bytes, limit %d", ErrTooLarge, len(data), MaxEnvelopeSize)
-	}
-	tag, err := FrameTag(data)
-	if err != nil {
-		return Envelope{}, err
-	}
-	if err := CheckTag(uint64(tag), TagEnvelope); err != nil {
-		return Envelope{}, err
-	}
 	var e Envelope
-	if err := UnmarshalCanonical(data, &e); err != nil {
+	if err := decodeFrame(data, MaxEnvelopeSize, "envelope", TagEnvelope, &e); err != nil {
 		return Envelope{}, err
 	}
 	if err := e.validate(); err != nil {
