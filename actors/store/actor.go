@@ -97,8 +97,10 @@ func (s *storeActor) Receive(ctx actor.Context) {
 		if n, err := s.q.Expire(now); err != nil {
 			s.cfg.Log.Error("store expiry failed", "err", err)
 		} else if n > 0 {
-			s.cfg.Metrics.StoreEvents.WithLabelValues("expired").Add(float64(n))
+			// The gauge first: whoever sees the counter move sees the
+			// store already shrunk.
 			s.gauge()
+			s.cfg.Metrics.StoreEvents.WithLabelValues("expired").Add(float64(n))
 		}
 		s.schedule(ctx)
 	case *messages.Drain:
@@ -135,6 +137,9 @@ func (s *storeActor) flush(now time.Time) error {
 	}
 	puts, acks := s.pending.take()
 	res, err := applyBatch(s.q, puts, acks, now)
+	// The gauge before the counters: a reader that sees a counter move
+	// sees the store's size after the batch.
+	s.gauge()
 	ev := s.cfg.Metrics.StoreEvents
 	if res.Stored > 0 {
 		ev.WithLabelValues("put").Add(float64(res.Stored))
@@ -164,7 +169,6 @@ func (s *storeActor) flush(now time.Time) error {
 		// the second copy.
 		s.cfg.Log.Error("store write failed", "puts", len(puts), "not_stored", failed, "acks", len(acks), "err", err)
 	}
-	s.gauge()
 	return err
 }
 
