@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/quicprochat/qpc/fapp"
 	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/transports/lora"
 	"github.com/quicprochat/qpc/transports/lora/link"
@@ -61,6 +63,7 @@ type Config struct {
 	Logging    LoggingConfig   `toml:"logging" comment:"Logs go to standard error." mapstructure:"logging"`
 	API        APIConfig       `toml:"api" comment:"Admin HTTP API: /healthz, /readyz, /metrics, /v1/..." mapstructure:"api"`
 	Shutdown   ShutdownConfig  `toml:"shutdown" comment:"Graceful shutdown on SIGINT/SIGTERM." mapstructure:"shutdown"`
+	FAPP       FAPPConfig      `toml:"fapp" comment:"FAPP, finding free psychotherapy appointments (docs/fapp.md): the roles this node takes and, for a therapist, the practice's data." mapstructure:"fapp"`
 }
 
 // IdentityConfig locates the Ed25519 key file.
@@ -164,6 +167,31 @@ type ShutdownConfig struct {
 	Timeout Duration `toml:"timeout" comment:"Deadline for draining and persisting before the node stops anyway." mapstructure:"timeout"`
 }
 
+// FAPPConfig is the node's part in FAPP. Role empty: the node neither
+// caches, answers nor forwards FAPP frames (they are refused and counted
+// as unknown_type, as by a node that does not speak FAPP).
+type FAPPConfig struct {
+	Role          []string `toml:"role" comment:"FAPP roles: any of therapist (announces its free slots, answers reservations), relay (caches announces, answers and forwards queries), patient (searches, reserves). Empty: FAPP off." mapstructure:"role"`
+	Name          string   `toml:"name" comment:"Therapist: the practice's name, sent to a patient with a confirmation." mapstructure:"name"`
+	PLZ           string   `toml:"plz" comment:"Therapist: the practice's postcode (five digits), the only location FAPP carries." mapstructure:"plz"`
+	Approbation   string   `toml:"approbation" comment:"Therapist: the licence id (Approbation); only its salted Argon2id hash leaves the node." mapstructure:"approbation"`
+	Fachrichtung  []string `toml:"fachrichtung" comment:"Therapist: what the practice offers, any of verhaltenstherapie, tiefenpsychologisch, analytisch, systemisch (+kjp for Kinder- und Jugendlichenpsychotherapie); a slot without its own takes the first." mapstructure:"fachrichtung"`
+	Kostentraeger []string `toml:"kostentraeger" comment:"Therapist: who pays, any of gkv, pkv, selbstzahler, beihilfe; the default of a slot without its own." mapstructure:"kostentraeger"`
+	AnnounceTTL   Duration `toml:"announce_ttl" comment:"Therapist: how long a published set of slots is valid (re-announced before it expires); at most 7 days." mapstructure:"announce_ttl"`
+	QueryHops     int      `toml:"query_hops" comment:"Patient: how many hops a search travels (1..16)." mapstructure:"query_hops"`
+	MaxSlots      int      `toml:"max_slots" comment:"Relay: slots cached at most, shared fairly among therapists." mapstructure:"max_slots"`
+}
+
+// FAPP roles, the values of fapp.role.
+const (
+	FAPPTherapist = "therapist"
+	FAPPRelay     = "relay"
+	FAPPPatient   = "patient"
+)
+
+// HasRole reports whether role is one of the node's FAPP roles.
+func (f FAPPConfig) HasRole(role string) bool { return slices.Contains(f.Role, role) }
+
 // Profiles known to Profile.
 const (
 	ProfileDefault     = "default"
@@ -209,6 +237,10 @@ func Default() Config {
 		Logging:   LoggingConfig{Level: "info", Format: "text"},
 		API:       APIConfig{Addr: "127.0.0.1:7780", AllowedHosts: []string{}},
 		Shutdown:  ShutdownConfig{Timeout: Duration(4 * time.Second)},
+		FAPP: FAPPConfig{
+			Role: []string{}, Fachrichtung: []string{}, Kostentraeger: []string{},
+			AnnounceTTL: Duration(24 * time.Hour), QueryHops: fapp.DefaultQueryHops, MaxSlots: fapp.DefaultLimits.MaxSlots,
+		},
 	}
 }
 
@@ -417,7 +449,51 @@ func (c *Config) Validate() error {
 		}
 	}
 	positiveDur("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond)
+	c.checkFAPP(bad)
 	return errors.Join(errs...)
+}
+
+// checkFAPP checks the [fapp] section: known roles, and for a therapist
+// the data its announces need.
+func (c *Config) checkFAPP(bad func(string, any, string)) {
+	f := c.FAPP
+	for _, r := range f.Role {
+		if r != FAPPTherapist && r != FAPPRelay && r != FAPPPatient {
+			bad("fapp.role", r, "therapist, relay or patient")
+		}
+	}
+	for _, v := range f.Fachrichtung {
+		if _, err := fapp.ParseFachrichtung(v); err != nil {
+			bad("fapp.fachrichtung", v, strings.Join(fapp.FachrichtungNames(), ", ")+" (each may end in +kjp)")
+		}
+	}
+	if _, err := fapp.ParseKostentraeger(f.Kostentraeger...); len(f.Kostentraeger) > 0 && err != nil {
+		bad("fapp.kostentraeger", f.Kostentraeger, "any of "+strings.Join(fapp.KostentraegerNames(), ", "))
+	}
+	if d := f.AnnounceTTL.D(); d < time.Minute || d > fapp.DefaultLimits.MaxTTL {
+		bad("fapp.announce_ttl", f.AnnounceTTL, fmt.Sprintf("a duration from 1m to %s", fapp.DefaultLimits.MaxTTL))
+	}
+	if f.QueryHops < 1 || f.QueryHops > fapp.MaxHopLimit {
+		bad("fapp.query_hops", f.QueryHops, fmt.Sprintf("1 to %d", fapp.MaxHopLimit))
+	}
+	if f.MaxSlots < fapp.MaxSlotsPerAnnounce {
+		bad("fapp.max_slots", f.MaxSlots, fmt.Sprintf("at least %d", fapp.MaxSlotsPerAnnounce))
+	}
+	if !f.HasRole(FAPPTherapist) {
+		return
+	}
+	if _, err := fapp.ParsePLZ(f.PLZ); err != nil {
+		bad("fapp.plz", f.PLZ, "five digits (a therapist needs its postcode)")
+	}
+	if strings.TrimSpace(f.Approbation) == "" {
+		bad("fapp.approbation", f.Approbation, "the licence id (a therapist's announces are bound to it)")
+	}
+	if len(f.Fachrichtung) == 0 {
+		bad("fapp.fachrichtung", f.Fachrichtung, "at least one of "+strings.Join(fapp.FachrichtungNames(), ", ")+" for a therapist")
+	}
+	if len(f.Kostentraeger) == 0 {
+		bad("fapp.kostentraeger", f.Kostentraeger, "at least one of "+strings.Join(fapp.KostentraegerNames(), ", ")+" for a therapist")
+	}
 }
 
 // checkRadio checks what CheckURI cannot for a LoRa URI: that its
