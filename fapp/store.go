@@ -453,23 +453,76 @@ func (s *Store) Query(f Filter) []Result {
 	lim := f.Limit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Result
+	// Only the first lim results in result order are kept while scanning
+	// (a bounded heap): a broad filter over a full store matches
+	// thousands of slots, and sorting them all to keep 20 was most of a
+	// query's time.
+	top := topResults{lim: lim}
 	for _, e := range s.entries {
 		a := e.ann
 		if a == nil || !a.ExpiresAt().After(now) {
 			continue
 		}
-		for _, sl := range a.Slots {
-			if f.Matches(a.PLZ, sl) {
-				out = append(out, Result{ID: SlotID{Therapist: e.addr, Slot: sl.ID}, Slot: sl, Announce: a, Frame: e.frame})
+		for i := range a.Slots {
+			if sl := &a.Slots[i]; f.Matches(a.PLZ, *sl) {
+				top.offer(Result{ID: SlotID{Therapist: e.addr, Slot: sl.ID}, Slot: *sl, Announce: a, Frame: e.frame})
 			}
 		}
 	}
-	SortResults(out)
-	if len(out) > lim {
-		out = out[:lim]
+	return top.sorted()
+}
+
+// topResults keeps the lim first results offered, in result order
+// (resultLess): a max-heap whose root is the last of those kept.
+type topResults struct {
+	lim int
+	h   []Result
+}
+
+func (t *topResults) offer(r Result) {
+	if len(t.h) < t.lim {
+		t.h = append(t.h, r)
+		t.up(len(t.h) - 1)
+		return
 	}
-	return out
+	if t.lim == 0 || !resultLess(&r, &t.h[0]) {
+		return
+	}
+	t.h[0] = r
+	t.down(0)
+}
+
+func (t *topResults) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !resultLess(&t.h[p], &t.h[i]) {
+			return
+		}
+		t.h[p], t.h[i] = t.h[i], t.h[p]
+		i = p
+	}
+}
+
+func (t *topResults) down(i int) {
+	for {
+		l, big := 2*i+1, i
+		if l < len(t.h) && resultLess(&t.h[big], &t.h[l]) {
+			big = l
+		}
+		if r := l + 1; r < len(t.h) && resultLess(&t.h[big], &t.h[r]) {
+			big = r
+		}
+		if big == i {
+			return
+		}
+		t.h[i], t.h[big] = t.h[big], t.h[i]
+		i = big
+	}
+}
+
+func (t *topResults) sorted() []Result {
+	SortResults(t.h)
+	return t.h
 }
 
 // Answer is what a relay sends back for a query: the announces (frames)
