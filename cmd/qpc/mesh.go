@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/fapp"
 	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports/lora"
@@ -356,15 +357,19 @@ func newSizesCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sizes",
-		Short: "Print the wire sizes of announces and envelopes, measured from real encodings, and a sealed text's airtime on LoRa",
+		Short: "Print the wire sizes of announces, envelopes and FAPP messages, measured from real encodings, and their airtime on LoRa",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rows := messages.Sizes()
 			air, err := airRows(rows)
 			if err != nil {
 				return err
 			}
+			fappAir, err := fappAirRows(fapp.Sizes())
+			if err != nil {
+				return err
+			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"sizes": rows, "lora": air})
+				return printJSON(cmd.OutOrStdout(), map[string]any{"sizes": rows, "lora": air, "fapp": fappAir})
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			for _, r := range rows {
@@ -373,7 +378,10 @@ func newSizesCmd() *cobra.Command {
 			if err := w.Flush(); err != nil {
 				return err
 			}
-			return printAirRows(cmd.OutOrStdout(), air)
+			if err := printAirRows(cmd.OutOrStdout(), air); err != nil {
+				return err
+			}
+			return printFAPPAirRows(cmd.OutOrStdout(), fappAir)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -60,6 +60,24 @@ func airRows(rows []messages.SizeRow) ([]airRow, error) {
 	return out, nil
 }
 
+// fappAirRows are the FAPP messages (fapp.Sizes) on a LoRa link at SF9
+// and SF12, fragmented at each spreading factor's default MTU.
+func fappAirRows(rows []messages.SizeRow) ([]airRow, error) {
+	out := make([]airRow, 0, len(rows))
+	for _, r := range rows {
+		ar := airRow{Name: r.Name, Frame: r.Bytes, Note: r.Note}
+		for _, sf := range []int{9, 12} {
+			at, err := onAir(r.Bytes, sf)
+			if err != nil {
+				return nil, err
+			}
+			ar.At = append(ar.At, at)
+		}
+		out = append(out, ar)
+	}
+	return out, nil
+}
+
 // onAir is a frame of frameLen bytes on a LoRa link at spreading factor
 // sf (see airAt).
 func onAir(frameLen, sf int) (airAt, error) {
@@ -82,8 +100,24 @@ func onAir(frameLen, sf int) (airAt, error) {
 
 func printAirRows(w io.Writer, rows []airRow) error {
 	fmt.Fprintf(w, "\nA sealed 32-byte text on a LoRa link (125 kHz, CR 4/5, %d B link overhead per packet; SF7 with 255-byte packets, SF12 with 51):\n", link.DataOverhead)
+	return printAirTable(w, "form", rows)
+}
+
+// printFAPPAirRows prints the FAPP messages' rows (fappAirRows).
+func printFAPPAirRows(w io.Writer, rows []airRow) error {
+	fmt.Fprintf(w, "\nFAPP messages on a LoRa link (125 kHz, CR 4/5, %d B link overhead per packet; SF9 with 255-byte packets, SF12 with 51):\n", link.DataOverhead)
+	return printAirTable(w, "message", rows)
+}
+
+func printAirTable(w io.Writer, first string, rows []airRow) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "form\tframe\tSF7 on air\tSF7 airtime\tSF12 on air\tSF12 airtime\t\n")
+	fmt.Fprintf(tw, "%s\tframe", first)
+	if len(rows) > 0 {
+		for _, a := range rows[0].At {
+			fmt.Fprintf(tw, "\tSF%d on air\tSF%d airtime", a.SF, a.SF)
+		}
+	}
+	fmt.Fprintf(tw, "\t\n")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%d B", r.Name, r.Frame)
 		for _, a := range r.At {
