@@ -564,6 +564,7 @@ func (s *Server) Handler() http.Handler {
 	} {
 		mux.HandleFunc(path, methodNotAllowed(methods))
 	}
+	s.fappRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path, Status: http.StatusNotFound})
 	})
@@ -631,9 +632,12 @@ func (s *Server) count(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		path := r.URL.Path
-		if strings.HasPrefix(path, "/v1/messages/") {
+		switch {
+		case strings.HasPrefix(path, "/v1/messages/"):
 			path = "/v1/messages/{id}"
-		} else if !known[path] {
+		case strings.HasPrefix(path, "/v1/fapp/"):
+			path = fappMetricPath(path)
+		case !known[path]:
 			path = "other" // bound the label's cardinality
 		}
 		s.reqs.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
