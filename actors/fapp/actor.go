@@ -1,21 +1,302 @@
 package fapp
 
 import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/quicprochat/qpc/actors/internal/lifecycle"
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/fapp"
+	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/internal/metrics"
+	"github.com/quicprochat/qpc/messages"
 )
 
 // Name is the actor's name under the node root.
 const Name = "fapp"
 
-type shell struct{}
+// SweepInterval is how often reverse paths and the store's expired sets
+// are swept.
+const SweepInterval = 30 * time.Second
 
-// New returns the actor's Props.
-func New() *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &shell{} })
+// Config wires the actor. Roles empty: FAPP is off and the actor only
+// takes part in shutdown (FAPP frames are then refused by ratelimit).
+type Config struct {
+	Identity *crypto.Identity
+	Roles    Roles
+	DB       *bolt.DB
+	Clock    clock.Clock
+	Metrics  *metrics.FAPP
+	Links    *actor.PID
+	Log      *slog.Logger
+
+	// The therapist's data.
+	PLZ         fapp.PLZ
+	Licence     string
+	AnnounceTTL time.Duration
+	// QueryHops is the hop limit of own queries; MaxSlots bounds the
+	// relay store.
+	QueryHops int
+	MaxSlots  int
+	// Notify is called (on the actor's goroutine; must not block) when a
+	// reservation's status or the therapist's requests changed.
+	Notify func()
+	// engine overrides the engine's bounds (tests).
+	Engine func(*EngineConfig)
 }
 
-func (s *shell) Receive(ctx actor.Context) {
-	lifecycle.AckStateless(ctx, Name)
+type fappActor struct {
+	cfg      Config
+	eng      *Engine
+	sub      *eventstream.Subscription
+	sweep    clock.Timer
+	renew    clock.Timer
+	renewGen uint64
+	draining bool
+}
+
+type sweepTick struct{}
+type renewTick struct{ gen uint64 }
+
+// New returns the actor's Props.
+func New(cfg Config) *actor.Props {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return actor.PropsFromProducer(func() actor.Actor { return &fappActor{cfg: cfg} })
+}
+
+func (a *fappActor) Receive(ctx actor.Context) {
+	if !a.cfg.Roles.Any() {
+		lifecycle.AckStateless(ctx, Name)
+		if m, ok := ctx.Message().(*messages.InboundFrame); ok {
+			m.Done()
+		}
+		if _, ok := ctx.Message().(*actor.Started); !ok {
+			a.refuseOff(ctx)
+		}
+		return
+	}
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if err := a.start(ctx); err != nil {
+			panic(fmt.Sprintf("fapp: start: %v", err))
+		}
+	case *messages.InboundFrame:
+		if !a.draining {
+			kind, _, _, _ := fapp.Peek(m.Data)
+			a.send(ctx, a.eng.Handle(m.From, m.Data))
+			if kind == fapp.KindAnswer || kind == fapp.KindReserve {
+				a.notify()
+			}
+		}
+		m.Done()
+	case *messages.PeerUp:
+		a.send(ctx, a.eng.PeerUp(m.Link.Peer))
+	case *messages.PeerDown:
+		a.eng.PeerDown(m.Link.Peer)
+	case sweepTick:
+		a.eng.Sweep()
+		a.armSweep(ctx)
+	case renewTick:
+		if m.gen == a.renewGen {
+			a.send(ctx, a.eng.Reannounce())
+			a.armRenew(ctx)
+		}
+	case *Publish:
+		seq, exp, outs, err := a.eng.Publish(m.Slots)
+		a.send(ctx, outs)
+		if err == nil {
+			a.armRenew(ctx)
+		}
+		ctx.Respond(&PublishReply{Seq: seq, Expires: exp, Slots: a.eng.Free(), Err: err})
+	case *SearchStart:
+		id, outs, err := a.eng.StartSearch(m.Filter)
+		a.send(ctx, outs)
+		ctx.Respond(&SearchStarted{ID: id, Err: err})
+	case *SearchEnd:
+		rs, err := a.eng.EndSearch(m.ID)
+		ctx.Respond(&SearchResults{Results: rs, Err: err})
+	case *Reserve:
+		r, outs, err := a.eng.Reserve(m.Slot, m.Note)
+		a.send(ctx, outs)
+		ctx.Respond(reservationReply(r, err))
+	case *StatusRequest:
+		r, err := a.eng.Reservation(m.ID)
+		ctx.Respond(reservationReply(r, err))
+	case *RequestsRequest:
+		rs, err := a.eng.Requests()
+		ctx.Respond(&RequestsReply{Requests: rs, Err: err})
+	case *AnswerRequest:
+		st, outs, err := a.eng.Answer(m.ID, m.Confirm, m.Text)
+		a.send(ctx, outs)
+		if err == nil {
+			a.armRenew(ctx)
+			a.notify()
+		}
+		ctx.Respond(&ReservationReply{Info: ReservationInfo{ID: m.ID, Status: st}, Err: err})
+	case *messages.Drain:
+		a.draining = true
+		ctx.Respond(&messages.Drained{Actor: Name})
+	case *messages.Persist:
+		a.eng.savePractice()
+		ctx.Respond(&messages.Persisted{Actor: Name})
+	case *actor.Restarting:
+		a.stop(ctx)
+	case *actor.Stopping:
+		a.stop(ctx)
+	}
+}
+
+// refuseOff answers an API request while FAPP is off.
+func (a *fappActor) refuseOff(ctx actor.Context) {
+	err := fmt.Errorf("%w: FAPP is off (no fapp.role)", ErrRole)
+	switch ctx.Message().(type) {
+	case *Publish:
+		ctx.Respond(&PublishReply{Err: err})
+	case *SearchStart:
+		ctx.Respond(&SearchStarted{Err: err})
+	case *SearchEnd:
+		ctx.Respond(&SearchResults{Err: err})
+	case *Reserve, *StatusRequest, *AnswerRequest:
+		ctx.Respond(&ReservationReply{Err: err})
+	case *RequestsRequest:
+		ctx.Respond(&RequestsReply{Err: err})
+	}
+}
+
+func reservationReply(r *fapp.Reservation, err error) *ReservationReply {
+	if err != nil {
+		return &ReservationReply{Err: err}
+	}
+	return &ReservationReply{Info: ReservationInfo{ID: r.ID, Slot: r.Slot, Status: r.Status, Text: r.Text}}
+}
+
+func (a *fappActor) notify() {
+	if a.cfg.Notify != nil {
+		a.cfg.Notify()
+	}
+}
+
+func (a *fappActor) start(ctx actor.Context) error {
+	c := a.cfg
+	st := &boltState{db: c.DB}
+	ec := EngineConfig{
+		Self: c.Identity.Address(), Roles: c.Roles, Clock: c.Clock, Metrics: c.Metrics, Rand: rand.Reader, State: st,
+		QueryHops: uint8(c.QueryHops), AnnounceTTL: c.AnnounceTTL,
+	}
+	if err := st.init(); err != nil {
+		return err
+	}
+	if c.Roles.Relay {
+		lim := fapp.DefaultLimits
+		if c.MaxSlots > 0 {
+			lim.MaxSlots = c.MaxSlots
+		}
+		s, err := fapp.Open(c.DB, c.Clock, lim)
+		if err != nil {
+			return err
+		}
+		if d := s.Damaged(); len(d) > 0 {
+			c.Log.Warn("damaged FAPP store records left alone", "count", len(d))
+		}
+		ec.Store = s
+	}
+	if c.Roles.Therapist {
+		p, err := st.practice(c.Identity, c.PLZ, c.Licence)
+		if err != nil {
+			return err
+		}
+		ec.Practice = p
+	}
+	if c.Roles.Patient {
+		rs, err := st.reservations()
+		if err != nil {
+			return err
+		}
+		ec.Reservations = rs
+	}
+	if c.Engine != nil {
+		c.Engine(&ec)
+	}
+	a.eng = NewEngine(ec)
+	a.eng.storeGauges()
+
+	sys, self, me := ctx.ActorSystem(), ctx.Self(), c.Identity.Address()
+	a.sub = sys.EventStream.Subscribe(func(ev any) {
+		switch e := ev.(type) {
+		case *messages.PeerUp:
+			if e.Node == me {
+				sys.Root.Send(self, e)
+			}
+		case *messages.PeerDown:
+			if e.Node == me {
+				sys.Root.Send(self, e)
+			}
+		}
+	})
+	a.armSweep(ctx)
+	// A restarted therapist renews its set at once: its announce is in
+	// the practice state, its expiry is not.
+	if ec.Practice != nil && ec.Practice.Seq() > 0 {
+		a.send(ctx, a.eng.Reannounce())
+		a.armRenew(ctx)
+	}
+	return nil
+}
+
+func (a *fappActor) stop(ctx actor.Context) {
+	if a.sub != nil {
+		ctx.ActorSystem().EventStream.Unsubscribe(a.sub)
+		a.sub = nil
+	}
+	for _, t := range []clock.Timer{a.sweep, a.renew} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	a.sweep, a.renew = nil, nil
+	a.renewGen++
+}
+
+func (a *fappActor) armSweep(ctx actor.Context) {
+	sys, self := ctx.ActorSystem(), ctx.Self()
+	a.sweep = a.cfg.Clock.AfterFunc(SweepInterval, func() { sys.Root.Send(self, sweepTick{}) })
+}
+
+func (a *fappActor) armRenew(ctx actor.Context) {
+	if a.renew != nil {
+		a.renew.Stop()
+	}
+	a.renewGen++
+	d := a.eng.ReannounceIn()
+	if d <= 0 {
+		return
+	}
+	sys, self, gen := ctx.ActorSystem(), ctx.Self(), a.renewGen
+	a.renew = a.cfg.Clock.AfterFunc(d, func() { sys.Root.Send(self, renewTick{gen: gen}) })
+}
+
+// send hands the engine's frames to the links actor.
+func (a *fappActor) send(ctx actor.Context, outs []Out) {
+	for _, o := range outs {
+		prio := messages.Data
+		if o.Kind == fapp.KindAnnounce {
+			prio = messages.Bulk
+		}
+		if o.All {
+			ctx.Send(a.cfg.Links, &messages.BroadcastFrame{Data: o.Data, Except: o.Except, Priority: prio})
+		} else {
+			ctx.Send(a.cfg.Links, &messages.SendFrame{Peer: o.Peer, Data: o.Data, Priority: prio})
+		}
+	}
 }

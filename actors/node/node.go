@@ -82,6 +82,8 @@ type Node struct {
 	// so the API can close within the shutdown's deadline.
 	draining  chan struct{}
 	drainOnce sync.Once
+	// fappChanged wakes FAPPStatus long polls when a reservation moves.
+	fappChanged changeFeed
 }
 
 // New checks the options and prepares a node; nothing runs until Start.
@@ -96,6 +98,7 @@ func New(opts ...Option) (*Node, error) {
 	if !o.capsSet && !(o.cfg.Store.Enabled && o.cfg.Store.RelayForOthers) {
 		o.caps &^= messages.CapStore // it holds nothing for others: do not announce it
 	}
+	o.caps |= fappCaps(o.cfg.FAPP) // the FAPP roles are the config's
 	n := &Node{
 		opts: o, cfg: o.cfg, log: o.log, clock: o.clock, id: o.identity,
 		inbox: make(chan *messages.InboxMessage), readyCh: make(chan struct{}), startFail: make(chan error, 1), done: make(chan struct{}),

@@ -7,6 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/quicprochat/qpc/actors/announcer"
+	fappactor "github.com/quicprochat/qpc/actors/fapp"
 	"github.com/quicprochat/qpc/actors/links"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
@@ -44,8 +45,9 @@ type options struct {
 	perPeerFanout  func() bool // links.Config.NoBroadcast
 	newIdentity    bool
 	dbOpts         []persist.Option
-	rnodeConfig    func(*rnode.Config) // tests: adjust each serial modem's settings (re-open back-off)
-	linkOptions    func(*link.Options) // tests: adjust each LoRa link's options (the silence window)
+	rnodeConfig    func(*rnode.Config)           // tests: adjust each serial modem's settings (re-open back-off)
+	linkOptions    func(*link.Options)           // tests: adjust each LoRa link's options (the silence window)
+	fappEngine     func(*fappactor.EngineConfig) // tests: adjust the FAPP engine's bounds
 }
 
 func defaultOptions() options {
@@ -67,6 +69,12 @@ func withRNodeConfig(f func(*rnode.Config)) Option { return func(o *options) { o
 // withLinkOptions lets a test adjust the link.Options of each LoRa radio
 // before it starts (a shorter PeerSilence than two HELLO intervals).
 func withLinkOptions(f func(*link.Options)) Option { return func(o *options) { o.linkOptions = f } }
+
+// withFAPPEngine lets a test adjust the FAPP engine's bounds (the
+// per-therapist rate).
+func withFAPPEngine(f func(*fappactor.EngineConfig)) Option {
+	return func(o *options) { o.fappEngine = f }
+}
 
 // withDBCheck bounds the database check at start (tests).
 func withDBCheck(c persist.CheckOptions) Option {

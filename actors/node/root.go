@@ -142,7 +142,11 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		MaxMessages: cfg.Inbox.MaxMessages, MaxAge: cfg.Inbox.MaxAge.D(), Clock: n.clock, Log: meshLog("inbox"),
 	}))
 	keysPID := r.spawn(ctx, keys.Name, keys.New())
-	fappPID := r.spawn(ctx, fapp.Name, fapp.New())
+	fappPID := r.spawn(ctx, fapp.Name, fapp.New(n.fappConfig(linksPID)))
+	var fappIn *actor.PID // FAPP frames go to the fapp actor only when FAPP is on
+	if fappRoles(cfg.FAPP).Any() {
+		fappIn = fappPID
+	}
 	r.spawn(ctx, router.Name, router.New(router.Config{
 		Identity: n.id, Seal: n.seal, Clock: n.clock, DB: n.db,
 		Table: router.TableConfig{MaxRoutes: cfg.Routing.MaxRoutes, TTL: cfg.Routing.RouteTTL.D()},
@@ -153,7 +157,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		Metrics:        n.metrics.Mesh, Log: meshLog("router"),
 	}))
 	r.spawn(ctx, ratelimit.Name, ratelimit.New(ratelimit.Config{
-		Router: routerPID, Announcer: announcerPID, Limits: n.rateLimits(), Clock: n.clock, Metrics: n.metrics.Mesh,
+		Router: routerPID, Announcer: announcerPID, FAPP: fappIn, Limits: n.rateLimits(), Clock: n.clock, Metrics: n.metrics.Mesh,
 		OnRefused: func(reason string) { n.metrics.FramesRefused.WithLabelValues(reason).Inc() },
 		Tap:       n.opts.tap, Verify: n.verifier,
 	}).Configure(actor.WithMailbox(mailbox.PriorityShedding(mailbox.Options{

@@ -16,6 +16,9 @@ const Name = "ratelimit"
 type Config struct {
 	Router    *actor.PID
 	Announcer *actor.PID
+	// FAPP takes admitted FAPP frames (messages.FrameFAPP); nil: FAPP is
+	// off and they are refused as of an unknown type.
+	FAPP *actor.PID
 	Limits    PerPeerConfig
 	Clock     clock.Clock
 	Metrics   *metrics.Mesh
@@ -50,6 +53,8 @@ func classOf(t messages.FrameType) (Class, bool) {
 		return ClassAnnounce, true
 	case messages.FrameKeyPkgReq:
 		return ClassKeyPackage, true
+	case messages.FrameFAPP:
+		return ClassFAPP, true
 	}
 	return 0, false
 }
@@ -71,6 +76,9 @@ func (l *limiter) Receive(ctx actor.Context) {
 			return
 		}
 		class, ok := classOf(tag.Type())
+		if class == ClassFAPP && l.cfg.FAPP == nil {
+			ok = false
+		}
 		if !ok {
 			l.cfg.Metrics.EnvelopesDropped.WithLabelValues("unknown_type").Inc()
 			m.Done()
@@ -95,6 +103,8 @@ func (l *limiter) Receive(ctx actor.Context) {
 		switch {
 		case class == ClassAnnounce:
 			ctx.Send(l.cfg.Announcer, m)
+		case class == ClassFAPP:
+			ctx.Send(l.cfg.FAPP, m)
 		case class == ClassEnvelope && l.cfg.Verify != nil:
 			l.cfg.Verify.Submit(m)
 		default:

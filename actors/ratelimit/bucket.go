@@ -73,6 +73,7 @@ const (
 	ClassEnvelope   Class = iota // data envelopes to route or deliver
 	ClassAnnounce                // signed announces (signature check, table update)
 	ClassKeyPackage              // KeyPackage requests (key material handed out)
+	ClassFAPP                    // FAPP frames (docs/fapp.md): announces, queries, responses, reservations, answers
 	NumClasses                   // how many classes there are
 )
 
@@ -84,6 +85,8 @@ func (c Class) String() string {
 		return "announce"
 	case ClassKeyPackage:
 		return "keypackage"
+	case ClassFAPP:
+		return "fapp"
 	}
 	return fmt.Sprintf("class(%d)", uint8(c))
 }
@@ -110,6 +113,10 @@ var DefaultPerPeerConfig = PerPeerConfig{
 		ClassEnvelope:   {Rate: 20, Burst: 40},
 		ClassAnnounce:   {Rate: 2, Burst: 10},
 		ClassKeyPackage: {Rate: 0.5, Burst: 3},
+		// FAPP: a search is one query and a few responses per neighbour;
+		// a therapist's flood of announces is bounded per therapist in
+		// actors/fapp besides.
+		ClassFAPP: {Rate: 20, Burst: 60},
 	},
 	MaxPeers: 4096,
 }

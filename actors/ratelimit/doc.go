@@ -3,7 +3,10 @@
 //
 // It owns per-peer token buckets (PerPeer, bucket.go) for envelopes,
 // announces and KeyPackage requests, so one flooding peer drains only its
-// own buckets and the others still pass. Its own mailbox is the
+// own buckets and the others still pass. FAPP frames (messages.FrameFAPP)
+// have a bucket of their own (ClassFAPP) and go to the fapp actor when
+// Config.FAPP is set; without it (FAPP off) they are refused as of an
+// unknown type. Its own mailbox is the
 // priority-shedding mailbox (actors/mailbox): when the node is overloaded
 // and frames queue up, data envelopes are shed before announces.
 //

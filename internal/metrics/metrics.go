@@ -29,6 +29,7 @@ type Node struct {
 	FramesRefused   *prometheus.CounterVec // reason
 	Links           *Links
 	Mesh            *Mesh
+	FAPP            *FAPP
 }
 
 // Options for New.
@@ -85,6 +86,7 @@ func New(o Options) *Node {
 		m.StartTime, m.APIRequests, m.FramesInjected, m.FramesDelivered, m.FramesRefused)
 	m.Links = newLinks(r)
 	m.Mesh = newMesh(r)
+	m.FAPP = newFAPP(r)
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
 		Help:        "Always 1; the version label names the build.",

@@ -1,0 +1,832 @@
+package fapp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/quicprochat/qpc/actors/ratelimit"
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/fapp"
+	"github.com/quicprochat/qpc/internal/clock"
+	"github.com/quicprochat/qpc/internal/metrics"
+	"github.com/quicprochat/qpc/messages"
+)
+
+// Errors of the engine's own operations (the API's calls).
+var (
+	// ErrRole: the call needs a FAPP role this node does not have.
+	ErrRole = errors.New("fapp: not a role of this node")
+	// ErrUnknownSearch: the search ended already (or never started).
+	ErrUnknownSearch = errors.New("fapp: unknown search")
+)
+
+// Roles are the FAPP roles a node takes (config fapp.role).
+type Roles struct{ Therapist, Relay, Patient bool }
+
+// Any reports whether FAPP is on at all.
+func (r Roles) Any() bool { return r.Therapist || r.Relay || r.Patient }
+
+// Out is one frame the engine wants sent: to Peer, or with All to every
+// linked peer but Except.
+type Out struct {
+	Peer   [16]byte
+	All    bool
+	Except [16]byte
+	Data   []byte
+	Kind   fapp.Kind
+}
+
+// State persists what a restart must keep: the therapist's practice and
+// the patient's reservations. Nil keeps nothing.
+type State interface {
+	SavePractice(state []byte) error
+	SaveReservation(r *fapp.Reservation) error
+}
+
+// Defaults of the engine's bounds.
+const (
+	DefaultQueryPathTTL   = 2 * time.Minute
+	DefaultReservePathTTL = 24 * time.Hour
+	DefaultMaxPaths       = 4096
+	DefaultMaxFound       = 1024
+	DefaultMaxSearches    = 64
+	// DefaultTherapistBurst new sequences of one therapist are admitted
+	// at once, then DefaultTherapistPerMin a minute.
+	DefaultTherapistBurst  = 5
+	DefaultTherapistPerMin = 6
+)
+
+// EngineConfig configures an Engine.
+type EngineConfig struct {
+	Self     crypto.Address
+	Roles    Roles
+	Store    *fapp.Store    // the relay's cache (Roles.Relay)
+	Practice *fapp.Practice // the therapist's state (Roles.Therapist)
+	Clock    clock.Clock
+	Metrics  *metrics.FAPP
+	Rand     io.Reader // crypto/rand.Reader
+	State    State
+	// Reservations restored from State.
+	Reservations []*fapp.Reservation
+
+	QueryHops      uint8         // hop limit of own queries (default fapp.DefaultQueryHops)
+	AnnounceTTL    time.Duration // validity of own announces (default 24h)
+	QueryPathTTL   time.Duration
+	ReservePathTTL time.Duration
+	MaxPaths       int
+	MaxFound       int
+	// TherapistBurst and TherapistPerMin bound the new sequences a relay
+	// accepts from one therapist.
+	TherapistBurst  int
+	TherapistPerMin float64
+}
+
+func (c *EngineConfig) defaults() {
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	if c.QueryHops == 0 {
+		c.QueryHops = fapp.DefaultQueryHops
+	}
+	if c.AnnounceTTL <= 0 {
+		c.AnnounceTTL = 24 * time.Hour
+	}
+	if c.QueryPathTTL <= 0 {
+		c.QueryPathTTL = DefaultQueryPathTTL
+	}
+	if c.ReservePathTTL <= 0 {
+		c.ReservePathTTL = DefaultReservePathTTL
+	}
+	if c.MaxPaths <= 0 {
+		c.MaxPaths = DefaultMaxPaths
+	}
+	if c.MaxFound <= 0 {
+		c.MaxFound = DefaultMaxFound
+	}
+	if c.TherapistBurst <= 0 {
+		c.TherapistBurst = DefaultTherapistBurst
+	}
+	if c.TherapistPerMin <= 0 {
+		c.TherapistPerMin = DefaultTherapistPerMin
+	}
+}
+
+// path is a remembered neighbour with its expiry.
+type path struct {
+	peer  [16]byte
+	until time.Time
+}
+
+// paths is a bounded map of ids to the neighbour to send back to.
+type paths struct {
+	m   map[[16]byte]path
+	max int
+}
+
+func newPaths(max int) *paths { return &paths{m: map[[16]byte]path{}, max: max} }
+
+func (p *paths) get(id [16]byte, now time.Time) ([16]byte, bool) {
+	e, ok := p.m[id]
+	if !ok || !now.Before(e.until) {
+		return [16]byte{}, false
+	}
+	return e.peer, true
+}
+
+func (p *paths) put(id, peer [16]byte, until, now time.Time) {
+	if _, ok := p.m[id]; !ok && len(p.m) >= p.max {
+		p.sweep(now)
+		if len(p.m) >= p.max {
+			// Full of live entries: the one that expires first goes.
+			var victim [16]byte
+			var first time.Time
+			for k, e := range p.m {
+				if first.IsZero() || e.until.Before(first) {
+					victim, first = k, e.until
+				}
+			}
+			delete(p.m, victim)
+		}
+	}
+	p.m[id] = path{peer: peer, until: until}
+}
+
+func (p *paths) sweep(now time.Time) {
+	for k, e := range p.m {
+		if !now.Before(e.until) {
+			delete(p.m, k)
+		}
+	}
+}
+
+func (p *paths) dropPeer(peer [16]byte) {
+	for k, e := range p.m {
+		if e.peer == peer {
+			delete(p.m, k)
+		}
+	}
+}
+
+// search is one of this node's queries still gathering responses.
+type search struct {
+	q       *fapp.PendingQuery
+	lists   [][]fapp.Result
+	via     map[crypto.Address][16]byte // therapist → the neighbour its announce came back from
+	started time.Time
+}
+
+type found struct {
+	res fapp.Result
+	via [16]byte
+}
+
+// Engine is the FAPP node logic as plain state: frames from neighbours
+// and the API's calls in, frames to send out (Out). One actor owns it; it
+// is not safe for concurrent use.
+type Engine struct {
+	cfg EngineConfig
+
+	announcePath *paths // therapist → the neighbour its newest announce came from
+	queryPath    *paths // query id → the neighbour the query came from
+	reservePath  *paths // reservation id → the neighbour the reservation came from
+	therapists   map[crypto.Address]*ratelimit.Bucket
+
+	searches     map[[16]byte]*search
+	found        map[fapp.SlotID]found
+	foundOrder   []fapp.SlotID
+	reservations map[[16]byte]*fapp.Reservation
+
+	ownFrame   []byte // the therapist's current announce
+	ownExpires time.Time
+}
+
+// NewEngine builds an engine.
+func NewEngine(cfg EngineConfig) *Engine {
+	cfg.defaults()
+	e := &Engine{
+		cfg:          cfg,
+		announcePath: newPaths(cfg.MaxPaths),
+		queryPath:    newPaths(cfg.MaxPaths),
+		reservePath:  newPaths(cfg.MaxPaths),
+		therapists:   map[crypto.Address]*ratelimit.Bucket{},
+		searches:     map[[16]byte]*search{},
+		found:        map[fapp.SlotID]found{},
+		reservations: map[[16]byte]*fapp.Reservation{},
+	}
+	for _, r := range cfg.Reservations {
+		e.reservations[r.ID] = r
+	}
+	return e
+}
+
+// Roles are the engine's roles.
+func (e *Engine) Roles() Roles { return e.cfg.Roles }
+
+func (e *Engine) now() time.Time { return e.cfg.Clock.Now() }
+
+func (e *Engine) drop(kind, reason string) {
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.Dropped.WithLabelValues(kind, reason).Inc()
+	}
+}
+
+func (e *Engine) own(event string) {
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.Own.WithLabelValues(event).Inc()
+	}
+}
+
+func (e *Engine) forwarded(k fapp.Kind) {
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.Forwarded.WithLabelValues(k.String()).Inc()
+	}
+}
+
+func (e *Engine) announceOutcome(o string) {
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.Announces.WithLabelValues(o).Inc()
+	}
+}
+
+// Handle takes a FAPP frame from neighbour from and returns what to send.
+func (e *Engine) Handle(from [16]byte, data []byte) []Out {
+	kind, _, _, err := fapp.Peek(data)
+	if err != nil || len(data) > fapp.MaxFrameSize {
+		if e.cfg.Metrics != nil {
+			e.cfg.Metrics.Received.WithLabelValues("malformed").Inc()
+		}
+		e.drop("unknown", "malformed")
+		return nil
+	}
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.Received.WithLabelValues(kind.String()).Inc()
+	}
+	switch kind {
+	case fapp.KindAnnounce:
+		return e.onAnnounce(from, data)
+	case fapp.KindQuery:
+		return e.onQuery(from, data)
+	case fapp.KindResponse:
+		return e.onResponse(from, data)
+	case fapp.KindReserve:
+		return e.onReserve(from, data)
+	case fapp.KindAnswer:
+		return e.onAnswer(from, data)
+	}
+	e.drop(kind.String(), "malformed")
+	return nil
+}
+
+// AnnounceOutcome names what became of a refused announce, for metrics.
+func AnnounceOutcome(err error) string {
+	switch {
+	case errors.Is(err, fapp.ErrUnbound):
+		return "unbound"
+	case errors.Is(err, messages.ErrBadSignature):
+		return "bad_signature"
+	case errors.Is(err, fapp.ErrExpired):
+		return "expired"
+	case errors.Is(err, fapp.ErrTTLTooLong):
+		return "ttl_too_long"
+	case errors.Is(err, fapp.ErrStale):
+		return "stale"
+	case errors.Is(err, fapp.ErrSeqConflict):
+		return "conflict"
+	case errors.Is(err, fapp.ErrStoreFull):
+		return "full"
+	case errors.Is(err, messages.ErrMalformed), errors.Is(err, messages.ErrTooLarge),
+		errors.Is(err, messages.ErrUnknownType), errors.Is(err, messages.ErrUnsupportedVersion), errors.Is(err, messages.ErrHopLimit):
+		return "malformed"
+	}
+	return "error"
+}
+
+func (e *Engine) onAnnounce(from [16]byte, data []byte) []Out {
+	a, err := fapp.DecodeSlotAnnounce(data)
+	if err != nil {
+		e.announceOutcome(AnnounceOutcome(err))
+		return nil
+	}
+	addr := a.Therapist()
+	now := e.now()
+	if addr == e.cfg.Self {
+		e.announceOutcome("own")
+		return nil
+	}
+	if !e.cfg.Roles.Relay {
+		// Not a cache: only the way back towards the therapist is kept
+		// (for a reservation later), and nothing is flooded on.
+		if a.ExpiresAt().After(now) {
+			e.announcePath.put(addr, from, a.ExpiresAt(), now)
+		}
+		e.announceOutcome("not_relay")
+		return nil
+	}
+	st := e.cfg.Store
+	if a.ExpiresAt().After(now) && a.Seq > st.Seq(addr) && !e.allowTherapist(addr, now) {
+		e.announceOutcome("therapist_rate")
+		return nil
+	}
+	oc, err := st.Insert(data)
+	if err != nil {
+		e.announceOutcome(AnnounceOutcome(err))
+		return nil
+	}
+	e.announceOutcome(oc.String())
+	if oc == fapp.Duplicate {
+		if _, ok := e.announcePath.get(addr, now); !ok {
+			e.announcePath.put(addr, from, a.ExpiresAt(), now)
+		}
+		return nil
+	}
+	e.announcePath.put(addr, from, a.ExpiresAt(), now)
+	e.storeGauges()
+	fwd, err := fapp.Forward(data)
+	if err != nil {
+		e.drop("announce", "hop_limit")
+		return nil
+	}
+	e.forwarded(fapp.KindAnnounce)
+	return []Out{{All: true, Except: from, Data: fwd, Kind: fapp.KindAnnounce}}
+}
+
+// allowTherapist spends one of therapist's tokens for a new sequence.
+func (e *Engine) allowTherapist(t crypto.Address, now time.Time) bool {
+	b := e.therapists[t]
+	if b == nil {
+		if len(e.therapists) >= e.cfg.MaxPaths {
+			for k, v := range e.therapists {
+				if v.Full(now) {
+					delete(e.therapists, k)
+				}
+			}
+		}
+		b = &ratelimit.Bucket{Rate: e.cfg.TherapistPerMin / 60, Burst: e.cfg.TherapistBurst}
+		e.therapists[t] = b
+	}
+	return b.Allow(now)
+}
+
+func (e *Engine) storeGauges() {
+	if e.cfg.Metrics != nil && e.cfg.Store != nil {
+		e.cfg.Metrics.StoreSets.Set(float64(e.cfg.Store.Len()))
+		e.cfg.Metrics.StoreSlots.Set(float64(e.cfg.Store.Slots()))
+	}
+}
+
+func (e *Engine) onQuery(from [16]byte, data []byte) []Out {
+	q, err := fapp.DecodeSlotQuery(data)
+	if err != nil {
+		e.drop("query", "malformed")
+		return nil
+	}
+	now := e.now()
+	if _, ours := e.searches[q.QueryID]; ours {
+		e.drop("query", "duplicate")
+		return nil
+	}
+	if _, seen := e.queryPath.get(q.QueryID, now); seen {
+		e.drop("query", "duplicate")
+		return nil
+	}
+	if !e.cfg.Roles.Relay && !e.cfg.Roles.Therapist {
+		e.drop("query", "role")
+		return nil
+	}
+	e.queryPath.put(q.QueryID, from, now.Add(e.cfg.QueryPathTTL), now)
+	var out []Out
+	var frames [][]byte
+	switch {
+	case e.cfg.Roles.Relay:
+		frames, _ = e.cfg.Store.Answer(&q)
+	case e.ownFrame != nil && e.ownMatches(q.Filter(), now):
+		frames = [][]byte{e.ownFrame}
+	}
+	if len(frames) > 0 {
+		resp, err := fapp.NewSlotResponse(&q, frames, q.Hops)
+		if err == nil {
+			out = append(out, Out{Peer: from, Data: resp, Kind: fapp.KindResponse})
+			if e.cfg.Metrics != nil {
+				e.cfg.Metrics.Answered.Inc()
+				e.cfg.Metrics.AnsweredAnnounces.Add(float64(len(frames)))
+			}
+		} else {
+			e.drop("query", "error")
+		}
+	}
+	if e.cfg.Roles.Relay {
+		if fwd, err := fapp.Forward(data); err == nil {
+			out = append(out, Out{All: true, Except: from, Data: fwd, Kind: fapp.KindQuery})
+			e.forwarded(fapp.KindQuery)
+		} else {
+			e.drop("query", "hop_limit")
+		}
+	}
+	return out
+}
+
+// ownMatches reports whether a slot of the therapist's current set
+// matches f and has not started.
+func (e *Engine) ownMatches(f fapp.Filter, now time.Time) bool {
+	if !e.ownExpires.After(now) {
+		return false
+	}
+	if f.From.Before(now) {
+		f.From = now
+	}
+	a, err := fapp.DecodeSlotAnnounce(e.ownFrame)
+	if err != nil {
+		return false
+	}
+	for _, s := range a.Slots {
+		if f.Matches(a.PLZ, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) onResponse(from [16]byte, data []byte) []Out {
+	r, err := fapp.DecodeSlotResponse(data)
+	if err != nil {
+		e.drop("response", "malformed")
+		return nil
+	}
+	now := e.now()
+	if s := e.searches[r.QueryID]; s != nil {
+		rs, _, err := s.q.Open(data, now)
+		if err != nil {
+			e.drop("response", "not_ours")
+			return nil
+		}
+		e.own("responses")
+		s.lists = append(s.lists, rs)
+		for _, x := range rs {
+			if _, ok := s.via[x.ID.Therapist]; !ok {
+				s.via[x.ID.Therapist] = from
+			}
+		}
+		return nil
+	}
+	if !e.cfg.Roles.Relay {
+		e.drop("response", "role")
+		return nil
+	}
+	back, ok := e.queryPath.get(r.QueryID, now)
+	if !ok {
+		e.drop("response", "no_path")
+		return nil
+	}
+	fwd, err := fapp.Forward(data)
+	if err != nil {
+		e.drop("response", "hop_limit")
+		return nil
+	}
+	e.forwarded(fapp.KindResponse)
+	return []Out{{Peer: back, Data: fwd, Kind: fapp.KindResponse}}
+}
+
+func (e *Engine) onReserve(from [16]byte, data []byte) []Out {
+	m, err := fapp.DecodeSlotReserve(data)
+	if err != nil {
+		e.drop("reserve", "malformed")
+		return nil
+	}
+	now := e.now()
+	if m.Therapist == e.cfg.Self {
+		if !e.cfg.Roles.Therapist || e.cfg.Practice == nil {
+			e.drop("reserve", "role")
+			return nil
+		}
+		_, known := e.reservePath.get(m.ReservationID, now)
+		_, ans, err := e.cfg.Practice.Receive(data, now)
+		if err != nil {
+			e.drop("reserve", "not_ours")
+			return nil
+		}
+		e.reservePath.put(m.ReservationID, from, now.Add(e.cfg.ReservePathTTL), now)
+		if !known {
+			e.own("requests_received")
+		}
+		e.savePractice()
+		if ans == nil {
+			return nil
+		}
+		e.own("answers_sent")
+		return []Out{{Peer: from, Data: ans, Kind: fapp.KindAnswer}}
+	}
+	if !e.cfg.Roles.Relay {
+		e.drop("reserve", "role")
+		return nil
+	}
+	if _, seen := e.reservePath.get(m.ReservationID, now); seen {
+		e.drop("reserve", "duplicate")
+		return nil
+	}
+	e.reservePath.put(m.ReservationID, from, now.Add(e.cfg.ReservePathTTL), now)
+	fwd, err := fapp.Forward(data)
+	if err != nil {
+		e.drop("reserve", "hop_limit")
+		return nil
+	}
+	e.forwarded(fapp.KindReserve)
+	if next, ok := e.announcePath.get(m.Therapist, now); ok && next != from {
+		return []Out{{Peer: next, Data: fwd, Kind: fapp.KindReserve}}
+	}
+	return []Out{{All: true, Except: from, Data: fwd, Kind: fapp.KindReserve}}
+}
+
+func (e *Engine) onAnswer(from [16]byte, data []byte) []Out {
+	m, err := fapp.DecodeSlotAnswer(data)
+	if err != nil {
+		e.drop("answer", "malformed")
+		return nil
+	}
+	if r := e.reservations[m.ReservationID]; r != nil {
+		before := r.Status
+		if _, err := r.OpenAnswer(data); err != nil {
+			e.drop("answer", "not_ours")
+			return nil
+		}
+		e.own("answers_received")
+		if r.Status != before {
+			e.saveReservation(r)
+		}
+		return nil
+	}
+	if !e.cfg.Roles.Relay {
+		e.drop("answer", "role")
+		return nil
+	}
+	back, ok := e.reservePath.get(m.ReservationID, e.now())
+	if !ok {
+		e.drop("answer", "no_path")
+		return nil
+	}
+	fwd, err := fapp.Forward(data)
+	if err != nil {
+		e.drop("answer", "hop_limit")
+		return nil
+	}
+	e.forwarded(fapp.KindAnswer)
+	return []Out{{Peer: back, Data: fwd, Kind: fapp.KindAnswer}}
+}
+
+// PeerUp: a therapist gives a neighbour that just came up its current
+// announce, so a relay that starts later learns it.
+func (e *Engine) PeerUp(peer [16]byte) []Out {
+	if e.ownFrame == nil || !e.ownExpires.After(e.now()) {
+		return nil
+	}
+	e.own("announced")
+	return []Out{{Peer: peer, Data: e.ownFrame, Kind: fapp.KindAnnounce}}
+}
+
+// PeerDown forgets the announce paths through peer (a reservation then
+// floods rather than going to a neighbour that is gone).
+func (e *Engine) PeerDown(peer [16]byte) { e.announcePath.dropPeer(peer) }
+
+// Sweep expires reverse paths and the relay store's sets; the actor calls
+// it on a timer.
+func (e *Engine) Sweep() {
+	now := e.now()
+	e.announcePath.sweep(now)
+	e.queryPath.sweep(now)
+	e.reservePath.sweep(now)
+	if e.cfg.Store != nil {
+		_, _, _ = e.cfg.Store.Expire()
+		e.storeGauges()
+	}
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.Paths.Set(float64(len(e.queryPath.m) + len(e.reservePath.m)))
+	}
+}
+
+func (e *Engine) savePractice() {
+	if e.cfg.State == nil || e.cfg.Practice == nil {
+		return
+	}
+	if b, err := e.cfg.Practice.MarshalState(); err == nil {
+		_ = e.cfg.State.SavePractice(b)
+	}
+}
+
+func (e *Engine) saveReservation(r *fapp.Reservation) {
+	if e.cfg.State != nil {
+		_ = e.cfg.State.SaveReservation(r)
+	}
+}
+
+// publishOwn makes frame the therapist's current announce: into its own
+// store (a relay too), to every neighbour.
+func (e *Engine) publishOwn(frame []byte, expires time.Time) []Out {
+	e.ownFrame, e.ownExpires = frame, expires
+	if e.cfg.Roles.Relay && e.cfg.Store != nil {
+		_, _ = e.cfg.Store.Insert(frame)
+		e.storeGauges()
+	}
+	e.own("announced")
+	return []Out{{All: true, Data: frame, Kind: fapp.KindAnnounce}}
+}
+
+// Publish replaces the therapist's set with slots and announces it.
+func (e *Engine) Publish(slots []fapp.Slot) (seq uint64, expires time.Time, outs []Out, err error) {
+	if !e.cfg.Roles.Therapist || e.cfg.Practice == nil {
+		return 0, time.Time{}, nil, fmt.Errorf("%w: this node is not a therapist", ErrRole)
+	}
+	expires = e.now().Add(e.cfg.AnnounceTTL).Truncate(time.Second)
+	frame, err := e.cfg.Practice.Publish(slots, expires)
+	if err != nil {
+		return 0, time.Time{}, nil, err
+	}
+	e.savePractice()
+	e.own("published")
+	return e.cfg.Practice.Seq(), expires, e.publishOwn(frame, expires), nil
+}
+
+// Reannounce signs the therapist's set again with a fresh expiry (before
+// the last one expires). Nothing before the first Publish.
+func (e *Engine) Reannounce() []Out {
+	p := e.cfg.Practice
+	if p == nil || p.Seq() == 0 {
+		return nil
+	}
+	expires := e.now().Add(e.cfg.AnnounceTTL).Truncate(time.Second)
+	frame, err := p.Announce(expires)
+	if err != nil {
+		return nil
+	}
+	e.savePractice()
+	return e.publishOwn(frame, expires)
+}
+
+// ReannounceIn is how long until the own announce should be renewed
+// (three quarters of its TTL after it was made); zero: nothing to renew.
+func (e *Engine) ReannounceIn() time.Duration {
+	if e.ownFrame == nil {
+		return 0
+	}
+	d := e.ownExpires.Sub(e.now()) - e.cfg.AnnounceTTL/4
+	return max(d, time.Second)
+}
+
+// Free is the therapist's announced set.
+func (e *Engine) Free() []fapp.Slot {
+	if e.cfg.Practice == nil {
+		return nil
+	}
+	return e.cfg.Practice.Free()
+}
+
+// StartSearch sends a fresh anonymous query for f. A relay adds what its
+// own store holds at once.
+func (e *Engine) StartSearch(f fapp.Filter) ([16]byte, []Out, error) {
+	if !e.cfg.Roles.Patient {
+		return [16]byte{}, nil, fmt.Errorf("%w: this node is not a patient", ErrRole)
+	}
+	q, err := fapp.NewQuery(f, e.cfg.QueryHops, e.cfg.Rand)
+	if err != nil {
+		return [16]byte{}, nil, err
+	}
+	now := e.now()
+	if len(e.searches) >= DefaultMaxSearches {
+		var oldest [16]byte
+		var t time.Time
+		for k, s := range e.searches {
+			if t.IsZero() || s.started.Before(t) {
+				oldest, t = k, s.started
+			}
+		}
+		delete(e.searches, oldest)
+	}
+	s := &search{q: q, via: map[crypto.Address][16]byte{}, started: now}
+	e.searches[q.Query.QueryID] = s
+	if e.cfg.Roles.Relay && e.cfg.Store != nil {
+		s.lists = append(s.lists, e.cfg.Store.Query(f))
+	}
+	frame, err := fapp.EncodeSlotQuery(q.Query)
+	if err != nil {
+		delete(e.searches, q.Query.QueryID)
+		return [16]byte{}, nil, err
+	}
+	e.own("searches")
+	return q.Query.QueryID, []Out{{All: true, Data: frame, Kind: fapp.KindQuery}}, nil
+}
+
+// EndSearch ends search id and returns what it found, merged and sorted;
+// the results are kept (bounded) for Reserve.
+func (e *Engine) EndSearch(id [16]byte) ([]fapp.Result, error) {
+	s := e.searches[id]
+	if s == nil {
+		return nil, ErrUnknownSearch
+	}
+	delete(e.searches, id)
+	rs := fapp.MergeResults(s.q.Query.Filter().Limit(), s.lists...)
+	for _, r := range rs {
+		if _, ok := e.found[r.ID]; !ok {
+			e.foundOrder = append(e.foundOrder, r.ID)
+		}
+		e.found[r.ID] = found{res: r, via: s.via[r.ID.Therapist]}
+	}
+	for len(e.foundOrder) > e.cfg.MaxFound {
+		delete(e.found, e.foundOrder[0])
+		e.foundOrder = e.foundOrder[1:]
+	}
+	return rs, nil
+}
+
+// Reserve reserves a slot an earlier search found and returns the
+// reservation (pending) and the frame towards the therapist.
+func (e *Engine) Reserve(id fapp.SlotID, note string) (*fapp.Reservation, []Out, error) {
+	if !e.cfg.Roles.Patient {
+		return nil, nil, fmt.Errorf("%w: this node is not a patient", ErrRole)
+	}
+	f, ok := e.found[id]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %s was not found by a search of this node", fapp.ErrUnknownSlot, id)
+	}
+	r, frame, err := fapp.NewReservation(f.res.Announce, id.Slot, note, fapp.DefaultAnnounceHops, e.cfg.Rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	e.reservations[r.ID] = r
+	e.saveReservation(r)
+	e.own("reservations")
+	via := f.via
+	if via == ([16]byte{}) {
+		via, _ = e.announcePath.get(id.Therapist, e.now())
+	}
+	if via != ([16]byte{}) {
+		return r, []Out{{Peer: via, Data: frame, Kind: fapp.KindReserve}}, nil
+	}
+	return r, []Out{{All: true, Data: frame, Kind: fapp.KindReserve}}, nil
+}
+
+// Reservation is the patient's reservation id.
+func (e *Engine) Reservation(id [16]byte) (*fapp.Reservation, error) {
+	r := e.reservations[id]
+	if r == nil {
+		return nil, fmt.Errorf("%w: %x", fapp.ErrUnknownReservation, id)
+	}
+	return r, nil
+}
+
+// Requests lists the therapist's received reservations.
+func (e *Engine) Requests() ([]fapp.RequestInfo, error) {
+	if !e.cfg.Roles.Therapist || e.cfg.Practice == nil {
+		return nil, fmt.Errorf("%w: this node is not a therapist", ErrRole)
+	}
+	return e.cfg.Practice.Requests(), nil
+}
+
+// Answer confirms (confirm) or declines reservation id with text. It
+// returns the request's new status and the frames: the answer back along
+// the reservation's path, "taken" to the others pending on the slot, and
+// the new announce.
+func (e *Engine) Answer(id [16]byte, confirm bool, text string) (fapp.Status, []Out, error) {
+	p := e.cfg.Practice
+	if !e.cfg.Roles.Therapist || p == nil {
+		return 0, nil, fmt.Errorf("%w: this node is not a therapist", ErrRole)
+	}
+	expires := e.now().Add(e.cfg.AnnounceTTL).Truncate(time.Second)
+	var out []Out
+	var ann []byte
+	status := fapp.Declined
+	if confirm {
+		answer, announce, taken, err := p.Confirm(id, text, expires)
+		if err != nil {
+			return 0, nil, err
+		}
+		status, ann = fapp.Confirmed, announce
+		out = append(out, e.answerOut(answer))
+		for _, t := range taken {
+			out = append(out, e.answerOut(t))
+		}
+	} else {
+		answer, announce, err := p.Decline(id, text, expires)
+		if err != nil {
+			return 0, nil, err
+		}
+		ann = announce
+		out = append(out, e.answerOut(answer))
+	}
+	e.savePractice()
+	if ann != nil {
+		out = append(out, e.publishOwn(ann, expires)...)
+	}
+	return status, out, nil
+}
+
+// answerOut sends an answer back the way its reservation came (or to
+// every neighbour when that is not known any more).
+func (e *Engine) answerOut(frame []byte) Out {
+	e.own("answers_sent")
+	if m, err := fapp.DecodeSlotAnswer(frame); err == nil {
+		if back, ok := e.reservePath.get(m.ReservationID, e.now()); ok {
+			return Out{Peer: back, Data: frame, Kind: fapp.KindAnswer}
+		}
+	}
+	return Out{All: true, Data: frame, Kind: fapp.KindAnswer}
+}

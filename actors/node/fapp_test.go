@@ -1,0 +1,368 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/fapp"
+	"github.com/quicprochat/qpc/internal/config"
+	"github.com/quicprochat/qpc/internal/probe"
+	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports/mem"
+)
+
+// fappMesh is the five-node mesh of issue 13 acceptance 1: therapists T1
+// and T2, relay R, patients P1 and P2; every other node is linked to R
+// only, so P1 and P2 reach T1 and T2 only through R.
+type fappMesh struct {
+	R, T1, T2, P1, P2 *Node
+	tap               *frameTap
+}
+
+// frameTap records the FAPP frames R admitted, with the neighbour each
+// came from (acceptance 3: what R saw).
+type frameTap struct {
+	mu     sync.Mutex
+	frames []tapped
+}
+
+type tapped struct {
+	from crypto.Address
+	data []byte
+}
+
+func (t *frameTap) take(f *messages.InboundFrame) bool {
+	if tag, err := messages.FrameTag(f.Data); err == nil && tag.Type() == messages.FrameFAPP {
+		t.mu.Lock()
+		t.frames = append(t.frames, tapped{from: f.From, data: bytes.Clone(f.Data)})
+		t.mu.Unlock()
+	}
+	return false
+}
+
+func (t *frameTap) of(from crypto.Address, kind fapp.Kind) [][]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out [][]byte
+	for _, f := range t.frames {
+		if k, _, _, err := fapp.Peek(f.data); err == nil && k == kind && (from == crypto.Address{} || f.from == from) {
+			out = append(out, f.data)
+		}
+	}
+	return out
+}
+
+func fappConfig(t *testing.T, roles ...string) config.Config {
+	c := testConfig(t)
+	c.Transports.Listen = nil
+	c.FAPP.Role = roles
+	return c
+}
+
+func therapistConfig(t *testing.T, name, plz string) config.Config {
+	c := fappConfig(t, config.FAPPTherapist)
+	c.FAPP.Name, c.FAPP.PLZ, c.FAPP.Approbation = name, plz, "LANR-"+plz
+	c.FAPP.Fachrichtung = []string{"verhaltenstherapie", "tiefenpsychologisch"}
+	c.FAPP.Kostentraeger = []string{"gkv", "selbstzahler"}
+	return c
+}
+
+// startFAPPMesh starts the five nodes over net (mem when peers is
+// "mem://r"); extra adjusts each config (a LoRa link for the patients).
+func startFAPPMesh(t *testing.T, extra func(role string, c *config.Config), opts ...Option) *fappMesh {
+	t.Helper()
+	net := mem.NewNetwork()
+	m := &fappMesh{tap: &frameTap{}}
+	cr := fappConfig(t, config.FAPPRelay)
+	cr.Transports.Listen = []string{"mem://r"}
+	if extra != nil {
+		extra("R", &cr)
+	}
+	m.R, _ = startNode(t, cr, append([]Option{WithMemNetwork(net), WithInboundTap(m.tap.take)}, opts...)...)
+	start := func(role string, c config.Config) *Node {
+		c.Transports.Peers = []string{"mem://r"}
+		if extra != nil {
+			extra(role, &c)
+		}
+		n, _ := startNode(t, c, append([]Option{WithMemNetwork(net)}, opts...)...)
+		return n
+	}
+	m.T1 = start("T1", therapistConfig(t, "Praxis Eins", "80331"))
+	m.T2 = start("T2", therapistConfig(t, "Praxis Zwei", "80335"))
+	m.P1 = start("P1", fappConfig(t, config.FAPPPatient))
+	m.P2 = start("P2", fappConfig(t, config.FAPPPatient))
+	for _, n := range []*Node{m.T1, m.T2, m.P1, m.P2} {
+		waitRoute(t, m.R, n.Address())
+		waitRoute(t, n, m.R.Address())
+	}
+	return m
+}
+
+// fappSlot is a slot starting days after base.
+func fappSlot(base time.Time, days int, fr fapp.Fachrichtung, mod fapp.Modalitaet, kt fapp.Kostentraeger) fapp.Slot {
+	return fapp.Slot{
+		Start: uint32(base.Add(time.Duration(days) * 24 * time.Hour).Unix()), Minutes: 50, Type: fapp.Therapieplatz,
+		Fachrichtung: fr, Modalitaet: mod, Kostentraeger: kt,
+	}
+}
+
+func fappCount(n *Node, outcome string) float64 {
+	return testutil.ToFloat64(n.Metrics().FAPP.Announces.WithLabelValues(outcome))
+}
+
+// fappSearchFilter is acceptance 1's search: Verhaltenstherapie, GKV,
+// PLZ 803, video or Praxis, the next 14 days.
+func fappSearchFilter(now time.Time) fapp.Filter {
+	return fapp.Filter{
+		Fachrichtung: fapp.Verhaltenstherapie, Kostentraeger: fapp.GKV, PLZPrefix: "803",
+		Modalitaet: fapp.Praxis | fapp.Video, From: now, To: now.Add(14 * 24 * time.Hour),
+	}
+}
+
+func slotNames(t *testing.T, n *Node, f fapp.Filter, wait time.Duration) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait+10*time.Second)
+	defer cancel()
+	res, err := n.FAPPSearch(ctx, f, wait)
+	if err != nil {
+		t.Fatalf("search on %s: %v", n.Address().Short(), err)
+	}
+	var out []string
+	for _, s := range res.Slots {
+		out = append(out, s.Slot)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sid(n *Node, id uint32) string { return fapp.SlotID{Therapist: n.Address(), Slot: id}.String() }
+
+// otherTherapistAnnounce is a signed announce of a therapist outside PLZ
+// 803 (a third practice, injected at R) whose slot matches everything
+// else of the search.
+func otherTherapistAnnounce(t *testing.T, base time.Time, seq uint64) ([]byte, *crypto.Identity) {
+	t.Helper()
+	id := newIdentity(t)
+	appr, err := fapp.NewApprobation("LANR-10115", rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fapp.NewPractice(id, "10115", appr, seq-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := fappSlot(base, 1, fapp.Verhaltenstherapie, fapp.Praxis, fapp.GKV)
+	s.ID = 7
+	frame, err := p.Publish([]fapp.Slot{s}, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frame, id
+}
+
+// TestFAPPFiveNodeMesh is issue 13 acceptance 1 to 3 over mem links:
+// T1 and T2 publish, P1 searches and gets exactly the matching slots, P1
+// reserves, T1 confirms, P1 sees "confirmed"; P2 reserving the same slot
+// afterwards gets "taken" and a search no longer returns it; R holds no
+// plaintext of the reservation or the confirmation (its database and
+// the frames it admitted), and two queries of P1 share no identifier.
+func TestFAPPFiveNodeMesh(t *testing.T) {
+	m := startFAPPMesh(t, nil)
+	runFAPPDemo(t, m, 2*time.Second)
+}
+
+func runFAPPDemo(t *testing.T, m *fappMesh, wait time.Duration) {
+	ctx := context.Background()
+	now := time.Now()
+	base := now.Truncate(time.Hour).Add(2 * time.Hour)
+	vt, tp := fapp.Verhaltenstherapie, fapp.Tiefenpsychologisch
+	gkv, pkv := fapp.GKV, fapp.PKV
+	t1 := []fapp.Slot{
+		fappSlot(base, 1, vt, fapp.Praxis, gkv),             // matches
+		fappSlot(base, 2, vt, fapp.Video|fapp.Telefon, gkv), // matches (video)
+		fappSlot(base, 3, vt, fapp.Praxis, pkv),             // Kostentraeger
+		fappSlot(base, 4, tp, fapp.Praxis, gkv),             // Fachrichtung
+		fappSlot(base, 5, vt, fapp.Telefon, gkv),            // Modalitaet
+		fappSlot(base, 20, vt, fapp.Praxis, gkv),            // after 14 days
+	}
+	t1[5].Type = fapp.Sprechstunde
+	// T2: a slot without Fachrichtung and Kostentraeger takes the
+	// config's (verhaltenstherapie; gkv, selbstzahler).
+	t2 := []fapp.Slot{
+		{Start: uint32(base.Add(36 * time.Hour).Unix()), Minutes: 25, Type: fapp.Sprechstunde, Modalitaet: fapp.Video}, // matches
+		fappSlot(base, 6, vt, fapp.Praxis, fapp.Selbstzahler),                                                          // Kostentraeger
+	}
+	pub1, err := m.T1.FAPPPublish(ctx, t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub2, err := m.T2.FAPPPublish(ctx, t2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pub1.Slots) != 6 || len(pub2.Slots) != 2 || pub1.Seq != 1 {
+		t.Fatalf("published %d and %d slots, seq %d", len(pub1.Slots), len(pub2.Slots), pub1.Seq)
+	}
+	for _, s := range pub2.Slots {
+		if s.Minutes == 25 && (s.Fachrichtung != "verhaltenstherapie" || !slices.Equal(s.Kostentraeger, []string{"gkv", "selbstzahler"})) {
+			t.Fatalf("T2's slot did not take the config's defaults: %+v", s)
+		}
+	}
+	// The same slots again keep their ids (derived from their content).
+	again, err := m.T1.FAPPPublish(ctx, t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again.Slots {
+		if again.Slots[i].Slot != pub1.Slots[i].Slot {
+			t.Fatalf("slot %d changed its id on the second publish: %s, then %s", i, pub1.Slots[i].Slot, again.Slots[i].Slot)
+		}
+	}
+	other, _ := otherTherapistAnnounce(t, base, 1)
+	if err := m.R.Inject("test", newIdentity(t).Address(), other); err != nil {
+		t.Fatal(err)
+	}
+	probe.Until(t, 10*time.Second, func() bool { return fappCount(m.R, "added") >= 3 && fappCount(m.R, "replaced") >= 1 },
+		"R to hold the three announces (T1's second set)")
+
+	slotID := func(n *Node, s fapp.Slot) string {
+		s = n.fappDefaults(s)
+		return sid(n, s.ID)
+	}
+	want := []string{slotID(m.T1, t1[0]), slotID(m.T1, t1[1]), slotID(m.T2, t2[0])}
+	sort.Strings(want)
+	got := slotNames(t, m.P1, fappSearchFilter(now), wait)
+	if !slices.Equal(got, want) {
+		t.Fatalf("P1's search found %v, want exactly %v", got, want)
+	}
+	// P2 searches too and keeps the result (it reserves later).
+	if got := slotNames(t, m.P2, fappSearchFilter(now), wait); !slices.Equal(got, want) {
+		t.Fatalf("P2's search found %v, want exactly %v", got, want)
+	}
+
+	// P1 reserves T1's video slot; T1 confirms; P1 sees "confirmed".
+	note := "Erstgespraech bitte, Notiz-4711"
+	target, _ := fapp.ParseSlotID(slotID(m.T1, t1[1]))
+	res, err := m.P1.FAPPReserve(ctx, target, note)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != "pending" || len(res.Reservation) != 32 {
+		t.Fatalf("reserve = %+v", res)
+	}
+	var reqID string
+	probe.Until(t, 10*time.Second, func() bool {
+		rq, err := m.T1.FAPPRequests(ctx)
+		if err != nil || len(rq.Requests) == 0 {
+			return false
+		}
+		if r := rq.Requests[0]; r.Note != note || r.Slot != target.String() || r.Status != "pending" {
+			t.Fatalf("T1 received %+v", r)
+		}
+		reqID = rq.Requests[0].Reservation
+		return true
+	}, "T1 to receive the reservation")
+	if reqID != res.Reservation {
+		t.Fatalf("T1 sees reservation %s, P1 made %s", reqID, res.Reservation)
+	}
+	confirmText := "Bitte klingeln bei Praxis Eins, 3. OG"
+	if c, err := m.T1.FAPPConfirm(ctx, reqID, confirmText); err != nil || c.Status != "confirmed" {
+		t.Fatalf("confirm = %+v, %v", c, err)
+	}
+	st, err := m.P1.FAPPStatus(ctx, res.Reservation, 10*time.Second)
+	if err != nil || st.Status != "confirmed" || st.Text != confirmText {
+		t.Fatalf("P1's reservation = %+v, %v; want confirmed with the text", st, err)
+	}
+
+	// Acceptance 2: P2 reserving the same slot now gets "taken", and the
+	// slot is gone from searches once R holds T1's new set.
+	res2, err := m.P2.FAPPReserve(ctx, target, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := m.P2.FAPPStatus(ctx, res2.Reservation, 10*time.Second); err != nil || st.Status != "taken" {
+		t.Fatalf("P2's reservation of the confirmed slot = %+v, %v; want taken", st, err)
+	}
+	probe.Until(t, 10*time.Second, func() bool { return fappCount(m.R, "replaced") >= 2 }, "R to hold T1's set without the confirmed slot")
+	want2 := []string{slotID(m.T1, t1[0]), slotID(m.T2, t2[0])}
+	sort.Strings(want2)
+	if got := slotNames(t, m.P2, fappSearchFilter(now), wait); !slices.Equal(got, want2) {
+		t.Fatalf("after the confirmation P2's search found %v, want %v", got, want2)
+	}
+	if got := slotNames(t, m.P1, fappSearchFilter(now), wait); !slices.Equal(got, want2) {
+		t.Fatalf("after the confirmation P1's search found %v, want %v", got, want2)
+	}
+
+	// Acceptance 3: what R held and saw.
+	checkRelayLearnsNothing(t, m, []string{note, confirmText})
+}
+
+// checkRelayLearnsNothing: R's database and every FAPP frame R admitted
+// hold none of the secrets in plaintext; the reservation and the answer
+// crossed R (ciphertext); two queries of P1 share no identifier.
+func checkRelayLearnsNothing(t *testing.T, m *fappMesh, secrets []string) {
+	t.Helper()
+	if got := len(m.tap.of(m.P1.Address(), fapp.KindReserve)); got == 0 {
+		t.Fatal("R's tap saw no reservation from P1: the test would prove nothing")
+	}
+	if got := len(m.tap.of(m.T1.Address(), fapp.KindAnswer)); got == 0 {
+		t.Fatal("R's tap saw no answer from T1")
+	}
+	db, err := os.ReadFile(m.R.cfg.DBPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all [][]byte
+	for k := fapp.KindAnnounce; k <= fapp.KindAnswer; k++ {
+		all = append(all, m.tap.of(crypto.Address{}, k)...)
+	}
+	for _, s := range secrets {
+		if bytes.Contains(db, []byte(s)) {
+			t.Errorf("R's database holds %q in plaintext", s)
+		}
+		for _, f := range all {
+			if bytes.Contains(f, []byte(s)) {
+				t.Errorf("a frame R admitted holds %q in plaintext", s)
+			}
+		}
+	}
+	qs := m.tap.of(m.P1.Address(), fapp.KindQuery)
+	if len(qs) < 2 {
+		t.Fatalf("R saw %d queries of P1, want at least 2", len(qs))
+	}
+	a, err := fapp.DecodeSlotQuery(qs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fapp.DecodeSlotQuery(qs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Filter() != b.Filter() {
+		t.Fatalf("P1's two queries have different filters: the comparison is not of like with like")
+	}
+	// Everything but the filter differs: no 4-byte run of one query's id
+	// or reply key is in the other query.
+	for _, secret := range [][]byte{a.QueryID[:], a.ReplyKey[:]} {
+		for i := 0; i+4 <= len(secret); i++ {
+			if bytes.Contains(qs[1], secret[i:i+4]) {
+				t.Fatalf("P1's second query shares the bytes %x with the first's id or key", secret[i:i+4])
+			}
+		}
+	}
+	a.QueryID, a.ReplyKey, b.QueryID, b.ReplyKey = [16]byte{}, [32]byte{}, [16]byte{}, [32]byte{}
+	a.Hops, b.Hops = 0, 0
+	if a != b {
+		t.Fatalf("P1's queries differ beyond id, key and filter: %+v vs %+v", a, b)
+	}
+}
