@@ -85,19 +85,19 @@ func (c *changeFeed) notify() {
 	}
 }
 
-// fappErr turns the domain's and the actor's errors into the API's.
+// fappErr turns the actor's errors into the API's: a role the node does
+// not have wraps api.ErrFAPPRole; the domain's errors (fapp.ErrBadValue,
+// ErrUnknownSlot, ErrUnknownReservation, ErrNotPending,
+// ErrAlreadyConfirmed) are returned as they are, for the handlers to map
+// (400, 404, 409 fapp_answered).
 func fappErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, fappactor.ErrRole):
 		return fmt.Errorf("%w: %w", api.ErrFAPPRole, err)
-	case errors.Is(err, fapp.ErrUnknownSlot), errors.Is(err, fapp.ErrUnknownReservation), errors.Is(err, fappactor.ErrUnknownSearch):
+	case errors.Is(err, fappactor.ErrUnknownSearch):
 		return &api.NotFound{Err: err}
-	case errors.Is(err, fapp.ErrBadValue), errors.Is(err, fapp.ErrNotPending), errors.Is(err, fapp.ErrAlreadyConfirmed):
-		return &api.BadRequest{Err: err}
-	case errors.Is(err, ErrNotRunning):
-		return &api.Unavailable{Err: err}
 	}
 	return err
 }

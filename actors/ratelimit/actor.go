@@ -18,10 +18,10 @@ type Config struct {
 	Announcer *actor.PID
 	// FAPP takes admitted FAPP frames (messages.FrameFAPP); nil: FAPP is
 	// off and they are refused as of an unknown type.
-	FAPP *actor.PID
-	Limits    PerPeerConfig
-	Clock     clock.Clock
-	Metrics   *metrics.Mesh
+	FAPP    *actor.PID
+	Limits  PerPeerConfig
+	Clock   clock.Clock
+	Metrics *metrics.Mesh
 	// OnRefused counts a frame refused (draining); must not block.
 	OnRefused func(reason string)
 	// Tap, when set, sees every admitted frame first and may take it
