@@ -18,6 +18,8 @@ import (
 	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports/lora"
+	"github.com/quicprochat/qpc/transports/lora/link"
 	"github.com/quicprochat/qpc/transports/mem"
 )
 
@@ -364,5 +366,157 @@ func checkRelayLearnsNothing(t *testing.T, m *fappMesh, secrets []string) {
 	a.Hops, b.Hops = 0, 0
 	if a != b {
 		t.Fatalf("P1's queries differ beyond id, key and filter: %+v vs %+v", a, b)
+	}
+}
+
+// testPractice is a therapist outside the mesh whose announces a test
+// injects.
+func testPractice(t *testing.T, plz fapp.PLZ) (*fapp.Practice, *crypto.Identity) {
+	t.Helper()
+	id := newIdentity(t)
+	appr, err := fapp.ApprobationWithSalt("LANR-"+string(plz), bytes.Repeat([]byte{7}, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fapp.NewPractice(id, plz, appr, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, id
+}
+
+func publishAt(t *testing.T, p *fapp.Practice, base time.Time, expires time.Time) []byte {
+	t.Helper()
+	s := fappSlot(base, 1, fapp.Verhaltenstherapie, fapp.Praxis, fapp.GKV)
+	s.ID = 1
+	frame, err := p.Publish([]fapp.Slot{s}, expires)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frame
+}
+
+// TestFAPPRelayRefusesBadAnnounces is issue 13 acceptance 4 at R: forged,
+// expired, replayed (an older sequence after a newer one) and unbound
+// announces are refused and counted; a therapist flooding new sets is
+// held to its rate, and another therapist's announce, sent right after
+// the flood over the same neighbour, is taken at once and reaches a
+// patient's search.
+func TestFAPPRelayRefusesBadAnnounces(t *testing.T) {
+	net := mem.NewNetwork()
+	cr := fappConfig(t, config.FAPPRelay)
+	cr.Transports.Listen = []string{"mem://r"}
+	r, _ := startNode(t, cr, WithMemNetwork(net))
+	cp := fappConfig(t, config.FAPPPatient)
+	cp.Transports.Peers = []string{"mem://r"}
+	p, _ := startNode(t, cp, WithMemNetwork(net))
+	waitRoute(t, p, r.Address())
+	base := time.Now().Truncate(time.Hour).Add(2 * time.Hour)
+	exp := time.Now().Add(time.Hour)
+	neighbour := newIdentity(t).Address()
+	inject := func(frame []byte) {
+		t.Helper()
+		if err := r.Inject("test", neighbour, frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(outcome string, n float64) {
+		t.Helper()
+		probe.Until(t, 10*time.Second, func() bool { return fappCount(r, outcome) >= n }, "R to count %v announces %s", n, outcome)
+	}
+
+	// Forged: a valid announce with one byte of its signature changed.
+	honest, _ := testPractice(t, "80331")
+	good := publishAt(t, honest, base, exp)
+	forged := bytes.Clone(good)
+	forged[len(forged)-1] ^= 1
+	inject(forged)
+	expect("bad_signature", 1)
+	// Expired: signed, but its expiry has passed.
+	old, _ := testPractice(t, "80332")
+	inject(publishAt(t, old, base, time.Now().Add(-time.Minute)))
+	expect("expired", 1)
+	// Replayed: seq 1 after seq 2 of the same therapist.
+	inject(good)
+	expect("added", 1)
+	newer := publishAt(t, honest, base, exp)
+	inject(newer)
+	expect("replaced", 1)
+	inject(good)
+	expect("stale", 1)
+	inject(newer)
+	expect("duplicate", 1)
+	// Unbound: a signed announce whose Approbation hash is cut short.
+	uid := newIdentity(t)
+	useal, err := crypto.SealingKeyFor(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := fappSlot(base, 1, fapp.Verhaltenstherapie, fapp.Praxis, fapp.GKV)
+	s.ID = 1
+	ua := fapp.NewSlotAnnounce(uid.PublicKey(), useal.Public(), 1, exp, "80333", fapp.Approbation{Salt: make([]byte, 16), Hash: make([]byte, 8)}, []fapp.Slot{s})
+	tbs, err := ua.SigningBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ua.Signature = uid.Sign(tbs)
+	unbound, err := messages.Marshal(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inject(unbound)
+	expect("unbound", 1)
+	if got := fappCount(r, "added") + fappCount(r, "replaced"); got != 2 {
+		t.Fatalf("R took %v announces, want only the honest therapist's two", got)
+	}
+
+	// A flooding therapist: 40 new sets in a row over one neighbour; then
+	// another therapist's set over the same neighbour.
+	flooder, _ := testPractice(t, "80334")
+	for range 40 {
+		inject(publishAt(t, flooder, base, exp))
+	}
+	other, otherID := testPractice(t, "80335")
+	inject(publishAt(t, other, base, exp))
+	expect("added", 3) // the honest, the flooder's first, the other's
+	probe.Until(t, 10*time.Second, func() bool { return fappCount(r, "therapist_rate")+fappCount(r, "added")+fappCount(r, "replaced") >= 2+41 },
+		"R to handle the flood and the other's set")
+	limited := fappCount(r, "therapist_rate")
+	taken := fappCount(r, "added") + fappCount(r, "replaced") - 2 - 1 // minus the honest two and the other's
+	if taken > 6 || limited < 34 {
+		t.Fatalf("the flooder got %v of 40 sets in (%v limited); want at most its burst of %d", taken, limited, 5)
+	}
+	// The other therapist's set is served at once.
+	got := slotNames(t, p, fapp.Filter{PLZPrefix: "80335"}, time.Second)
+	if want := []string{fapp.SlotID{Therapist: otherID.Address(), Slot: 1}.String()}; !slices.Equal(got, want) {
+		t.Fatalf("a search right after the flood found %v, want the other therapist's slot %v", got, want)
+	}
+}
+
+// TestFAPPFiveNodeMeshOverLoRa is issue 13 acceptance 5: the five-node
+// demo with the R — P1 and R — P2 hops on LoRa mock links (one channel
+// each, SF7), T1 and T2 on mem links to R. Every FAPP message crosses a
+// radio hop; responses above a LoRa frame are fragmented by the link.
+func TestFAPPFiveNodeMeshOverLoRa(t *testing.T) {
+	radio := link.NewMockNetwork(lora.MediumOptions{})
+	m := startFAPPMesh(t, func(role string, c *config.Config) {
+		c.Transports.LoRa.AnnounceShare = 1
+		switch role {
+		case "R":
+			c.Transports.Listen = append(c.Transports.Listen, "lora+mock://p1?sf=7", "lora+mock://p2?sf=7")
+		case "P1":
+			c.Transports.Peers, c.Transports.Listen = nil, []string{"lora+mock://p1?sf=7"}
+		case "P2":
+			c.Transports.Peers, c.Transports.Listen = nil, []string{"lora+mock://p2?sf=7"}
+		}
+	}, WithLoRaMock(radio))
+	waitLink(t, m.P1, m.R.Address(), "lora")
+	waitLink(t, m.P2, m.R.Address(), "lora")
+	runFAPPDemo(t, m, 8*time.Second)
+	for _, n := range []*Node{m.P1, m.P2} {
+		ls, err := n.Links(context.Background())
+		if err != nil || len(ls) != 1 || ls[0].Transport != "lora" {
+			t.Fatalf("%s's links: %+v %v; want only its LoRa link to R", n.Address().Short(), ls, err)
+		}
 	}
 }
