@@ -479,7 +479,9 @@ func TestFAPPRelayRefusesBadAnnounces(t *testing.T) {
 	other, otherID := testPractice(t, "80335")
 	inject(publishAt(t, other, base, exp))
 	expect("added", 3) // the honest, the flooder's first, the other's
-	probe.Until(t, 10*time.Second, func() bool { return fappCount(r, "therapist_rate")+fappCount(r, "added")+fappCount(r, "replaced") >= 2+41 },
+	probe.Until(t, 10*time.Second, func() bool {
+		return fappCount(r, "therapist_rate")+fappCount(r, "added")+fappCount(r, "replaced") >= 2+41
+	},
 		"R to handle the flood and the other's set")
 	limited := fappCount(r, "therapist_rate")
 	taken := fappCount(r, "added") + fappCount(r, "replaced") - 2 - 1 // minus the honest two and the other's
