@@ -522,3 +522,98 @@ func TestFAPPFiveNodeMeshOverLoRa(t *testing.T) {
 		}
 	}
 }
+
+// TestFAPPStateSurvivesRestart: the therapist's practice (its requests
+// and sequence), the patient's reservation (its reply key) and the
+// relay's store are in bbolt: T and P restart between the reservation
+// and the confirmation, R restarts and still answers a search from its
+// store with T offline, and P still opens T's confirmation.
+func TestFAPPStateSurvivesRestart(t *testing.T) {
+	net := mem.NewNetwork()
+	cr := fappConfig(t, config.FAPPRelay)
+	cr.Transports.Listen = []string{"mem://r"}
+	r, _ := startNode(t, cr, WithMemNetwork(net))
+	ct := therapistConfig(t, "Praxis Eins", "80331")
+	ct.Transports.Peers = []string{"mem://r"}
+	tn, _ := startNode(t, ct, WithMemNetwork(net))
+	cp := fappConfig(t, config.FAPPPatient)
+	cp.Transports.Peers = []string{"mem://r"}
+	p, _ := startNode(t, cp, WithMemNetwork(net))
+	waitRoute(t, r, tn.Address())
+	waitRoute(t, r, p.Address())
+	ctx := context.Background()
+	now := time.Now()
+	base := now.Truncate(time.Hour).Add(2 * time.Hour)
+	if _, err := tn.FAPPPublish(ctx, []fapp.Slot{fappSlot(base, 1, fapp.Verhaltenstherapie, fapp.Praxis, fapp.GKV)}); err != nil {
+		t.Fatal(err)
+	}
+	probe.Until(t, 10*time.Second, func() bool { return fappCount(r, "added") >= 1 }, "R to hold T's set")
+
+	// R restarts; T goes offline; R answers from what it stored.
+	if err := tn.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = startNode(t, cr, WithMemNetwork(net))
+	waitRoute(t, p, r.Address())
+	got := slotNames(t, p, fapp.Filter{}, time.Second)
+	if len(got) != 1 {
+		t.Fatalf("the restarted relay answered %v with the therapist offline, want its one slot", got)
+	}
+	target, _ := fapp.ParseSlotID(got[0])
+	res, err := p.FAPPReserve(ctx, target, "nach dem Neustart")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// T comes back: R holds the reservation's path, not T; the
+	// reservation was sent while T was away, so P reserves again after T
+	// is back (a new reservation id) and then restarts itself.
+	tn, _ = startNode(t, ct, WithMemNetwork(net))
+	waitRoute(t, r, tn.Address())
+	probe.Until(t, 10*time.Second, func() bool { return fappCount(r, "replaced") >= 1 }, "T's re-announce after its restart at R")
+	if res2, err := p.FAPPStatus(ctx, res.Reservation, 0); err != nil || res2.Status != "pending" {
+		t.Fatalf("P's first reservation: %+v %v", res2, err)
+	}
+	got = slotNames(t, p, fapp.Filter{}, time.Second)
+	if len(got) != 1 || got[0] != target.String() {
+		t.Fatalf("search after T's restart found %v", got)
+	}
+	res, err = p.FAPPReserve(ctx, target, "nach dem Neustart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqID string
+	probe.Until(t, 10*time.Second, func() bool {
+		rq, err := tn.FAPPRequests(ctx)
+		if err == nil && len(rq.Requests) == 1 {
+			reqID = rq.Requests[0].Reservation
+		}
+		return reqID != ""
+	}, "T to receive the reservation")
+	// Both restart before T answers.
+	for _, n := range []*Node{tn, p} {
+		if err := n.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tn, _ = startNode(t, ct, WithMemNetwork(net))
+	p, _ = startNode(t, cp, WithMemNetwork(net))
+	waitRoute(t, r, tn.Address())
+	waitRoute(t, r, p.Address())
+	rq, err := tn.FAPPRequests(ctx)
+	if err != nil || len(rq.Requests) != 1 || rq.Requests[0].Reservation != reqID || rq.Requests[0].Note != "nach dem Neustart" {
+		t.Fatalf("T's requests after its restart: %+v %v", rq, err)
+	}
+	if st, err := p.FAPPStatus(ctx, res.Reservation, 0); err != nil || st.Status != "pending" {
+		t.Fatalf("P's reservation after its restart: %+v %v", st, err)
+	}
+	if _, err := tn.FAPPConfirm(ctx, reqID, "bis bald"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.FAPPStatus(ctx, res.Reservation, 10*time.Second); err != nil || st.Status != "confirmed" {
+		t.Fatalf("P's reservation after both restarts: %+v %v; want confirmed", st, err)
+	}
+}
