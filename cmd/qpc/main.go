@@ -105,6 +105,7 @@ func newRootCmd(environ []string) *cobra.Command {
 		newSizesCmd(),
 		newLoRaCmd(),
 		newDBCmd(environ),
+		newHealthCmd(environ),
 	)
 	for _, c := range root.Commands() {
 		if c.Args == nil && c.HasSubCommands() == false {
