@@ -3,8 +3,9 @@
 // the mesh, patients search anonymously, reserve end-to-end encrypted and
 // get a confirmation. It is plain logic: no actors, no I/O but the bbolt
 // bucket of its Store, time from an injected clock or as a parameter. The
-// actor (actors/fapp), the node wiring, the CLI and the admin API use it;
-// they are not built yet (see docs/fapp.md).
+// node uses it through actors/fapp (the Engine: reverse paths, flooding,
+// rate limits; the actor) and actors/node (api.FAPPBackend); see
+// docs/fapp.md.
 //
 // What is here:
 //
