@@ -32,8 +32,10 @@ func (in SlotInput) Slot() (Slot, error) {
 		return Slot{}, fmt.Errorf("%w: start %s, want a time from 1970 to 2106", ErrBadValue, in.Start.Format(time.RFC3339))
 	case in.Minutes < 1 || in.Minutes > MaxSlotMinutes:
 		return Slot{}, fmt.Errorf("%w: minutes %d, want 1 to %d", ErrBadValue, in.Minutes, MaxSlotMinutes)
+	case in.Type == 0:
+		return Slot{}, fmt.Errorf("%w: type is missing, want one of %s", ErrBadValue, strings.Join(slotTypeNames, ", "))
 	case !in.Type.Valid():
-		return Slot{}, fmt.Errorf("%w: type is missing or %s, want one of %s", ErrBadValue, in.Type, strings.Join(slotTypeNames, ", "))
+		return Slot{}, fmt.Errorf("%w: type %s, want one of %s", ErrBadValue, in.Type, strings.Join(slotTypeNames, ", "))
 	case in.Modalitaet == 0 || !in.Modalitaet.Valid():
 		return Slot{}, fmt.Errorf("%w: modalitaet is missing, want one or more of %s", ErrBadValue, strings.Join(modalitaetNames, ", "))
 	case in.Fachrichtung != 0 && !in.Fachrichtung.Valid():

@@ -23,6 +23,7 @@ var flagKeys = map[string]string{
 	"log-level":  "logging.level",
 	"log-format": "logging.format",
 	"discovery":  "transports.discovery",
+	"fapp":       "fapp.role",
 }
 
 // otherEnv are QPC_* variables that are not config keys but are read by
@@ -44,6 +45,7 @@ func addConfigFlags(f *pflag.FlagSet, file *string) {
 	f.String("log-level", "", "debug, info, warn or error")
 	f.String("log-format", "", "text or json")
 	f.Bool("discovery", false, "find peers on the LAN by signed multicast beacons")
+	f.StringSlice("fapp", nil, "FAPP roles, comma-separated: therapist, relay, patient (fapp.role)")
 }
 
 // Where a value came from.

@@ -106,6 +106,7 @@ func newRootCmd(environ []string) *cobra.Command {
 		newLoRaCmd(),
 		newDBCmd(environ),
 		newHealthCmd(environ),
+		newFAPPCmd(environ),
 	)
 	for _, c := range root.Commands() {
 		if c.Args == nil && c.HasSubCommands() == false {
