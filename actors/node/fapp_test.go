@@ -28,7 +28,8 @@ import (
 // only, so P1 and P2 reach T1 and T2 only through R.
 type fappMesh struct {
 	R, T1, T2, P1, P2 *Node
-	tap               *frameTap
+	tap               *frameTap            // what R admitted
+	taps              map[string]*frameTap // what the others admitted (from R: what R sent)
 }
 
 // frameTap records the FAPP frames R admitted, with the neighbour each
@@ -84,7 +85,7 @@ func therapistConfig(t *testing.T, name, plz string) config.Config {
 func startFAPPMesh(t *testing.T, extra func(role string, c *config.Config), opts ...Option) *fappMesh {
 	t.Helper()
 	net := mem.NewNetwork()
-	m := &fappMesh{tap: &frameTap{}}
+	m := &fappMesh{tap: &frameTap{}, taps: map[string]*frameTap{}}
 	cr := fappConfig(t, config.FAPPRelay)
 	cr.Transports.Listen = []string{"mem://r"}
 	if extra != nil {
@@ -96,7 +97,9 @@ func startFAPPMesh(t *testing.T, extra func(role string, c *config.Config), opts
 		if extra != nil {
 			extra(role, &c)
 		}
-		n, _ := startNode(t, c, append([]Option{WithMemNetwork(net)}, opts...)...)
+		tap := &frameTap{}
+		m.taps[role] = tap
+		n, _ := startNode(t, c, append([]Option{WithMemNetwork(net), WithInboundTap(tap.take)}, opts...)...)
 		return n
 	}
 	m.T1 = start("T1", therapistConfig(t, "Praxis Eins", "80331"))
@@ -324,9 +327,16 @@ func checkRelayLearnsNothing(t *testing.T, m *fappMesh, secrets []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What R admitted, and what R sent (as its neighbours admitted it).
 	var all [][]byte
 	for k := fapp.KindAnnounce; k <= fapp.KindAnswer; k++ {
 		all = append(all, m.tap.of(crypto.Address{}, k)...)
+		for _, tap := range m.taps {
+			all = append(all, tap.of(m.R.Address(), k)...)
+		}
+	}
+	if n := len(m.taps["P1"].of(m.R.Address(), fapp.KindAnswer)); n == 0 {
+		t.Fatal("P1's tap saw no answer sent by R")
 	}
 	for _, s := range secrets {
 		if bytes.Contains(db, []byte(s)) {
@@ -515,6 +525,16 @@ func TestFAPPFiveNodeMeshOverLoRa(t *testing.T) {
 	waitLink(t, m.P1, m.R.Address(), "lora")
 	waitLink(t, m.P2, m.R.Address(), "lora")
 	runFAPPDemo(t, m, 8*time.Second)
+	// The responses R sent over the radio were above a LoRa frame: the
+	// link fragmented them.
+	biggest := 0
+	for _, f := range m.taps["P1"].of(m.R.Address(), fapp.KindResponse) {
+		biggest = max(biggest, len(f))
+	}
+	if biggest <= 255 {
+		t.Fatalf("the largest response P1 got over LoRa is %d bytes: no fragmentation was exercised", biggest)
+	}
+	t.Logf("largest response over LoRa: %d bytes", biggest)
 	for _, n := range []*Node{m.P1, m.P2} {
 		ls, err := n.Links(context.Background())
 		if err != nil || len(ls) != 1 || ls[0].Transport != "lora" {
