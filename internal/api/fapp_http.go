@@ -404,3 +404,19 @@ func fappMetricPath(path string) string {
 	}
 	return "other"
 }
+
+// WithoutFAPP is b without its FAPP methods (and with its ReadyDetail, if
+// it has one): for a node whose type implements FAPPBackend but that runs
+// with FAPP off (no fapp.role), so that /v1/fapp/ answers 404 fapp_off.
+func WithoutFAPP(b Backend) Backend {
+	if d, ok := b.(ReadyDetailer); ok {
+		return struct {
+			backendOnly
+			ReadyDetailer
+		}{backendOnly{b}, d}
+	}
+	return backendOnly{b}
+}
+
+// backendOnly hides every method of its Backend but Backend's.
+type backendOnly struct{ Backend }

@@ -341,3 +341,25 @@ func TestFAPPMetricPathIsBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestWithoutFAPPHidesTheFAPPMethods(t *testing.T) {
+	b := &fakeFAPP{fakeBackend: fakeBackend{reg: metrics.New(metrics.Options{}), ready: true}}
+	if _, ok := WithoutFAPP(b).(FAPPBackend); ok {
+		t.Fatal("WithoutFAPP(b) is still a FAPPBackend")
+	}
+	base := fappServer(t, WithoutFAPP(b))
+	if code, ecode, _ := call(t, "GET", base+"/v1/fapp/requests", ""); code != 404 || ecode != "fapp_off" {
+		t.Errorf("FAPP hidden: %d %s, want 404 fapp_off", code, ecode)
+	}
+	if code, _, _ := call(t, "GET", base+"/v1/status", ""); code != 200 {
+		t.Errorf("/v1/status through WithoutFAPP: %d", code)
+	}
+	d := &detailFAPP{fakeFAPP: b}
+	if _, ok := WithoutFAPP(d).(ReadyDetailer); !ok {
+		t.Error("WithoutFAPP drops ReadyDetail")
+	}
+}
+
+type detailFAPP struct{ *fakeFAPP }
+
+func (detailFAPP) ReadyDetail(context.Context) []string { return []string{"radio down"} }
