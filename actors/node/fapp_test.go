@@ -637,3 +637,44 @@ func TestFAPPStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("P's reservation after both restarts: %+v %v; want confirmed", st, err)
 	}
 }
+
+// TestFAPPTherapistReannouncesOnTheClock: a therapist renews its set at
+// three quarters of fapp.announce_ttl on the node's (manual) clock, so a
+// relay never lets it expire, and a relay that comes up later gets the
+// set from the therapist when their link comes up.
+func TestFAPPTherapistReannouncesOnTheClock(t *testing.T) {
+	clk := manualClock()
+	net := mem.NewNetwork()
+	ct := therapistConfig(t, "Praxis Eins", "80331")
+	ct.FAPP.AnnounceTTL = config.Duration(time.Hour)
+	ct.Transports.Listen = []string{"mem://t"}
+	tn, _ := startNode(t, ct, WithClock(clk), WithMemNetwork(net))
+	cr := fappConfig(t, config.FAPPRelay)
+	cr.Transports.Peers = []string{"mem://t"}
+	r, _ := startNode(t, cr, WithClock(clk), WithMemNetwork(net))
+	waitRoute(t, r, tn.Address())
+	base := clk.Now().Add(48 * time.Hour)
+	pub, err := tn.FAPPPublish(context.Background(), []fapp.Slot{fappSlot(base, 1, fapp.Verhaltenstherapie, fapp.Praxis, fapp.GKV)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := pub.Expires.Sub(clk.Now()); d < 59*time.Minute || d > time.Hour {
+		t.Fatalf("announce expires in %v, want the configured hour", d)
+	}
+	probe.Until(t, 10*time.Second, func() bool { return fappCount(r, "added") == 1 }, "R to hold T's set")
+	t0 := clk.Now()
+	moved := probe.AdvanceUntil(t, clk, time.Minute, 30*time.Second, func() bool { return fappCount(r, "replaced") >= 1 }, "T to re-announce")
+	if moved < 44*time.Minute || moved > 47*time.Minute {
+		t.Fatalf("T re-announced %v after publishing, want at three quarters of the hour's TTL", moved)
+	}
+	// Three hours on: renewed every 45 minutes, never expired at R.
+	probe.AdvanceUntil(t, clk, time.Minute, 60*time.Second, func() bool { return !clk.Now().Before(t0.Add(3 * time.Hour)) }, "three hours")
+	if got := fappCount(r, "replaced"); got < 3 {
+		t.Fatalf("R took %v renewals in three hours, want at least 3", got)
+	}
+	// A relay that comes up now learns the set from T on PeerUp.
+	cr2 := fappConfig(t, config.FAPPRelay)
+	cr2.Transports.Peers = []string{"mem://t"}
+	r2, _ := startNode(t, cr2, WithClock(clk), WithMemNetwork(net))
+	probe.Until(t, 10*time.Second, func() bool { return fappCount(r2, "added") == 1 }, "the late relay to get T's set on PeerUp")
+}
