@@ -479,6 +479,11 @@ func (e *Engine) onResponse(from [16]byte, data []byte) []Out {
 		e.drop("response", "no_path")
 		return nil
 	}
+	if back == from {
+		// The way back leads to where it came from: a loop.
+		e.drop("response", "loop")
+		return nil
+	}
 	fwd, err := fapp.Forward(data)
 	if err != nil {
 		e.drop("response", "hop_limit")
@@ -563,6 +568,10 @@ func (e *Engine) onAnswer(from [16]byte, data []byte) []Out {
 	back, ok := e.reservePath.get(m.ReservationID, e.now())
 	if !ok {
 		e.drop("answer", "no_path")
+		return nil
+	}
+	if back == from {
+		e.drop("answer", "loop")
 		return nil
 	}
 	fwd, err := fapp.Forward(data)

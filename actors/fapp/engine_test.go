@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,20 @@ type testMesh struct {
 	clk   *clock.Manual
 	nodes map[crypto.Address]*testNode
 	sent  map[fapp.Kind]int // frames that crossed a link, by kind
+	dir   string            // for relay stores; t.TempDir() when empty
+}
+
+var (
+	apprOnce sync.Once
+	appr     fapp.Approbation
+	apprErr  error
+)
+
+// testApprobation is one binding for every test therapist (Argon2id is
+// slow on purpose).
+func testApprobation() (fapp.Approbation, error) {
+	apprOnce.Do(func() { appr, apprErr = fapp.ApprobationWithSalt("LANR-1", bytes.Repeat([]byte{7}, 16)) })
+	return appr, apprErr
 }
 
 func newTestMesh(t *testing.T) *testMesh {
@@ -46,17 +61,23 @@ func (tm *testMesh) add(roles Roles) *testNode {
 	m := metrics.New(metrics.Options{}).FAPP
 	cfg := EngineConfig{Self: id.Address(), Roles: roles, Clock: tm.clk, Metrics: m, Rand: rand.Reader, AnnounceTTL: time.Hour}
 	if roles.Relay {
-		db, err := bolt.Open(filepath.Join(t.TempDir(), "r.db"), 0o600, nil)
+		dir := tm.dir
+		if dir == "" {
+			dir = t.TempDir()
+		}
+		db, err := bolt.Open(filepath.Join(dir, id.Address().String()+".db"), 0o600, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { db.Close() })
+		if tm.dir == "" {
+			t.Cleanup(func() { db.Close() })
+		}
 		if cfg.Store, err = fapp.Open(db, tm.clk, fapp.DefaultLimits); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if roles.Therapist {
-		appr, err := fapp.ApprobationWithSalt("LANR-1", bytes.Repeat([]byte{7}, 16))
+		appr, err := testApprobation()
 		if err != nil {
 			t.Fatal(err)
 		}

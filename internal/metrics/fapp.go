@@ -11,7 +11,7 @@ type FAPP struct {
 	// Forwarded counts frames sent on for others, by kind.
 	Forwarded *prometheus.CounterVec // kind
 	// Dropped counts frames not acted on, by kind and reason.
-	Dropped *prometheus.CounterVec // kind, reason: duplicate, hop_limit, no_path, malformed, not_ours, role, error
+	Dropped *prometheus.CounterVec // kind, reason: duplicate, hop_limit, no_path, loop, malformed, not_ours, role, error
 	// Answered counts queries this node answered (from its store or its
 	// own practice), and the announces those responses carried.
 	Answered          prometheus.Counter
@@ -39,7 +39,7 @@ func newFAPP(r *prometheus.Registry) *FAPP {
 		Received:          cv("frames_received_total", "FAPP frames handed to the FAPP actor, by kind.", "kind"),
 		Announces:         cv("announces_total", "Received FAPP slot announces by outcome (added, replaced, duplicate, stale, conflict, bad_signature, unbound, expired, ttl_too_long, full, malformed, therapist_rate, not_relay, error).", "outcome"),
 		Forwarded:         cv("forwarded_total", "FAPP frames sent on for others, by kind.", "kind"),
-		Dropped:           cv("dropped_total", "FAPP frames dropped, by kind and reason (duplicate, hop_limit, no_path, malformed, not_ours, role, error).", "kind", "reason"),
+		Dropped:           cv("dropped_total", "FAPP frames dropped, by kind and reason (duplicate, hop_limit, no_path, loop, malformed, not_ours, role, error).", "kind", "reason"),
 		Answered:          c("queries_answered_total", "FAPP queries this node answered with a response (from its relay store or its own practice)."),
 		AnsweredAnnounces: c("answered_announces_total", "Announces carried by the responses this node made."),
 		Own:               cv("own_total", "This node's own FAPP actions, by event (published, announced, searches, responses, reservations, answers_received, requests_received, answers_sent).", "event"),
