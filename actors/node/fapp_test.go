@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/fapp"
+	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
@@ -677,4 +679,47 @@ func TestFAPPTherapistReannouncesOnTheClock(t *testing.T) {
 	cr2.Transports.Peers = []string{"mem://t"}
 	r2, _ := startNode(t, cr2, WithClock(clk), WithMemNetwork(net))
 	probe.Until(t, 10*time.Second, func() bool { return fappCount(r2, "added") == 1 }, "the late relay to get T's set on PeerUp")
+}
+
+// TestFAPPOverTheAdminAPI: the node serves /v1/fapp/ through its
+// FAPPBackend: a node that is therapist, relay and patient publishes over
+// HTTP and finds its own slot in its relay store; a node without FAPP
+// answers 404 fapp_off, a patient asked for requests 409 fapp_role.
+func TestFAPPOverTheAdminAPI(t *testing.T) {
+	c := therapistConfig(t, "Praxis Eins", "80331")
+	c.FAPP.Role = []string{config.FAPPTherapist, config.FAPPRelay, config.FAPPPatient}
+	n, _ := startNode(t, c)
+	cl := &api.Client{Addr: n.APIAddr()}
+	ctx := context.Background()
+	start := time.Now().Add(48 * time.Hour).Truncate(time.Hour)
+	var pub api.FAPPPublishResponse
+	err := cl.Post(ctx, "/v1/fapp/publish", api.FAPPPublishRequest{Slots: []api.FAPPSlotInput{
+		{Start: start, Minutes: 50, Type: "therapieplatz", Modalitaet: []string{"praxis"}},
+	}}, &pub)
+	if err != nil || pub.Seq != 1 || len(pub.Slots) != 1 || pub.Slots[0].PLZ != "80331" {
+		t.Fatalf("publish: %+v %v", pub, err)
+	}
+	var found api.FAPPSearchResponse
+	if err := cl.Get(ctx, "/v1/fapp/search?plz=803&fachrichtung=verhaltenstherapie&kostentraeger=gkv&wait=200ms", &found); err != nil {
+		t.Fatal(err)
+	}
+	if len(found.Slots) != 1 || found.Slots[0].Slot != pub.Slots[0].Slot {
+		t.Fatalf("search: %+v, want the published slot %s", found, pub.Slots[0].Slot)
+	}
+	var rq api.FAPPRequestsResponse
+	if err := cl.Get(ctx, "/v1/fapp/requests", &rq); err != nil || len(rq.Requests) != 0 {
+		t.Fatalf("requests: %+v %v", rq, err)
+	}
+
+	off, _ := startNode(t, testConfig(t))
+	code, body := get(t, "http://"+off.APIAddr()+"/v1/fapp/requests")
+	if code != 404 || !strings.Contains(body, "fapp_off") {
+		t.Fatalf("a node without FAPP: %d %s", code, body)
+	}
+	pc := fappConfig(t, config.FAPPPatient)
+	p, _ := startNode(t, pc)
+	code, body = get(t, "http://"+p.APIAddr()+"/v1/fapp/requests")
+	if code != 409 || !strings.Contains(body, "fapp_role") {
+		t.Fatalf("a patient asked for requests: %d %s", code, body)
+	}
 }

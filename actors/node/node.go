@@ -155,10 +155,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.startedAt = n.clock.Now()
 	n.metrics.StartTime.Set(float64(n.startedAt.Unix()))
 	if n.cfg.API.Addr != "" {
+		var backend api.Backend = n
+		if !fappRoles(n.cfg.FAPP).Any() {
+			backend = api.WithoutFAPP(n) // /v1/fapp/ answers 404 fapp_off
+		}
 		n.api, err = api.Listen(api.Options{
 			Addr: n.cfg.API.Addr, Token: n.cfg.API.Token, AllowedHosts: n.cfg.API.AllowedHosts, Metrics: n.metrics,
 			Log: n.log.With("component", "api"),
-		}, n)
+		}, backend)
 		if err != nil {
 			return err
 		}
