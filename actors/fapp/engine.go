@@ -198,7 +198,8 @@ type Engine struct {
 	foundOrder   []fapp.SlotID
 	reservations map[[16]byte]*fapp.Reservation
 
-	ownFrame   []byte // the therapist's current announce
+	ownFrame   []byte             // the therapist's current announce
+	ownAnn     *fapp.SlotAnnounce // ownFrame decoded, for answering queries
 	ownExpires time.Time
 }
 
@@ -436,8 +437,8 @@ func (e *Engine) ownMatches(f fapp.Filter, now time.Time) bool {
 	if f.From.Before(now) {
 		f.From = now
 	}
-	a, err := fapp.DecodeSlotAnnounce(e.ownFrame)
-	if err != nil {
+	a := e.ownAnn
+	if a == nil {
 		return false
 	}
 	for _, s := range a.Slots {
@@ -631,7 +632,10 @@ func (e *Engine) saveReservation(r *fapp.Reservation) {
 // publishOwn makes frame the therapist's current announce: into its own
 // store (a relay too), to every neighbour.
 func (e *Engine) publishOwn(frame []byte, expires time.Time) []Out {
-	e.ownFrame, e.ownExpires = frame, expires
+	e.ownFrame, e.ownExpires, e.ownAnn = frame, expires, nil
+	if a, err := fapp.DecodeSlotAnnounce(frame); err == nil {
+		e.ownAnn = &a
+	}
 	if e.cfg.Roles.Relay && e.cfg.Store != nil {
 		_, _ = e.cfg.Store.Insert(frame)
 		e.storeGauges()

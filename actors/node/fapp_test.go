@@ -723,3 +723,31 @@ func TestFAPPOverTheAdminAPI(t *testing.T) {
 		t.Fatalf("a patient asked for requests: %d %s", code, body)
 	}
 }
+
+// TestFAPPPerNeighbourRate: FAPP frames have their own bucket per
+// neighbour in ratelimit (class fapp): a neighbour sending 200 at once is
+// cut at its burst, and another neighbour's announce right after is
+// taken.
+func TestFAPPPerNeighbourRate(t *testing.T) {
+	cr := fappConfig(t, config.FAPPRelay)
+	r, _ := startNode(t, cr)
+	base := time.Now().Truncate(time.Hour).Add(2 * time.Hour)
+	p, _ := testPractice(t, "80331")
+	frame := publishAt(t, p, base, time.Now().Add(time.Hour))
+	noisy := newIdentity(t).Address()
+	for range 200 {
+		if err := r.Inject("test", noisy, frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limited := r.Metrics().Mesh.RateLimited.WithLabelValues("fapp")
+	probe.Until(t, 10*time.Second, func() bool { return testutil.ToFloat64(limited) >= 100 }, "ratelimit to cut the noisy neighbour")
+	other, _ := testPractice(t, "80332")
+	if err := r.Inject("test", newIdentity(t).Address(), publishAt(t, other, base, time.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	probe.Until(t, 10*time.Second, func() bool { return fappCount(r, "added") == 2 }, "the other neighbour's announce to be taken")
+	if got := fappCount(r, "duplicate"); got > 80 {
+		t.Fatalf("%v copies of the noisy neighbour's announce reached the fapp actor, want at most about its burst of 60", got)
+	}
+}
