@@ -312,8 +312,10 @@ With --wait, wait up to DURATION for it to leave pending.`,
 		}
 		deadline := time.Now().Add(wait)
 		var res api.FAPPReservation
-		for {
-			// The API waits at most MaxFAPPWait at a time.
+		// The API waits at most MaxFAPPWait at a time: one request per
+		// MaxFAPPWait of --wait (a node that answers "pending" early is not
+		// asked again and again).
+		for range int(wait/api.MaxFAPPWait) + 1 {
 			step := min(max(time.Until(deadline), 0), api.MaxFAPPWait)
 			path := "/v1/fapp/reservations/" + url.PathEscape(args[0])
 			if step > 0 {
