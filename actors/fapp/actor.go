@@ -101,9 +101,10 @@ func (a *fappActor) Receive(ctx actor.Context) {
 		}
 		m.Done()
 	case *messages.PeerUp:
+		a.eng.LinkUp(m.Link.Peer, m.Link.ID, constrainedClass(m.Link.Class))
 		a.send(ctx, a.eng.PeerUp(m.Link.Peer))
 	case *messages.PeerDown:
-		a.eng.PeerDown(m.Link.Peer)
+		a.eng.LinkDown(m.Link.Peer, m.Link.ID)
 	case sweepTick:
 		a.eng.Sweep()
 		a.armSweep(ctx)
@@ -173,6 +174,10 @@ func (a *fappActor) refuseOff(ctx actor.Context) {
 		ctx.Respond(&RequestsReply{Err: err})
 	}
 }
+
+// constrainedClass: the transports' link classes that get short
+// responses (transports.ClassOf: LoRa).
+func constrainedClass(c string) bool { return c == "constrained" || c == "severely-constrained" }
 
 func reservationReply(r *fapp.Reservation, err error) *ReservationReply {
 	if err != nil {

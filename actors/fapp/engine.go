@@ -56,6 +56,11 @@ const (
 	// at once, then DefaultTherapistPerMin a minute.
 	DefaultTherapistBurst  = 5
 	DefaultTherapistPerMin = 6
+	// ConstrainedAnnounces is how many announces a relay's response
+	// carries to a neighbour reached only over constrained links (LoRa):
+	// at most about 2.5 KB (about 10 fragments at MTU 255) instead of up
+	// to 6.6 KB for fapp.MaxResponseAnnounces.
+	ConstrainedAnnounces = 3
 )
 
 // EngineConfig configures an Engine.
@@ -198,6 +203,9 @@ type Engine struct {
 	foundOrder   []fapp.SlotID
 	reservations map[[16]byte]*fapp.Reservation
 
+	// links: each neighbour's links by id, true for a constrained one.
+	links map[[16]byte]map[uint64]bool
+
 	ownFrame   []byte             // the therapist's current announce
 	ownAnn     *fapp.SlotAnnounce // ownFrame decoded, for answering queries
 	ownExpires time.Time
@@ -215,6 +223,7 @@ func NewEngine(cfg EngineConfig) *Engine {
 		searches:     map[[16]byte]*search{},
 		found:        map[fapp.SlotID]found{},
 		reservations: map[[16]byte]*fapp.Reservation{},
+		links:        map[[16]byte]map[uint64]bool{},
 	}
 	for _, r := range cfg.Reservations {
 		e.reservations[r.ID] = r
@@ -405,6 +414,9 @@ func (e *Engine) onQuery(from [16]byte, data []byte) []Out {
 	case e.ownFrame != nil && e.ownMatches(q.Filter(), now):
 		frames = [][]byte{e.ownFrame}
 	}
+	if len(frames) > ConstrainedAnnounces && e.constrained(from) {
+		frames = frames[:ConstrainedAnnounces] // the first matching slots' announces
+	}
 	if len(frames) > 0 {
 		resp, err := fapp.NewSlotResponse(&q, frames, q.Hops)
 		if err == nil {
@@ -594,8 +606,39 @@ func (e *Engine) PeerUp(peer [16]byte) []Out {
 	return []Out{{Peer: peer, Data: e.ownFrame, Kind: fapp.KindAnnounce}}
 }
 
-// PeerDown forgets the announce paths through peer (a reservation then
-// floods rather than going to a neighbour that is gone).
+// LinkUp records one link to peer (constrained: LoRa, the transports'
+// constrained classes); LinkDown forgets it.
+func (e *Engine) LinkUp(peer [16]byte, id uint64, constrained bool) {
+	if e.links[peer] == nil {
+		e.links[peer] = map[uint64]bool{}
+	}
+	e.links[peer][id] = constrained
+}
+
+// LinkDown forgets link id to peer; when it was peer's last link, the
+// announce paths through peer go too (a reservation then floods rather
+// than going to a neighbour that is gone).
+func (e *Engine) LinkDown(peer [16]byte, id uint64) {
+	delete(e.links[peer], id)
+	if len(e.links[peer]) == 0 {
+		delete(e.links, peer)
+		e.PeerDown(peer)
+	}
+}
+
+// constrained reports whether every link to peer is constrained (a
+// neighbour with no recorded link is not).
+func (e *Engine) constrained(peer [16]byte) bool {
+	ls := e.links[peer]
+	for _, c := range ls {
+		if !c {
+			return false
+		}
+	}
+	return len(ls) > 0
+}
+
+// PeerDown forgets the announce paths through peer.
 func (e *Engine) PeerDown(peer [16]byte) { e.announcePath.dropPeer(peer) }
 
 // Sweep expires reverse paths and the relay store's sets; the actor calls

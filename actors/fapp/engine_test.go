@@ -315,3 +315,52 @@ func TestEngineReannounceAndPeerUp(t *testing.T) {
 		t.Fatal("an expired announce was handed to a new neighbour")
 	}
 }
+
+// A relay's response to a neighbour reached only over constrained links
+// carries at most ConstrainedAnnounces announces (the first matching
+// slots'); over any other link, up to fapp.MaxResponseAnnounces.
+func TestEngineShortResponsesOverConstrainedLinks(t *testing.T) {
+	tm := newTestMesh(t)
+	r := tm.add(Roles{Relay: true})
+	now := tm.clk.Now()
+	for i := range 5 {
+		th := tm.add(Roles{Therapist: true})
+		_, _, outs, err := th.eng.Publish([]fapp.Slot{testSlot(now, 1, i+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.eng.Handle(crypto.Address{0xEE}, outs[0].Data)
+	}
+	lora, ip := crypto.Address{1}, crypto.Address{2}
+	r.eng.LinkUp(lora, 1, true)
+	r.eng.LinkUp(ip, 2, true)
+	r.eng.LinkUp(ip, 3, false) // a LoRa and an IP link: not constrained
+	ask := func(from crypto.Address) int {
+		t.Helper()
+		q, err := fapp.NewQuery(fapp.Filter{}, 1, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame, _ := fapp.EncodeSlotQuery(q.Query)
+		for _, o := range r.eng.Handle(from, frame) {
+			if o.Kind == fapp.KindResponse {
+				rs, _, err := q.Open(o.Data, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(rs)
+			}
+		}
+		return 0
+	}
+	if got := ask(lora); got != ConstrainedAnnounces {
+		t.Fatalf("over LoRa only: %d slots, want %d", got, ConstrainedAnnounces)
+	}
+	if got := ask(ip); got != 5 {
+		t.Fatalf("with an IP link too: %d slots, want all 5", got)
+	}
+	r.eng.LinkDown(ip, 3)
+	if got := ask(ip); got != ConstrainedAnnounces {
+		t.Fatalf("after the IP link went: %d slots, want %d", got, ConstrainedAnnounces)
+	}
+}
