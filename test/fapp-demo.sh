@@ -92,8 +92,14 @@ until_ok() {
 	done
 }
 
-say "building qpc"
-go build -o "$tmp/qpc" ./cmd/qpc
+# FAPP_DEMO_BIN: a qpc binary to use instead of building one (the test
+# in test/fapp_demo_test.go passes the one it built).
+if [ -n "${FAPP_DEMO_BIN:-}" ]; then
+	cp "$FAPP_DEMO_BIN" "$tmp/qpc"
+else
+	say "building qpc"
+	go build -o "$tmp/qpc" ./cmd/qpc
+fi
 qpc() { "$tmp/qpc" "$@"; }
 
 declare -A api
