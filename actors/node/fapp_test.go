@@ -653,7 +653,8 @@ func TestFAPPTherapistReannouncesOnTheClock(t *testing.T) {
 	tn, _ := startNode(t, ct, WithClock(clk), WithMemNetwork(net))
 	cr := fappConfig(t, config.FAPPRelay)
 	cr.Transports.Peers = []string{"mem://t"}
-	r, _ := startNode(t, cr, WithClock(clk), WithMemNetwork(net))
+	tap := &frameTap{}
+	r, _ := startNode(t, cr, WithClock(clk), WithMemNetwork(net), WithInboundTap(tap.take))
 	waitRoute(t, r, tn.Address())
 	base := clk.Now().Add(48 * time.Hour)
 	pub, err := tn.FAPPPublish(context.Background(), []fapp.Slot{fappSlot(base, 1, fapp.Verhaltenstherapie, fapp.Praxis, fapp.GKV)})
@@ -665,9 +666,18 @@ func TestFAPPTherapistReannouncesOnTheClock(t *testing.T) {
 	}
 	probe.Until(t, 10*time.Second, func() bool { return fappCount(r, "added") == 1 }, "R to hold T's set")
 	t0 := clk.Now()
-	moved := probe.AdvanceUntil(t, clk, time.Minute, 30*time.Second, func() bool { return fappCount(r, "replaced") >= 1 }, "T to re-announce")
-	if moved < 44*time.Minute || moved > 47*time.Minute {
-		t.Fatalf("T re-announced %v after publishing, want at three quarters of the hour's TTL", moved)
+	probe.AdvanceUntil(t, clk, time.Minute, 30*time.Second, func() bool { return fappCount(r, "replaced") >= 1 }, "T to re-announce")
+	// When T signed its renewal shows in the renewal's expiry (its
+	// signing time plus the TTL).
+	published := pub.Expires.Add(-time.Hour)
+	var renewed time.Time
+	for _, f := range tap.of(tn.Address(), fapp.KindAnnounce) {
+		if a, err := fapp.DecodeSlotAnnounce(f); err == nil && a.Seq == 2 {
+			renewed = a.ExpiresAt().Add(-time.Hour)
+		}
+	}
+	if d := renewed.Sub(published); d < 44*time.Minute || d > 46*time.Minute {
+		t.Fatalf("T re-announced %v after publishing, want at three quarters of the hour's TTL", d)
 	}
 	// Three hours on: renewed every 45 minutes, never expired at R.
 	probe.AdvanceUntil(t, clk, time.Minute, 60*time.Second, func() bool { return !clk.Now().Before(t0.Add(3 * time.Hour)) }, "three hours")
