@@ -125,6 +125,7 @@ func FuzzAnnounceCheckHandle(f *testing.F) {
 			hadRoute := c.Table.Paths(addr) != nil
 			prevSeq, prevKnown := c.Table.Seq(addr)
 			before := stateOf(c)
+			unfeasible := c.Table.Stats().Unfeasible
 			fwd, change, err := c.HandleAnnounce(h, now)
 			after := stateOf(c)
 			if err != nil {
@@ -141,6 +142,15 @@ func FuzzAnnounceCheckHandle(f *testing.F) {
 			}
 			if prevKnown && a.UnixMilli < prevSeq {
 				t.Fatalf("accepted seq %d over %d", a.UnixMilli, prevSeq)
+			}
+			if c.Table.Stats().Unfeasible > unfeasible {
+				// A copy of the current announce over a path that may run
+				// back through this node (Table, feasibility): not kept,
+				// not passed on.
+				if change != ChangeNone || fwd != nil || a.UnixMilli != prevSeq {
+					t.Fatalf("unfeasible copy: change %v, passed on %v, seq %d (table %d)", change, fwd != nil, a.UnixMilli, prevSeq)
+				}
+				return
 			}
 			r, ok := c.Table.Lookup(addr)
 			if !ok || !bytes.Equal(r.SigningKey[:], a.PublicKey) || !bytes.Equal(r.SealingKey[:], a.SealKey) || r.Capabilities != a.Capabilities {

@@ -370,7 +370,7 @@ func (r *routerActor) keep(m *messages.SendText, seq uint64, sg signed, res *mes
 // route and the outbox lets it go now; the frame goes out after the
 // batch's commit, with the attempt recorded.
 func (r *routerActor) transmit(om *OutMsg, now time.Time) bool {
-	hop, ok := r.core.NextHop(om.To)
+	hop, ok := r.core.NextHopFor(om.To, om.Attempts)
 	if !ok || !r.outbox.Transmit(om, now) {
 		return false
 	}

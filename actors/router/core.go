@@ -320,13 +320,22 @@ func (c *Core) handle(env messages.Envelope, id [16]byte, frame []byte, from [16
 	if err != nil {
 		return append(acts, Action{Kind: Drop, Reason: DropMalformed})
 	}
-	return append(acts, c.route(env.Destination, id, fwd, env.ExpiresAt(), env.Source != c.self())...)
+	return append(acts, c.routeFrom(env.Destination, id, fwd, env.ExpiresAt(), env.Source != c.self(), from)...)
 }
 
 // route forwards a frame towards dest or stores it; relayed says the
 // frame is another node's, not one this node originated.
 func (c *Core) route(dest, id [16]byte, frame []byte, expiry time.Time, relayed bool) []Action {
-	if r, ok := c.Table.Lookup(dest); ok && !c.Unlinked[r.NextHop] {
+	return c.routeFrom(dest, id, frame, expiry, relayed, [16]byte{})
+}
+
+// routeFrom is route for a frame that arrived from the neighbour from:
+// it never goes back to from (split horizon; a path through another
+// neighbour is taken, or the frame is stored as if there were no
+// route), so two neighbours that route through each other for a moment
+// cannot bounce it between them until its hop limit.
+func (c *Core) routeFrom(dest, id [16]byte, frame []byte, expiry time.Time, relayed bool, from [16]byte) []Action {
+	if r, ok := c.Table.LookupExcept(dest, from); ok && !c.Unlinked[r.NextHop] {
 		return []Action{{Kind: Forward, Frame: frame, NextHop: r.NextHop, Dest: dest, ID: id}}
 	}
 	switch {
@@ -532,6 +541,23 @@ func (c *Core) SealingKeyOf(to [16]byte) ([crypto.SealingKeySize]byte, bool) {
 func (c *Core) NextHop(dest [16]byte) ([16]byte, bool) {
 	r, ok := c.Table.Lookup(dest)
 	return r.NextHop, ok
+}
+
+// NextHopFor is the neighbour the transmission after sent earlier ones of
+// an own message to dest goes to: the best path for the first two, then
+// the paths in turn (all of them as short as the best: Table's
+// feasibility), so a message whose receipt does not come back over one
+// neighbour (a lossy first link, a relay that lost its way) tries the
+// others.
+func (c *Core) NextHopFor(dest [16]byte, sent int) ([16]byte, bool) {
+	ps := c.Table.Paths(dest)
+	if len(ps) == 0 {
+		return [16]byte{}, false
+	}
+	if sent < 2 {
+		return ps[0].NextHop, true
+	}
+	return ps[(sent-1)%len(ps)].NextHop, true
 }
 
 // TraceProbe builds a probe that the node hop hops away answers.

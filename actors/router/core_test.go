@@ -340,3 +340,30 @@ func TestCoreAnnounceFramesSurviveRestore(t *testing.T) {
 		t.Fatalf("after the same announce again: dump of %d", got)
 	}
 }
+
+// TestCoreNeverForwardsBackToWhereItCameFrom: a relay whose only path to
+// the destination goes through the neighbour the frame came from holds
+// it (as if there were no route) instead of sending it back (split
+// horizon: two neighbours routing through each other for a moment would
+// bounce it until its hop limit); with another path it takes that one.
+func TestCoreNeverForwardsBackToWhereItCameFrom(t *testing.T) {
+	w := newCoreWorld(t)
+	back := w.envelope(w.src, w.dst.Address(), 8, messages.PayloadSealed, make([]byte, 80))
+	if acts := w.core.HandleEnvelope(back, w.via.Address(), w.now); acts[0].Kind != Store || acts[0].Dest != w.dst.Address() {
+		t.Fatalf("from via, the only path via via: %+v", acts)
+	}
+	w.learn(w.dst, w.src.Address(), 2) // as short: an alternate
+	again := w.envelope(w.src, w.dst.Address(), 8, messages.PayloadSealed, make([]byte, 81))
+	if acts := w.core.HandleEnvelope(again, w.via.Address(), w.now); acts[0].Kind != Forward || acts[0].NextHop != w.src.Address() {
+		t.Fatalf("from via, with a path via src: %+v", acts)
+	}
+	// Own messages take the alternates in turn after two transmissions.
+	var hops [][16]byte
+	for sent := range 5 {
+		h, _ := w.core.NextHopFor(w.dst.Address(), sent)
+		hops = append(hops, h)
+	}
+	if hops[0] != hops[1] || hops[2] == hops[1] || hops[3] != hops[1] {
+		t.Fatalf("next hops by transmission: %x", hops)
+	}
+}

@@ -57,6 +57,11 @@ type SeqRecord struct {
 	// Seen is the route's last refresh before it went; the oldest records
 	// are forgotten first.
 	Seen time.Time
+	// MinHops is the fewest hops any path of announce Seq had here (0:
+	// not known): a copy of the same announce arriving later with more
+	// than MinHops+1 may have come back through this node (see Table,
+	// feasibility), so it is refused.
+	MinHops uint8 `json:",omitempty"`
 }
 
 // Snapshot is the table's persistent state: plain data the router actor
@@ -137,6 +142,7 @@ type TableStats struct {
 	Routes, Paths, Seqs int
 	Lookups, Misses     uint64
 	Stale               uint64 // updates refused as stale
+	Unfeasible          uint64 // equal-sequence paths refused or pruned as possible loops
 	Evicted             uint64 // destinations evicted by MaxRoutes
 	Expired             uint64 // paths expired by TTL
 }
@@ -157,6 +163,25 @@ type TableStats struct {
 //     and in particular does not refresh the path: only a newer announce
 //     keeps a route alive, so a replayed copy cannot.
 //
+// Feasibility (loop freedom: the feasibility condition of DUAL and
+// Babel, with hop counts as the metric): for the current sequence of A
+// the table remembers the fewest hops h any of its paths had (minHops,
+// its feasible distance, kept after the route went, in its SeqRecord).
+// A neighbour passes on the announce with the hops it counted itself,
+// never fewer than its own fewest; a path via it is kept only if that
+// is less than h, that is if the path has at most h hops here. An
+// equal-sequence copy with more is refused (a ChangeNone, counted in
+// TableStats.Unfeasible; the neighbour's path kept before goes too:
+// it is stale news), and kept paths a shorter copy made unfeasible are
+// pruned. Around any loop the fewest hops would have to fall strictly
+// at every node, so no loop forms, even from alternates that are stale
+// (a neighbour that has since switched to a longer path through this
+// node does not announce that). So when the best path goes (its
+// neighbour's link went down, it expired), what is left never leads
+// back through this node: if nothing is left the destination has no
+// route (messages for it are stored) until its next announce, instead
+// of a routing loop between neighbours until the hop limit.
+//
 // Table is plain state owned by the router actor; it is not safe for
 // concurrent use.
 type Table struct {
@@ -175,6 +200,7 @@ type tableEntry struct {
 	capabilities messages.Capabilities
 	seq          uint64
 	paths        []path // best first
+	minHops      uint8  // fewest hops of any path of seq (feasibility)
 	fresh        time.Time
 	hi           int
 }
@@ -249,10 +275,20 @@ func (t *Table) Update(r Route, now time.Time) (Change, error) {
 	p := path{nextHop: r.NextHop, link: r.Link, hops: r.Hops, refreshed: now}
 	e := t.entries[r.Address]
 	if e == nil {
+		minHops := r.Hops
 		if s := t.seqs[r.Address]; s != nil {
 			if r.Seq < s.rec.Seq {
 				t.stats.Stale++
 				return ChangeNone, fmt.Errorf("%w: %s seq %d, seen %d", ErrStale, short(r.Address), r.Seq, s.rec.Seq)
+			}
+			if r.Seq == s.rec.Seq && s.rec.MinHops > 0 {
+				if !feasible(r.Hops, s.rec.MinHops) {
+					// The route went; a copy of the same announce over a
+					// longer path may be one that ran through this node.
+					t.stats.Unfeasible++
+					return ChangeNone, nil
+				}
+				minHops = min(minHops, s.rec.MinHops)
 			}
 			t.dropSeq(s)
 		}
@@ -260,7 +296,7 @@ func (t *Table) Update(r Route, now time.Time) (Change, error) {
 			t.stats.Evicted++
 			t.kill(t.byFresh.items[0])
 		}
-		e = &tableEntry{addr: r.Address}
+		e = &tableEntry{addr: r.Address, minHops: minHops}
 		e.setFields(r)
 		e.paths = []path{p}
 		e.fresh = now
@@ -275,8 +311,26 @@ func (t *Table) Update(r Route, now time.Time) (Change, error) {
 	case r.Seq > e.seq:
 		e.setFields(r)
 		e.paths = append(e.paths[:0], p)
+		e.minHops = p.hops
 		t.refreshed(e)
 		return ChangeBest, nil
+	}
+	if !feasible(p.hops, e.minHops) {
+		// Possibly back through this node; the neighbour's path kept
+		// before is stale news too (it has a longer one now).
+		t.stats.Unfeasible++
+		i := slices.IndexFunc(e.paths, func(q path) bool { return q.nextHop == p.nextHop })
+		switch {
+		case i < 0:
+		case len(e.paths) == 1:
+			t.kill(e)
+		default:
+			e.paths = slices.Delete(e.paths, i, i+1)
+			t.refreshed(e)
+		}
+		// ChangeNone even if the best path changed: the copy is no news
+		// to pass on, and the destination stays reachable.
+		return ChangeNone, nil
 	}
 	i := slices.IndexFunc(e.paths, func(q path) bool { return q.nextHop == p.nextHop })
 	switch {
@@ -292,6 +346,14 @@ func (t *Table) Update(r Route, now time.Time) (Change, error) {
 		return ChangeNone, nil
 	}
 	oldBest := e.paths[0].nextHop
+	if e.minHops == 0 || p.hops < e.minHops {
+		// A shorter copy: this node now passes the announce on with fewer
+		// hops, so paths longer than that plus one may lead back here.
+		e.minHops = p.hops
+		n := len(e.paths)
+		e.paths = slices.DeleteFunc(e.paths, func(q path) bool { return !feasible(q.hops, e.minHops) })
+		t.stats.Unfeasible += uint64(n - len(e.paths))
+	}
 	slices.SortFunc(e.paths, comparePaths)
 	t.refreshed(e)
 	if e.paths[0] == p || e.paths[0].nextHop != oldBest {
@@ -299,6 +361,11 @@ func (t *Table) Update(r Route, now time.Time) (Change, error) {
 	}
 	return ChangeAlternate, nil
 }
+
+// feasible reports whether a path of hops hops to a destination can
+// not run back through this node, whose fewest hops to it for the same
+// announce were minHops (see Table).
+func feasible(hops, minHops uint8) bool { return minHops == 0 || hops <= minHops }
 
 func (e *tableEntry) setFields(r Route) {
 	e.signingKey, e.sealingKey, e.capabilities, e.seq = r.SigningKey, r.SealingKey, r.Capabilities, r.Seq
@@ -319,14 +386,17 @@ func (t *Table) refreshed(e *tableEntry) {
 func (t *Table) kill(e *tableEntry) {
 	heap.Remove(&t.byFresh, e.hi)
 	delete(t.entries, e.addr)
-	t.keepSeq(SeqRecord{Address: e.addr, Seq: e.seq, Seen: e.fresh})
+	t.keepSeq(SeqRecord{Address: e.addr, Seq: e.seq, Seen: e.fresh, MinHops: e.minHops})
 }
 
 func (t *Table) keepSeq(r SeqRecord) {
 	if s := t.seqs[r.Address]; s != nil {
-		if r.Seq > s.rec.Seq {
+		switch {
+		case r.Seq > s.rec.Seq:
 			s.rec = r
 			heap.Fix(&t.seqHeap, s.hi)
+		case r.Seq == s.rec.Seq && r.MinHops > 0 && (s.rec.MinHops == 0 || r.MinHops < s.rec.MinHops):
+			s.rec.MinHops = r.MinHops
 		}
 		return
 	}
@@ -347,6 +417,7 @@ func (t *Table) NoteSeq(addr [16]byte, seq uint64, seen time.Time) {
 	if e := t.entries[addr]; e != nil {
 		if seq > e.seq {
 			e.seq = seq
+			e.minHops = 0 // not known for the newer announce
 		}
 		return
 	}
@@ -375,6 +446,23 @@ func (t *Table) Lookup(addr [16]byte) (Route, bool) {
 		return Route{}, false
 	}
 	return e.route(0), true
+}
+
+// LookupExcept returns the best path to addr whose next hop is not
+// except: where a frame that came from except goes on to, never back to
+// it (split horizon). ok is false when every path goes through except.
+func (t *Table) LookupExcept(addr, except [16]byte) (Route, bool) {
+	t.stats.Lookups++
+	e := t.entries[addr]
+	if e != nil {
+		for i, p := range e.paths {
+			if p.nextHop != except {
+				return e.route(i), true
+			}
+		}
+	}
+	t.stats.Misses++
+	return Route{}, false
 }
 
 // LookupByKey returns the best path to the node with Ed25519 key pub.
@@ -557,7 +645,7 @@ func (t *Table) restoreRoute(r Route) {
 			t.stats.Evicted++
 			t.kill(t.byFresh.items[0])
 		}
-		e = &tableEntry{addr: r.Address}
+		e = &tableEntry{addr: r.Address, minHops: p.hops}
 		e.setFields(r)
 		e.paths = []path{p}
 		e.fresh = p.refreshed
@@ -584,6 +672,12 @@ func (t *Table) restoreRoute(r Route) {
 			e.paths[len(e.paths)-1] = p
 		}
 		slices.SortFunc(e.paths, comparePaths)
+	}
+	e.minHops = 0
+	for _, q := range e.paths {
+		if e.minHops == 0 || q.hops < e.minHops {
+			e.minHops = q.hops
+		}
 	}
 	t.refreshed(e)
 }

@@ -45,6 +45,89 @@ func announce(n node, seq uint64, via [16]byte, hops uint8) Route {
 	return r
 }
 
+// TestTableKeepsNoPathBackThroughItself is the routing loop of issue 12's
+// LoRa mesh (acceptance 2): node 7 routes to X via 26 (3 hops) and passes
+// the announce on; its neighbour 0 routes to X via 7 (4 hops) and passes
+// it on too, so 7 hears X via 0 with 5 hops. When 7 loses 26, that path
+// must not become its route: 0's goes through 7 (7 0 7 0 … until the hop
+// limit). Only a path as short as the shortest is a safe alternate (one
+// hop longer is not: its neighbour may have switched to a path through
+// this node since, without a word), and so is a copy of the same
+// announce over such a path after the route went; a newer announce is
+// taken over any path.
+func TestTableKeepsNoPathBackThroughItself(t *testing.T) {
+	x := mkNode(1)
+	via26, via0, via5 := mkNode(126).addr, mkNode(100).addr, mkNode(105).addr
+	tab := NewTable(TableConfig{MaxPaths: 3})
+	must := func(r Route, want Change) {
+		t.Helper()
+		got, err := tab.Update(r, t0)
+		if err != nil || got != want {
+			t.Fatalf("Update(via %x, %d hops) = %v, %v; want %v", r.NextHop[:2], r.Hops, got, err, want)
+		}
+	}
+	must(announce(x, 5, via26, 3), ChangeAdded)
+	must(announce(x, 5, via0, 5), ChangeNone) // back through us: not kept
+	must(announce(x, 5, via5, 4), ChangeNone) // may be back through us too
+	must(announce(x, 5, via5, 3), ChangeAlternate)
+	if ps := tab.Paths(x.addr); len(ps) != 2 {
+		t.Fatalf("paths %+v, want via 26 and via 5", ps)
+	}
+	if lost := tab.RemoveVia(via26); len(lost) != 0 {
+		t.Fatalf("lost %x", lost)
+	}
+	if r, ok := tab.Lookup(x.addr); !ok || r.NextHop != via5 {
+		t.Fatalf("after losing 26: %+v %v, want via 5", r, ok)
+	}
+	if lost := tab.RemoveVia(via5); len(lost) != 1 {
+		t.Fatalf("lost %x, want x", lost)
+	}
+	must(announce(x, 5, via0, 5), ChangeNone)  // still possibly through us
+	must(announce(x, 5, via5, 3), ChangeAdded) // 26's loss healed over 5
+	// 5 passes the announce on with more hops now: it lost its path and
+	// may have one through us; what it said before is stale.
+	must(announce(x, 5, via5, 4), ChangeNone)
+	if _, ok := tab.Lookup(x.addr); ok {
+		t.Fatal("a route via 0 after the feasible paths went")
+	}
+	if _, ok := tab.Lookup(x.addr); ok {
+		t.Fatal("a route via 5 after its news of a longer path")
+	}
+	must(announce(x, 6, via0, 5), ChangeAdded) // a newer announce, any path
+	if st := tab.Stats(); st.Unfeasible != 4 {
+		t.Fatalf("stats %+v, want 4 unfeasible", st)
+	}
+	// The record of the fewest hops survives a snapshot.
+	back := NewTable(TableConfig{MaxPaths: 3})
+	tab.RemoveVia(via0)
+	if err := back.Restore(tab.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := back.Update(announce(x, 6, via26, 6), t0); got != ChangeNone {
+		t.Fatalf("after restore: a path of 6 hops (fewest 5) = %v, want none", got)
+	}
+}
+
+// TestTableLookupExcept: a frame never goes back to the neighbour it
+// came from while another path exists (split horizon).
+func TestTableLookupExcept(t *testing.T) {
+	x := mkNode(1)
+	nb1, nb2 := mkNode(101).addr, mkNode(102).addr
+	tab := NewTable(TableConfig{MaxPaths: 3})
+	tab.Update(announce(x, 1, nb1, 2), t0)
+	tab.Update(announce(x, 1, nb2, 2), t0)
+	if r, ok := tab.LookupExcept(x.addr, nb1); !ok || r.NextHop != nb2 {
+		t.Fatalf("except nb1: %+v %v", r, ok)
+	}
+	if r, ok := tab.LookupExcept(x.addr, nb2); !ok || r.NextHop != nb1 {
+		t.Fatalf("except nb2: %+v %v", r, ok)
+	}
+	tab.RemoveVia(nb2)
+	if _, ok := tab.LookupExcept(x.addr, nb1); ok {
+		t.Fatal("the only path goes back to where the frame came from")
+	}
+}
+
 func TestTableUpdateRules(t *testing.T) {
 	a, b, c := mkNode(1), mkNode(2), mkNode(3)
 	nb1, nb2, nb3 := mkNode(101).addr, mkNode(102).addr, mkNode(103).addr
@@ -61,8 +144,8 @@ func TestTableUpdateRules(t *testing.T) {
 		{"new destination", announce(a, 5, nb1, 3), 0, ChangeAdded, nil, nb1, 3},
 		{"older sequence refused", announce(a, 4, nb2, 1), 1, ChangeNone, ErrStale, nb1, 3},
 		{"flood copy changes nothing", announce(a, 5, nb1, 3), 2, ChangeNone, nil, nb1, 3},
-		{"same seq, same neighbour, more hops", announce(a, 5, nb1, 4), 3, ChangeNone, nil, nb1, 3},
-		{"same seq, other neighbour, more hops: alternate", announce(a, 5, nb2, 4), 4, ChangeAlternate, nil, nb1, 3},
+		{"same seq, other neighbour, more hops: unfeasible", announce(a, 5, nb2, 4), 4, ChangeNone, nil, nb1, 3},
+		{"same seq, other neighbour, as many hops, newer: best", announce(a, 5, nb2, 3), 4, ChangeBest, nil, nb2, 3},
 		{"same seq, other neighbour, fewer hops: best", announce(a, 5, nb3, 2), 5, ChangeBest, nil, nb3, 2},
 		{"same seq, same neighbour, fewer hops", announce(a, 5, nb1, 1), 6, ChangeBest, nil, nb1, 1},
 		{"newer seq via a longer path replaces all", announce(a, 6, nb2, 5), 7, ChangeBest, nil, nb2, 5},
@@ -90,8 +173,10 @@ func TestTableUpdateRules(t *testing.T) {
 			t.Fatalf("%s: best = via %x hops %d (ok %v), want via %x hops %d", s.name, best.NextHop[:2], best.Hops, ok, s.bestVia[:2], s.bestHops)
 		}
 	}
-	if st := tab.Stats(); st.Stale != 2 || st.Routes != 2 || st.Paths != 3 {
-		t.Fatalf("stats %+v, want 2 stale, 2 routes, 3 paths", st)
+	// The copy of 4 hops was refused, the paths of 3, 2 and 5 went when
+	// shorter copies came (feasibility: at most the fewest hops).
+	if st := tab.Stats(); st.Stale != 2 || st.Routes != 2 || st.Paths != 2 || st.Unfeasible != 5 {
+		t.Fatalf("stats %+v, want 2 stale, 2 routes, 2 paths, 5 unfeasible", st)
 	}
 	if r, _ := tab.Lookup(b.addr); !r.Direct() {
 		t.Fatal("direct neighbour's route is not Direct")
@@ -139,7 +224,7 @@ func TestTableRemoveViaFallsBackAndReportsLost(t *testing.T) {
 	nb1, nb2 := mkNode(101).addr, mkNode(102).addr
 	tab := NewTable(TableConfig{})
 	tab.Update(announce(a, 1, nb1, 2), sec(0))
-	tab.Update(announce(a, 1, nb2, 3), sec(0))
+	tab.Update(announce(a, 1, nb2, 2), sec(0))
 	tab.Update(announce(b, 7, nb1, 2), sec(0))
 	lost := tab.RemoveVia(nb1)
 	if !slices.Equal(lost, [][16]byte{b.addr}) {
@@ -165,7 +250,7 @@ func TestTableExpire(t *testing.T) {
 	nb1, nb2 := mkNode(101).addr, mkNode(102).addr
 	tab := NewTable(TableConfig{TTL: 60 * time.Second})
 	tab.Update(announce(a, 1, nb1, 1), sec(0))
-	tab.Update(announce(a, 1, nb2, 2), sec(30))
+	tab.Update(announce(a, 1, nb2, 1), sec(30))
 	tab.Update(announce(b, 1, nb1, 1), sec(10))
 	if lost := tab.Expire(sec(59)); len(lost) != 0 || tab.Stats().Paths != 3 {
 		t.Fatalf("Expire(59s): lost %x, %d paths", lost, tab.Stats().Paths)
@@ -281,10 +366,25 @@ type slowTable struct {
 	cfg    TableConfig
 	routes map[[16]byte][]Route // unordered paths, all with the address's newest seq
 	seqs   map[[16]byte]SeqRecord
+	// min is the fewest hops of any path of the address's newest seq
+	// (feasibility: only paths of at most min hops are kept).
+	min map[[16]byte]uint8
 }
 
 func newSlowTable(cfg TableConfig) *slowTable {
-	return &slowTable{cfg: cfg.withDefaults(), routes: map[[16]byte][]Route{}, seqs: map[[16]byte]SeqRecord{}}
+	return &slowTable{cfg: cfg.withDefaults(), routes: map[[16]byte][]Route{}, seqs: map[[16]byte]SeqRecord{}, min: map[[16]byte]uint8{}}
+}
+
+// restored is what a Snapshot round trip keeps of min: the fewest hops
+// of the paths kept.
+func (s *slowTable) restored() {
+	for a, ps := range s.routes {
+		m := ps[0].Hops
+		for _, p := range ps {
+			m = min(m, p.Hops)
+		}
+		s.min[a] = m
+	}
 }
 
 // modelCompare orders two paths to one destination as Table documents
@@ -326,8 +426,9 @@ func (s *slowTable) fresh(a [16]byte) time.Time {
 }
 
 func (s *slowTable) kill(a [16]byte) {
-	rec := SeqRecord{Address: a, Seq: s.routes[a][0].Seq, Seen: s.fresh(a)}
+	rec := SeqRecord{Address: a, Seq: s.routes[a][0].Seq, Seen: s.fresh(a), MinHops: s.min[a]}
 	delete(s.routes, a)
+	delete(s.min, a)
 	if len(s.seqs) >= s.cfg.MaxSeqs {
 		var old *SeqRecord
 		for _, r := range s.seqs {
@@ -345,9 +446,16 @@ func (s *slowTable) update(r Route, now time.Time) (Change, error) {
 	a := r.Address
 	ps := s.routes[a]
 	if len(ps) == 0 {
+		m := r.Hops
 		if rec, ok := s.seqs[a]; ok {
 			if r.Seq < rec.Seq {
 				return ChangeNone, ErrStale
+			}
+			if r.Seq == rec.Seq && rec.MinHops > 0 {
+				if r.Hops > rec.MinHops {
+					return ChangeNone, nil // unfeasible: may have come back through us
+				}
+				m = min(m, rec.MinHops)
 			}
 			delete(s.seqs, a)
 		}
@@ -364,6 +472,7 @@ func (s *slowTable) update(r Route, now time.Time) (Change, error) {
 			s.kill(victim)
 		}
 		s.routes[a] = []Route{r}
+		s.min[a] = m
 		return ChangeAdded, nil
 	}
 	if r.Seq < ps[0].Seq {
@@ -371,7 +480,20 @@ func (s *slowTable) update(r Route, now time.Time) (Change, error) {
 	}
 	if r.Seq > ps[0].Seq {
 		s.routes[a] = []Route{r}
+		s.min[a] = r.Hops
 		return ChangeBest, nil
+	}
+	if m := s.min[a]; m > 0 && r.Hops > m {
+		// Unfeasible; the neighbour's old path is stale news: it goes.
+		i := slices.IndexFunc(ps, func(p Route) bool { return p.NextHop == r.NextHop })
+		switch {
+		case i < 0:
+		case len(ps) == 1:
+			s.kill(a)
+		default:
+			s.routes[a] = slices.Delete(ps, i, i+1)
+		}
+		return ChangeNone, nil
 	}
 	// Identity fields stay those of the first announce of this sequence.
 	r.SigningKey, r.SealingKey, r.Capabilities = ps[0].SigningKey, ps[0].SealingKey, ps[0].Capabilities
@@ -395,6 +517,10 @@ func (s *slowTable) update(r Route, now time.Time) (Change, error) {
 			return ChangeNone, nil
 		}
 		ps[w] = r
+	}
+	if m := s.min[a]; m == 0 || r.Hops < m {
+		s.min[a] = r.Hops
+		ps = slices.DeleteFunc(ps, func(p Route) bool { return p.Hops > r.Hops })
 	}
 	s.routes[a] = ps
 	nb, _ := s.best(a)
@@ -466,7 +592,13 @@ func testTableModel(t *testing.T, seed uint64, seen map[string]int) {
 			if rng.IntN(6) == 0 {
 				via = n.addr
 			}
-			r := announce(n, uint64(rng.IntN(8)), via, uint8(1+rng.IntN(4)))
+			// Hops 1 to 4, half of them 2: equal paths (alternates) are
+			// frequent, as feasibility keeps only the shortest.
+			hops := uint8(1 + rng.IntN(4))
+			if rng.IntN(2) == 0 {
+				hops = 2
+			}
+			r := announce(n, uint64(rng.IntN(8)), via, hops)
 			got, gerr := tab.Update(r, now)
 			want, werr := slow.update(r, now)
 			if got != want || !errors.Is(gerr, werr) || (gerr == nil) != (werr == nil) {
@@ -497,6 +629,7 @@ func testTableModel(t *testing.T, seed uint64, seen map[string]int) {
 				t.Fatalf("step %d: Restore: %v", step, err)
 			}
 			tab = back
+			slow.restored()
 		}
 		compareToModel(t, step, tab, slow, nodes)
 	}
