@@ -20,7 +20,7 @@ type Mesh struct {
 	Stored                 prometheus.Gauge
 	Held                   prometheus.Gauge       // envelopes waiting for their sender's announce
 	StoreEvents            *prometheus.CounterVec // event: put, delivered, expired, refused, write_failed, read_failed
-	RateLimited            *prometheus.CounterVec // class: envelope, announce, keypackage
+	RateLimited            *prometheus.CounterVec // class: envelope, announce, keypackage, fapp
 	Receipts               prometheus.Counter
 	// The outbox of this node's own messages.
 	OutboxPending prometheus.Gauge
