@@ -101,8 +101,9 @@ func (a *fappActor) Receive(ctx actor.Context) {
 		}
 		m.Done()
 	case *messages.PeerUp:
-		a.eng.LinkUp(m.Link.Peer, m.Link.ID, constrainedClass(m.Link.Class))
-		a.send(ctx, a.eng.PeerUp(m.Link.Peer))
+		if a.eng.LinkUp(m.Link.Peer, m.Link.ID, constrainedClass(m.Link.Class)) {
+			a.send(ctx, a.eng.PeerUp(m.Link.Peer))
+		}
 	case *messages.PeerDown:
 		a.eng.LinkDown(m.Link.Peer, m.Link.ID)
 	case sweepTick:

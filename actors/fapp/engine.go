@@ -1,6 +1,7 @@
 package fapp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,12 @@ const (
 	// at most about 2.5 KB (about 10 fragments at MTU 255) instead of up
 	// to 6.6 KB for fapp.MaxResponseAnnounces.
 	ConstrainedAnnounces = 3
+	// HandoffAnnounces is how many of its store's announces a relay
+	// hands a neighbour that comes up (over a link that is not
+	// constrained): below the receiver's per-neighbour FAPP burst (60),
+	// so they are not cut there. A larger store reaches the neighbour
+	// through the therapists' renewals.
+	HandoffAnnounces = 32
 )
 
 // EngineConfig configures an Engine.
@@ -597,22 +604,40 @@ func (e *Engine) onAnswer(from [16]byte, data []byte) []Out {
 }
 
 // PeerUp: a therapist gives a neighbour that just came up its current
-// announce, so a relay that starts later learns it.
+// announce, so a relay that starts later learns it; a relay hands it the
+// HandoffAnnounces announces of its store that expire last (one hop
+// further), unless the neighbour is reached over constrained links only.
 func (e *Engine) PeerUp(peer [16]byte) []Out {
-	if e.ownFrame == nil || !e.ownExpires.After(e.now()) {
-		return nil
+	var out []Out
+	if e.ownFrame != nil && e.ownExpires.After(e.now()) {
+		e.own("announced")
+		out = append(out, Out{Peer: peer, Data: e.ownFrame, Kind: fapp.KindAnnounce})
 	}
-	e.own("announced")
-	return []Out{{Peer: peer, Data: e.ownFrame, Kind: fapp.KindAnnounce}}
+	if !e.cfg.Roles.Relay || e.cfg.Store == nil || e.constrained(peer) {
+		return out
+	}
+	for _, f := range e.cfg.Store.Frames(HandoffAnnounces + 1) {
+		if len(out) > HandoffAnnounces || bytes.Equal(f, e.ownFrame) {
+			continue
+		}
+		if fwd, err := fapp.Forward(f); err == nil {
+			out = append(out, Out{Peer: peer, Data: fwd, Kind: fapp.KindAnnounce})
+			e.forwarded(fapp.KindAnnounce)
+		}
+	}
+	return out
 }
 
 // LinkUp records one link to peer (constrained: LoRa, the transports'
-// constrained classes); LinkDown forgets it.
-func (e *Engine) LinkUp(peer [16]byte, id uint64, constrained bool) {
+// constrained classes) and reports whether it is peer's first (then the
+// caller hands the neighbour what PeerUp returns).
+func (e *Engine) LinkUp(peer [16]byte, id uint64, constrained bool) (first bool) {
 	if e.links[peer] == nil {
 		e.links[peer] = map[uint64]bool{}
 	}
+	first = len(e.links[peer]) == 0
 	e.links[peer][id] = constrained
+	return first
 }
 
 // LinkDown forgets link id to peer; when it was peer's last link, the

@@ -364,3 +364,46 @@ func TestEngineShortResponsesOverConstrainedLinks(t *testing.T) {
 		t.Fatalf("after the IP link went: %d slots, want %d", got, ConstrainedAnnounces)
 	}
 }
+
+// A relay hands a neighbour that comes up the announces of its store
+// (one hop further), once per neighbour, and not over constrained links;
+// a relay receiving them takes and floods them like any announce.
+func TestEngineRelayHandsItsStoreToANewNeighbour(t *testing.T) {
+	tm := newTestMesh(t)
+	r := tm.add(Roles{Relay: true})
+	now := tm.clk.Now()
+	for i := range 3 {
+		th := tm.add(Roles{Therapist: true})
+		_, _, outs, err := th.eng.Publish([]fapp.Slot{testSlot(now, 1, i+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.eng.Handle(crypto.Address{0xEE}, outs[0].Data)
+	}
+	r2 := tm.add(Roles{Relay: true})
+	tm.link(r, r2)
+	if !r.eng.LinkUp(r2.id.Address(), 1, false) {
+		t.Fatal("the first link to a neighbour is not its first")
+	}
+	outs := r.eng.PeerUp(r2.id.Address())
+	if len(outs) != 3 {
+		t.Fatalf("handed %d announces, want the 3 held", len(outs))
+	}
+	for _, o := range outs {
+		if _, hops, _, _ := fapp.Peek(o.Data); hops != 1 || o.Peer != r2.id.Address() {
+			t.Fatalf("handoff %+v with hops %d", o, hops)
+		}
+	}
+	tm.deliver(r, outs)
+	if got := val(r2.m.Announces, "added"); got != 3 {
+		t.Fatalf("the new relay added %v of the 3", got)
+	}
+	if r.eng.LinkUp(r2.id.Address(), 2, false) {
+		t.Fatal("a second link to the neighbour counted as its first")
+	}
+	lora := crypto.Address{5}
+	r.eng.LinkUp(lora, 3, true)
+	if outs := r.eng.PeerUp(lora); len(outs) != 0 {
+		t.Fatalf("handed %d announces over a constrained link", len(outs))
+	}
+}
