@@ -150,8 +150,7 @@ func (a *fappActor) Receive(ctx actor.Context) {
 		a.draining = true
 		ctx.Respond(&messages.Drained{Actor: Name})
 	case *messages.Persist:
-		a.eng.savePractice()
-		ctx.Respond(&messages.Persisted{Actor: Name})
+		ctx.Respond(&messages.Persisted{Actor: Name, Err: a.eng.savePractice()})
 	case *actor.Restarting:
 		a.stop(ctx)
 	case *actor.Stopping:
@@ -197,7 +196,7 @@ func (a *fappActor) start(ctx actor.Context) error {
 	c := a.cfg
 	st := &boltState{db: c.DB}
 	ec := EngineConfig{
-		Self: c.Identity.Address(), Roles: c.Roles, Clock: c.Clock, Metrics: c.Metrics, Rand: rand.Reader, State: st,
+		Self: c.Identity.Address(), Roles: c.Roles, Clock: c.Clock, Metrics: c.Metrics, Rand: rand.Reader, State: st, Log: c.Log,
 		QueryHops: uint8(c.QueryHops), AnnounceTTL: c.AnnounceTTL,
 	}
 	if err := st.init(); err != nil {
@@ -230,6 +229,9 @@ func (a *fappActor) start(ctx actor.Context) error {
 			return err
 		}
 		ec.Reservations = rs
+		if st.damaged > 0 {
+			c.Log.Warn("damaged FAPP reservation records left alone", "count", st.damaged)
+		}
 	}
 	if c.Engine != nil {
 		c.Engine(&ec)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/quicprochat/qpc/actors/ratelimit"
@@ -80,6 +81,7 @@ type EngineConfig struct {
 	Metrics  *metrics.FAPP
 	Rand     io.Reader // crypto/rand.Reader
 	State    State
+	Log      *slog.Logger // failures to persist (nil: not logged)
 	// Reservations restored from State.
 	Reservations []*fapp.Reservation
 
@@ -682,18 +684,29 @@ func (e *Engine) Sweep() {
 	}
 }
 
-func (e *Engine) savePractice() {
+// savePractice writes the practice's state; a failure is logged (a
+// restart would then carry on from the last state written, and might
+// reuse a sequence number relays refuse as stale).
+func (e *Engine) savePractice() error {
 	if e.cfg.State == nil || e.cfg.Practice == nil {
-		return
+		return nil
 	}
-	if b, err := e.cfg.Practice.MarshalState(); err == nil {
-		_ = e.cfg.State.SavePractice(b)
+	b, err := e.cfg.Practice.MarshalState()
+	if err == nil {
+		err = e.cfg.State.SavePractice(b)
 	}
+	if err != nil && e.cfg.Log != nil {
+		e.cfg.Log.Error("FAPP practice state not written", "err", err)
+	}
+	return err
 }
 
 func (e *Engine) saveReservation(r *fapp.Reservation) {
-	if e.cfg.State != nil {
-		_ = e.cfg.State.SaveReservation(r)
+	if e.cfg.State == nil {
+		return
+	}
+	if err := e.cfg.State.SaveReservation(r); err != nil && e.cfg.Log != nil {
+		e.cfg.Log.Error("FAPP reservation not written", "err", err)
 	}
 }
 
