@@ -34,7 +34,10 @@ type Config struct {
 	Clock    clock.Clock
 	Metrics  *metrics.FAPP
 	Links    *actor.PID
-	Log      *slog.Logger
+	// Router, when set, is asked for its table every sweep (the next hop
+	// towards a therapist whose announce path is not known).
+	Router *actor.PID
+	Log    *slog.Logger
 
 	// The therapist's data.
 	PLZ         fapp.PLZ
@@ -108,7 +111,10 @@ func (a *fappActor) Receive(ctx actor.Context) {
 		a.eng.LinkDown(m.Link.Peer, m.Link.ID)
 	case sweepTick:
 		a.eng.Sweep()
+		a.askRoutes(ctx)
 		a.armSweep(ctx)
+	case *messages.RoutesReply:
+		a.eng.SetRoutes(m.Routes)
 	case renewTick:
 		if m.gen == a.renewGen {
 			a.send(ctx, a.eng.Reannounce())
@@ -252,6 +258,7 @@ func (a *fappActor) start(ctx actor.Context) error {
 			}
 		}
 	})
+	a.askRoutes(ctx)
 	a.armSweep(ctx)
 	// A restarted therapist renews its set at once: its announce is in
 	// the practice state, its expiry is not.
@@ -274,6 +281,14 @@ func (a *fappActor) stop(ctx actor.Context) {
 	}
 	a.sweep, a.renew = nil, nil
 	a.renewGen++
+}
+
+// askRoutes asks the router for its table; the answer comes as a
+// message (never waited for in Receive).
+func (a *fappActor) askRoutes(ctx actor.Context) {
+	if a.cfg.Router != nil && (a.cfg.Roles.Relay || a.cfg.Roles.Patient) {
+		ctx.Request(a.cfg.Router, &messages.RoutesRequest{})
+	}
 }
 
 func (a *fappActor) armSweep(ctx actor.Context) {

@@ -212,6 +212,10 @@ type Engine struct {
 	foundOrder   []fapp.SlotID
 	reservations map[[16]byte]*fapp.Reservation
 
+	// routeNext: therapists (nodes announcing CapFAPPTherapist) → the
+	// next hop of the router's route to them (SetRoutes), for a
+	// reservation when no announce path is known.
+	routeNext map[crypto.Address][16]byte
 	// links: each neighbour's links by id, true for a constrained one.
 	links map[[16]byte]map[uint64]bool
 
@@ -233,6 +237,7 @@ func NewEngine(cfg EngineConfig) *Engine {
 		found:        map[fapp.SlotID]found{},
 		reservations: map[[16]byte]*fapp.Reservation{},
 		links:        map[[16]byte]map[uint64]bool{},
+		routeNext:    map[crypto.Address][16]byte{},
 	}
 	for _, r := range cfg.Reservations {
 		e.reservations[r.ID] = r
@@ -559,7 +564,7 @@ func (e *Engine) onReserve(from [16]byte, data []byte) []Out {
 		return nil
 	}
 	e.forwarded(fapp.KindReserve)
-	if next, ok := e.announcePath.get(m.Therapist, now); ok && next != from {
+	if next, ok := e.towards(m.Therapist, now); ok && next != from {
 		return []Out{{Peer: next, Data: fwd, Kind: fapp.KindReserve}}
 	}
 	return []Out{{All: true, Except: from, Data: fwd, Kind: fapp.KindReserve}}
@@ -663,6 +668,29 @@ func (e *Engine) constrained(peer [16]byte) bool {
 		}
 	}
 	return len(ls) > 0
+}
+
+// towards is the neighbour to send a reservation for therapist to: the
+// one its newest announce came from, else the router's next hop to it.
+func (e *Engine) towards(therapist crypto.Address, now time.Time) ([16]byte, bool) {
+	if p, ok := e.announcePath.get(therapist, now); ok {
+		return p, true
+	}
+	p, ok := e.routeNext[therapist]
+	return p, ok
+}
+
+// SetRoutes takes a snapshot of the router's table (the actor asks for
+// one every sweep): the next hops to nodes that announce the therapist
+// capability.
+func (e *Engine) SetRoutes(rs []messages.RouteInfo) {
+	next := make(map[crypto.Address][16]byte)
+	for _, r := range rs {
+		if r.Capabilities&messages.CapFAPPTherapist != 0 && len(next) < e.cfg.MaxPaths {
+			next[r.Address] = r.NextHop
+		}
+	}
+	e.routeNext = next
 }
 
 // PeerDown forgets the announce paths through peer.
@@ -850,7 +878,7 @@ func (e *Engine) Reserve(id fapp.SlotID, note string) (*fapp.Reservation, []Out,
 	e.own("reservations")
 	via := f.via
 	if via == ([16]byte{}) {
-		via, _ = e.announcePath.get(id.Therapist, e.now())
+		via, _ = e.towards(id.Therapist, e.now())
 	}
 	if via != ([16]byte{}) {
 		return r, []Out{{Peer: via, Data: frame, Kind: fapp.KindReserve}}, nil

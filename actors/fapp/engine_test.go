@@ -16,6 +16,7 @@ import (
 	"github.com/quicprochat/qpc/fapp"
 	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/internal/metrics"
+	"github.com/quicprochat/qpc/messages"
 )
 
 // A little mesh of engines joined by direct links; deliver runs every
@@ -405,5 +406,37 @@ func TestEngineRelayHandsItsStoreToANewNeighbour(t *testing.T) {
 	r.eng.LinkUp(lora, 3, true)
 	if outs := r.eng.PeerUp(lora); len(outs) != 0 {
 		t.Fatalf("handed %d announces over a constrained link", len(outs))
+	}
+}
+
+// A reservation for a therapist whose announce path a relay does not
+// know goes to the router's next hop towards it (a node announcing the
+// therapist capability), else to every neighbour but the sender.
+func TestEngineReserveFollowsTheRouterWithoutAnAnnouncePath(t *testing.T) {
+	tm := newTestMesh(t)
+	r := tm.add(Roles{Relay: true})
+	tr := tm.add(Roles{Therapist: true})
+	_, _, outs, err := tr.eng.Publish([]fapp.Slot{testSlot(tm.clk.Now(), 1, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := fapp.DecodeSlotAnnounce(outs[0].Data)
+	reserve := func() []byte {
+		_, frame, err := fapp.NewReservation(&a, 1, "", 4, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return frame
+	}
+	patient, next := crypto.Address{1}, crypto.Address{2}
+	if o := r.eng.Handle(patient, reserve()); len(o) != 1 || !o[0].All || o[0].Except != patient {
+		t.Fatalf("without any path: %+v, want a flood but to the sender", o)
+	}
+	r.eng.SetRoutes([]messages.RouteInfo{
+		{Address: tr.id.Address(), NextHop: next, Capabilities: messages.CapFAPPTherapist},
+		{Address: crypto.Address{3}, NextHop: crypto.Address{4}},
+	})
+	if o := r.eng.Handle(patient, reserve()); len(o) != 1 || o[0].All || o[0].Peer != next {
+		t.Fatalf("with a route: %+v, want it sent to the next hop %x", o, next)
 	}
 }

@@ -51,11 +51,11 @@ func fappCaps(c config.FAPPConfig) messages.Capabilities {
 }
 
 // fappConfig is the fapp actor's configuration.
-func (n *Node) fappConfig(linksPID *actor.PID) fappactor.Config {
+func (n *Node) fappConfig(linksPID, routerPID *actor.PID) fappactor.Config {
 	f := n.cfg.FAPP
 	plz, _ := fapp.ParsePLZ(f.PLZ) // checked by config.Validate for a therapist
 	return fappactor.Config{
-		Identity: n.id, Roles: fappRoles(f), DB: n.db.DB, Links: linksPID, Clock: n.clock, Metrics: n.metrics.FAPP,
+		Identity: n.id, Roles: fappRoles(f), DB: n.db.DB, Links: linksPID, Router: routerPID, Clock: n.clock, Metrics: n.metrics.FAPP,
 		PLZ: plz, Licence: f.Approbation, AnnounceTTL: f.AnnounceTTL.D(), QueryHops: f.QueryHops, MaxSlots: f.MaxSlots,
 		Notify: n.fappChanged.notify, Log: n.log.With("component", "fapp"), Engine: n.opts.fappEngine,
 	}

@@ -142,7 +142,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		MaxMessages: cfg.Inbox.MaxMessages, MaxAge: cfg.Inbox.MaxAge.D(), Clock: n.clock, Log: meshLog("inbox"),
 	}))
 	keysPID := r.spawn(ctx, keys.Name, keys.New())
-	fappPID := r.spawn(ctx, fapp.Name, fapp.New(n.fappConfig(linksPID)))
+	fappPID := r.spawn(ctx, fapp.Name, fapp.New(n.fappConfig(linksPID, routerPID)))
 	var fappIn *actor.PID // FAPP frames go to the fapp actor only when FAPP is on
 	if fappRoles(cfg.FAPP).Any() {
 		fappIn = fappPID
