@@ -108,9 +108,14 @@ func startFAPPMesh(t *testing.T, extra func(role string, c *config.Config), opts
 	m.T2 = start("T2", therapistConfig(t, "Praxis Zwei", "80335"))
 	m.P1 = start("P1", fappConfig(t, config.FAPPPatient))
 	m.P2 = start("P2", fappConfig(t, config.FAPPPatient))
+	caps := map[*Node]messages.Capabilities{m.T1: messages.CapFAPPTherapist, m.T2: messages.CapFAPPTherapist, m.P1: messages.CapFAPPPatient, m.P2: messages.CapFAPPPatient}
 	for _, n := range []*Node{m.T1, m.T2, m.P1, m.P2} {
-		waitRoute(t, m.R, n.Address())
-		waitRoute(t, n, m.R.Address())
+		if r := waitRoute(t, m.R, n.Address()); r.Capabilities&caps[n] == 0 {
+			t.Fatalf("R's route to %s announces %v, want the FAPP role's bit %v", n.Address().Short(), r.Capabilities, caps[n])
+		}
+		if r := waitRoute(t, n, m.R.Address()); r.Capabilities&messages.CapFAPPRelay == 0 {
+			t.Fatalf("the route to R announces %v, want fapp-relay", r.Capabilities)
+		}
 	}
 	return m
 }
