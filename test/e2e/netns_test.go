@@ -1,0 +1,266 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quicprochat/qpc/internal/api"
+	"github.com/quicprochat/qpc/internal/probe"
+)
+
+// netnsAvailable says why the network-namespace suite cannot run, or "".
+func netnsAvailable() string {
+	if os.Geteuid() != 0 {
+		return "not root"
+	}
+	for _, c := range []string{"ip", "tc"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return "no '" + c + "' command (Debian package iproute2)"
+		}
+	}
+	name := "qpcprobe" + suffix()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return "cannot create a network namespace: " + strings.TrimSpace(string(out))
+	}
+	exec.Command("ip", "netns", "del", name).Run()
+	return ""
+}
+
+// impair puts 200 ms delay and 5 % loss on what leaves dev in ns with tc
+// netem, and says how. A kernel without netem (CONFIG_NET_SCH_NETEM unset,
+// as in some CI VMs) gets the loss from an nftables rule (numgen random)
+// and no delay, and the test log says so; neither available fails.
+func impair(t *testing.T, ns, dev string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", "200ms", "loss", "5%").CombinedOutput()
+	if err == nil {
+		return "tc netem 200 ms delay + 5 % loss"
+	}
+	why := strings.TrimSpace(string(out))
+	rules := fmt.Sprintf("table inet qpcloss {\n chain out {\n  type filter hook output priority 0; policy accept;\n  oifname %q numgen random mod 100 < 5 drop\n }\n}\n", dev)
+	nft := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
+	nft.Stdin = strings.NewReader(rules)
+	if out, err := nft.CombinedOutput(); err != nil {
+		t.Fatalf("no tc netem (%s) and no nftables for the loss either: %v %s", why, err, out)
+	}
+	return "NO tc netem on this kernel (" + why + "): 5 % loss by nftables numgen, NO delay"
+}
+
+// metric reads one sample (a metric without labels) from a node's /metrics.
+func metric(t testing.TB, n *node, name string) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://127.0.0.1:7780/metrics", nil)
+	resp, err := n.c.HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("%s /metrics: %v", n.name, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	t.Fatalf("%s: no metric %s", n.name, name)
+	return 0
+}
+
+// linked reports whether n has a link to the node with address peer.
+func linked(t testing.TB, n *node, peer string) bool {
+	st, err := n.status(t)
+	if err != nil {
+		return false
+	}
+	for _, l := range st.Links {
+		if l.Peer == peer {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNetnsLineNetemAndLinkCut: five nodes n0 … n4, each in its own
+// network namespace with its own addresses, in a line of veth pairs
+// (hop i joins n(i) and n(i+1) on 10.99.i.0/24; n(i+1) dials n(i)).
+// Hop 1 has tc netem 200 ms delay and 5 % loss both ways; hop 3 is QUIC,
+// the others TCP. n0 sends to n4 across all four hops: every message
+// accepted is delivered exactly once. Then hop 3 is cut (ip link set
+// down on both ends) with traffic flowing: n3 notices the link gone (QUIC
+// idle timeout), messages sent meanwhile wait in the mesh (n3's store or
+// n0's outbox), the link is restored, and every message accepted before,
+// during and after the cut is delivered, none twice.
+func TestNetnsLineNetemAndLinkCut(t *testing.T) {
+	if why := netnsAvailable(); why != "" {
+		t.Skipf("SKIP: the netns suite needs root, ip netns and tc (%s)", why)
+	}
+	start := time.Now()
+	const n = 5
+	s := suffix()
+	ns := make([]string, n)
+	for i := range ns {
+		ns[i] = fmt.Sprintf("qpc%s-%d", s, i)
+		sh(t, "ip", "netns", "add", ns[i])
+		name := ns[i]
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+		sh(t, "ip", "-n", ns[i], "link", "set", "lo", "up")
+	}
+	// hop i: interface "hop<i>a" in n(i) (10.99.i.1), "hop<i>b" in n(i+1) (10.99.i.2).
+	dev := func(hop int, side string) string { return fmt.Sprintf("hop%d%s", hop, side) }
+	for h := 0; h < n-1; h++ {
+		sh(t, "ip", "link", "add", "qv"+s+"a", "netns", ns[h], "type", "veth", "peer", "name", "qv"+s+"b", "netns", ns[h+1])
+		sh(t, "ip", "-n", ns[h], "link", "set", "qv"+s+"a", "name", dev(h, "a"))
+		sh(t, "ip", "-n", ns[h+1], "link", "set", "qv"+s+"b", "name", dev(h, "b"))
+		sh(t, "ip", "-n", ns[h], "addr", "add", fmt.Sprintf("10.99.%d.1/24", h), "dev", dev(h, "a"))
+		sh(t, "ip", "-n", ns[h+1], "addr", "add", fmt.Sprintf("10.99.%d.2/24", h), "dev", dev(h, "b"))
+		sh(t, "ip", "-n", ns[h], "link", "set", dev(h, "a"), "up")
+		sh(t, "ip", "-n", ns[h+1], "link", "set", dev(h, "b"), "up")
+	}
+	const lossy = 1
+	var how string
+	for _, end := range []struct{ ns, dev string }{{ns[lossy], dev(lossy, "a")}, {ns[lossy+1], dev(lossy, "b")}} {
+		how = impair(t, end.ns, end.dev)
+	}
+	t.Logf("hop %d, both ways: %s", lossy, how)
+
+	// Fast re-dials, and retransmissions every few seconds so a copy lost
+	// to netem or the cut comes again within the test (and the receiver's
+	// duplicate suppression is what keeps it exactly once).
+	conf := filepath.Join(t.TempDir(), "e2e.toml")
+	if err := os.WriteFile(conf, []byte("[transports]\ndial_backoff_max = '1s'\n[outbox]\nretry_base = '2s'\nretry_max = '4s'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*node, n)
+	procs := make([]*exec.Cmd, n)
+	for i := range nodes {
+		dir := t.TempDir()
+		args := []string{"netns", "exec", ns[i], qpcBin, "node", "--config", conf, "--data-dir", filepath.Join(dir, "data"),
+			"--listen", "tcp://0.0.0.0:7701", "--listen", "quic://0.0.0.0:7702"}
+		if i > 0 {
+			scheme, port := "tcp", 7701
+			if i-1 == 3 {
+				scheme, port = "quic", 7702
+			}
+			args = append(args, "--peer", fmt.Sprintf("%s://10.99.%d.1:%d", scheme, i-1, port))
+		}
+		logf, err := os.Create(filepath.Join(dir, "log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("ip", args...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs[i] = cmd
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		name := fmt.Sprintf("n%d", i)
+		t.Cleanup(func() {
+			select {
+			case <-exited:
+			default:
+				cmd.Process.Kill()
+				<-exited
+			}
+			if t.Failed() {
+				b, _ := os.ReadFile(logf.Name())
+				t.Logf("log of %s (last lines):\n%s", name, tail(string(b), 25))
+			}
+		})
+		nodes[i] = &node{name: name, c: nsClient("/run/netns/" + ns[i])}
+	}
+	addr := make([]string, n)
+	for i, nd := range nodes {
+		nd.waitReady(t, 20*time.Second)
+		addr[i] = nd.address(t)
+	}
+	nodes[0].waitRoute(t, addr[4], 30*time.Second)
+	t.Logf("five namespaces up, n0 has its route to n4: %s", time.Since(start).Round(time.Millisecond))
+
+	// Through the lossy hop.
+	phase := time.Now()
+	l := newLedger()
+	for range 5 {
+		if err := l.send(t, nodes[0], addr[4], "netem", 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.checkExactlyOnce(t, nodes[0], nodes[4], "netem", 60*time.Second)
+	t.Logf("50 messages across 4 hops, hop 1 impaired: %s", time.Since(phase).Round(time.Millisecond))
+
+	// Cut hop 3 with traffic on the way.
+	phase = time.Now()
+	cut := newLedger()
+	if err := cut.send(t, nodes[0], addr[4], "cut", 10); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, "ip", "-n", ns[3], "link", "set", dev(3, "a"), "down")
+	sh(t, "ip", "-n", ns[4], "link", "set", dev(3, "b"), "down")
+	if err := cut.send(t, nodes[0], addr[4], "cut", 10); err != nil {
+		t.Fatal(err)
+	}
+	if !probe.WaitEvery(40*time.Second, 200*time.Millisecond, func() bool { return !linked(t, nodes[3], addr[4]) }) {
+		t.Fatal("n3 still has its link to n4 40 s after the cut")
+	}
+	t.Logf("n3 noticed the cut after %s", time.Since(phase).Round(time.Millisecond))
+	if err := cut.send(t, nodes[0], addr[4], "cut", 20); err != nil {
+		t.Fatal(err)
+	}
+	// While the hop is down the messages wait in the mesh: held by n3
+	// for n4 (store and forward) or, once n0 has no route, in n0's outbox.
+	var stored, pending float64
+	if !probe.WaitEvery(10*time.Second, 100*time.Millisecond, func() bool {
+		stored, pending = metric(t, nodes[3], "qpc_mesh_stored"), metric(t, nodes[0], "qpc_mesh_outbox_pending")
+		return stored > 0
+	}) {
+		t.Errorf("during the cut n3 holds nothing for n4 (n0's outbox: %v pending)", pending)
+	}
+	t.Logf("during the cut: n3 holds %v messages, n0 has %v waiting for receipts", stored, pending)
+	if in, _ := inbox(t, nodes[4]); countPrefix(in, "cut-") == 40 {
+		t.Error("every message sent during the cut is already at n4: the cut cut nothing")
+	}
+	restored := time.Now()
+	sh(t, "ip", "-n", ns[3], "link", "set", dev(3, "a"), "up")
+	sh(t, "ip", "-n", ns[4], "link", "set", dev(3, "b"), "up")
+	cut.checkExactlyOnce(t, nodes[0], nodes[4], "cut", 60*time.Second)
+	t.Logf("cut for %s, all 40 delivered %s after the restore", restored.Sub(phase).Round(time.Millisecond), time.Since(restored).Round(time.Millisecond))
+	if got := metric(t, nodes[3], "qpc_mesh_stored"); got != 0 {
+		t.Errorf("n3 still holds %v messages after delivery", got)
+	}
+
+	for _, p := range procs {
+		p.Process.Signal(syscall.SIGTERM)
+	}
+	t.Logf("netns suite: %s", time.Since(start).Round(time.Millisecond))
+}
+
+func countPrefix(in []api.InboxEntry, prefix string) int {
+	c := 0
+	for _, e := range in {
+		if strings.HasPrefix(e.Text, prefix) {
+			c++
+		}
+	}
+	return c
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
