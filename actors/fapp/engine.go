@@ -127,62 +127,6 @@ func (c *EngineConfig) defaults() {
 	}
 }
 
-// path is a remembered neighbour with its expiry.
-type path struct {
-	peer  [16]byte
-	until time.Time
-}
-
-// paths is a bounded map of ids to the neighbour to send back to.
-type paths struct {
-	m   map[[16]byte]path
-	max int
-}
-
-func newPaths(max int) *paths { return &paths{m: map[[16]byte]path{}, max: max} }
-
-func (p *paths) get(id [16]byte, now time.Time) ([16]byte, bool) {
-	e, ok := p.m[id]
-	if !ok || !now.Before(e.until) {
-		return [16]byte{}, false
-	}
-	return e.peer, true
-}
-
-func (p *paths) put(id, peer [16]byte, until, now time.Time) {
-	if _, ok := p.m[id]; !ok && len(p.m) >= p.max {
-		p.sweep(now)
-		if len(p.m) >= p.max {
-			// Full of live entries: the one that expires first goes.
-			var victim [16]byte
-			var first time.Time
-			for k, e := range p.m {
-				if first.IsZero() || e.until.Before(first) {
-					victim, first = k, e.until
-				}
-			}
-			delete(p.m, victim)
-		}
-	}
-	p.m[id] = path{peer: peer, until: until}
-}
-
-func (p *paths) sweep(now time.Time) {
-	for k, e := range p.m {
-		if !now.Before(e.until) {
-			delete(p.m, k)
-		}
-	}
-}
-
-func (p *paths) dropPeer(peer [16]byte) {
-	for k, e := range p.m {
-		if e.peer == peer {
-			delete(p.m, k)
-		}
-	}
-}
-
 // search is one of this node's queries still gathering responses.
 type search struct {
 	q       *fapp.PendingQuery
@@ -708,7 +652,7 @@ func (e *Engine) Sweep() {
 		e.storeGauges()
 	}
 	if e.cfg.Metrics != nil {
-		e.cfg.Metrics.Paths.Set(float64(len(e.queryPath.m) + len(e.reservePath.m)))
+		e.cfg.Metrics.Paths.Set(float64(e.queryPath.len() + e.reservePath.len()))
 	}
 }
 
