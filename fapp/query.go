@@ -62,6 +62,12 @@ func (f Filter) Limit() int {
 	return min(f.Max, MaxQueryResults)
 }
 
+// MatchesPLZ reports whether a practice at plz is within the filter's
+// PLZ prefix: a store checks it once per announce, before its slots.
+func (f Filter) MatchesPLZ(plz PLZ) bool {
+	return len(f.PLZPrefix) <= len(plz) && string(plz[:len(f.PLZPrefix)]) == f.PLZPrefix
+}
+
 // Matches reports whether slot s of a practice at plz matches the filter.
 func (f Filter) Matches(plz PLZ, s Slot) bool {
 	if f.Fachrichtung != 0 && s.Fachrichtung != f.Fachrichtung {
@@ -76,7 +82,7 @@ func (f Filter) Matches(plz PLZ, s Slot) bool {
 	if f.Type != 0 && s.Type != f.Type {
 		return false
 	}
-	if len(f.PLZPrefix) > len(plz) || string(plz[:len(f.PLZPrefix)]) != f.PLZPrefix {
+	if !f.MatchesPLZ(plz) {
 		return false
 	}
 	start := int64(s.Start)

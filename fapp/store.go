@@ -460,7 +460,7 @@ func (s *Store) Query(f Filter) []Result {
 	top := topResults{lim: lim}
 	for _, e := range s.entries {
 		a := e.ann
-		if a == nil || !a.ExpiresAt().After(now) {
+		if a == nil || !a.ExpiresAt().After(now) || !f.MatchesPLZ(a.PLZ) {
 			continue
 		}
 		for i := range a.Slots {
