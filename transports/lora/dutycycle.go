@@ -217,8 +217,9 @@ type TrafficClass uint8
 const (
 	// UserData (the zero value) may use the whole budget.
 	UserData TrafficClass = iota
-	// Control (announces, routing, acknowledgements) may only use the
-	// part of the budget not reserved for user data.
+	// Control (announces, routing, the link's HELLOs and BYEs) may only
+	// use the part of the budget not reserved for user data. The link's
+	// ACKs and NACKs are UserData: they are part of delivering a frame.
 	Control
 )
 

@@ -263,10 +263,17 @@
 // 400 ms per packet) before it is handed to the radio. One that does not
 // fit is held back — never sent early — and goes at the exact time the
 // tracker names; Stats.Held counts them and Stats.HeldUntil says until
-// when. HELLOs, ACKs, NACKs, BYEs and frames of priority
-// messages.Control are control traffic and may fill only (1 − DataShare)
-// of the budget; data and bulk frames may use all of it. When control
-// traffic is at its ceiling, a data frame may still go. Options a packet
+// when. HELLOs, BYEs and frames of priority messages.Control are control
+// traffic and may fill only (1 − DataShare) of the budget; data and bulk
+// frames, and the ACKs and NACKs that answer any frame, may use all of
+// it. When control traffic is at its ceiling, a data frame and a report
+// may still go, and a report waiting is not held behind a HELLO or BYE
+// that waits for the ceiling. (Reports were control traffic until issue
+// 12: a busy relay whose data had filled more than the ceiling could no
+// longer acknowledge anything, so every neighbour spent its rounds, and
+// then the frame, on it; in the 30-node mesh of acceptance 2 the bridge
+// node held 5000 transmissions and dropped as many frames as it
+// delivered.) Options a packet
 // could never fit (a HELLO longer than the dwell time, a packet longer
 // than the hourly control share) are refused by New.
 //

@@ -56,6 +56,13 @@ type message struct {
 type ctlPacket struct {
 	seq uint64
 	pkt []byte
+	// class is the duty-cycle class it is sent under: Control, but
+	// UserData for a report (ACK, NACK). A report is part of delivering
+	// the frame it answers: held at the control ceiling, it would cost
+	// its sender a whole round of the frame, and then the frame, on a
+	// relay whose data fill more than the ceiling (issue 12: the bridge
+	// of a 30-node mesh acknowledged nothing for minutes).
+	class lora.TrafficClass
 }
 
 // maxCtl bounds the waiting reports and BYEs; a hostile node polling
@@ -84,13 +91,19 @@ func airtimeOf(p lora.Params, a Airtimer, n int) time.Duration {
 	return d
 }
 
-func (t *Transport) queueCtlLocked(pkt []byte) {
+func (t *Transport) queueCtlLocked(pkt []byte) { t.queueCtlClassLocked(pkt, lora.Control) }
+
+// queueReportLocked queues an ACK or NACK: under the user-data budget
+// (ctlPacket.class).
+func (t *Transport) queueReportLocked(pkt []byte) { t.queueCtlClassLocked(pkt, lora.UserData) }
+
+func (t *Transport) queueCtlClassLocked(pkt []byte, class lora.TrafficClass) {
 	if len(t.st.ctl) >= maxCtl {
 		t.st.stats.CtlDropped++
 		return
 	}
 	t.st.ctlSeq++
-	t.st.ctl = append(t.st.ctl, ctlPacket{seq: t.st.ctlSeq, pkt: pkt})
+	t.st.ctl = append(t.st.ctl, ctlPacket{seq: t.st.ctlSeq, pkt: pkt, class: class})
 }
 
 // requestHelloLocked plans a HELLO at or before at; solicit makes it ask
@@ -164,6 +177,7 @@ type candidate struct {
 	class lora.TrafficClass
 	key   uint64    // identifies the transmission for Stats.Held
 	f     *outFrame // candMsg of a queued frame: the one to start
+	ctl   int       // candCtl: its index in the control queue
 }
 
 type candKind uint8
@@ -252,7 +266,16 @@ func (t *Transport) pumpLocked() {
 func (t *Transport) candidatesLocked(now time.Time, soon func(time.Time)) []candidate {
 	var cs []candidate
 	if len(t.st.ctl) > 0 {
-		cs = append(cs, candidate{kind: candCtl, size: len(t.st.ctl[0].pkt), class: lora.Control, key: 1<<62 | t.st.ctl[0].seq})
+		// The first of each class: a report is not held behind a BYE or
+		// HELLO that waits for the control ceiling.
+		c0 := t.st.ctl[0]
+		cs = append(cs, candidate{kind: candCtl, size: len(c0.pkt), class: c0.class, key: 1<<62 | c0.seq})
+		for i, c := range t.st.ctl[1:] {
+			if c.class != c0.class {
+				cs = append(cs, candidate{kind: candCtl, size: len(c.pkt), class: c.class, key: 1<<62 | c.seq, ctl: i + 1})
+				break
+			}
+		}
 	}
 	m := t.st.cur
 	awaiting := m != nil && m.awaiting
@@ -314,7 +337,7 @@ func (t *Transport) listenBeforeTalkLocked(now time.Time, soon func(time.Time)) 
 func (t *Transport) dropCandidateLocked(c candidate, err error) {
 	switch c.kind {
 	case candCtl:
-		t.st.ctl = t.st.ctl[1:]
+		t.st.ctl = slices.Delete(t.st.ctl, c.ctl, c.ctl+1)
 	case candHello:
 		t.st.helloAt = time.Time{}
 	case candMsg:
@@ -336,9 +359,8 @@ func (t *Transport) sendCandidateLocked(c candidate, now time.Time, air time.Dur
 	ann := false // an announce's packet
 	switch c.kind {
 	case candCtl:
-		pkt = t.st.ctl[0].pkt
-		t.st.ctl[0] = ctlPacket{}
-		t.st.ctl = t.st.ctl[1:]
+		pkt = t.st.ctl[c.ctl].pkt
+		t.st.ctl = slices.Delete(t.st.ctl, c.ctl, c.ctl+1)
 		if Kind(pkt[0]&kindMask) == KindHello { // a Dial's
 			t.st.stats.HellosSent++
 		}
@@ -747,11 +769,11 @@ func (t *Transport) handleDataLocked(p *peer, h header, body []byte) {
 	missing, known := t.st.reasm.Missing(p.rkey, f.ID)
 	switch {
 	case known && len(missing) == 0:
-		t.queueCtlLocked(p.keys.tx.seal(ackPacket(p.hint, t.hint, f.ID)))
+		t.queueReportLocked(p.keys.tx.seal(ackPacket(p.hint, t.hint, f.ID)))
 	case known:
-		t.queueCtlLocked(p.keys.tx.seal(nackPacket(p.hint, t.hint, f.ID, missing)))
+		t.queueReportLocked(p.keys.tx.seal(nackPacket(p.hint, t.hint, f.ID, missing)))
 	default:
-		t.queueCtlLocked(p.keys.tx.seal(nackPacket(p.hint, t.hint, f.ID, nil)))
+		t.queueReportLocked(p.keys.tx.seal(nackPacket(p.hint, t.hint, f.ID, nil)))
 	}
 }
 

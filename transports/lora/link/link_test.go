@@ -757,3 +757,41 @@ func TestWaitingDialDoesNotFloodHellos(t *testing.T) {
 		}
 	}
 }
+
+// A relay whose own data have filled more than the control ceiling
+// (1 − DataShare of the budget) still acknowledges the frames it
+// receives: reports are user data (issue 12, acceptance 2: the bridge of
+// a 30-node mesh held its ACKs for minutes, and its neighbours gave up
+// frame after frame on it).
+func TestReportsGoPastTheControlCeiling(t *testing.T) {
+	s := newSim(t, 12)
+	eu1 := Options{Radio: RadioParams{Frequency: 868_100_000}, QueueFrames: 256, RecvQueue: 256} // 1 %: 36 s, control 18 s
+	a, b := s.add(eu1), s.add(eu1)
+	ln := s.listen(a)
+	ba, ab := s.link(a, ln, b)
+	const size = 200
+	air, _ := lora.Airtime(a.tr.Params().Params, size+DataOverhead)
+	n := int(24*time.Second/air) + 1 // a's data: past the 18 s ceiling, within the 36 s budget
+	for i := range n {
+		if err := ab.WriteFrame(payload(size, byte(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.read(ba, n, 30*time.Minute)
+	st := a.tr.Stats()
+	if ceiling := st.SubBand.Budget / 2; st.SubBand.Used <= ceiling {
+		t.Fatalf("a used %s, not past the control ceiling %s", st.SubBand.Used, ceiling)
+	}
+	sentBefore := b.tr.Stats().FramesSent
+	if err := ba.WriteFrame([]byte("to the busy relay")); err != nil {
+		t.Fatal(err)
+	}
+	got := s.read(ab, 1, 5*time.Minute)
+	if string(got[0]) != "to the busy relay" {
+		t.Fatalf("got %q", got[0])
+	}
+	s.runUntil("b's frame acknowledged", func() bool { return b.tr.Stats().FramesSent > sentBefore }, 5*time.Minute)
+	if bs := b.tr.Stats(); bs.FramesDropped != 0 || bs.FramesFailed != 0 {
+		t.Fatalf("b gave up on frames: %+v", bs)
+	}
+}
