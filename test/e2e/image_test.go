@@ -118,7 +118,9 @@ func TestImage(t *testing.T) {
 		}
 	}
 
-	name := container(t, tag)
+	// --read-only as in k8s/statefulset.yaml (readOnlyRootFilesystem):
+	// the node writes only to its data dir.
+	name := container(t, "--read-only", tag)
 	start := time.Now()
 	waitHealthy(t, name, 30*time.Second)
 	t.Logf("healthy %s after docker run", time.Since(start).Round(time.Millisecond))
@@ -162,5 +164,26 @@ func TestImage(t *testing.T) {
 	n = &node{name: name, c: nsClient("/proc/" + inspect(t, name, "{{.State.Pid}}") + "/ns/net")}
 	if again := n.address(t); again != st.Address {
 		t.Errorf("after a restart the node is %s, was %s", again, st.Address)
+	}
+
+	// The API on the container's address (as in k8s), which the node takes
+	// only with a token: /healthz answers without it, /readyz with it.
+	if out, err := exec.Command("docker", "run", "--rm", "-e", "QPC_API_ADDR=0.0.0.0:7780", tag).CombinedOutput(); err == nil || !strings.Contains(string(out), "api.token") {
+		t.Errorf("the image with a public API and no token: %v\n%s", err, out)
+	}
+	pub := container(t, "-e", "QPC_API_ADDR=0.0.0.0:7780", "-e", "QPC_API_TOKEN=e2e-token", tag)
+	ip = inspect(t, pub, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+	var out []byte
+	if !probe.WaitEvery(20*time.Second, 50*time.Millisecond, func() bool {
+		out, err = exec.Command(qpcBin, "health", "--api", ip+":7780", "--timeout", "1s").CombinedOutput()
+		return err == nil
+	}) {
+		t.Fatalf("/healthz on %s:7780: %v %s", ip, err, out)
+	}
+	if out, err := exec.Command(qpcBin, "health", "--ready", "--api", ip+":7780").CombinedOutput(); err == nil {
+		t.Errorf("/readyz without the token answered: %s", out)
+	}
+	if out, err := exec.Command(qpcBin, "health", "--ready", "--api", ip+":7780", "--token", "e2e-token").CombinedOutput(); err != nil {
+		t.Errorf("/readyz with the token: %v %s", err, out)
 	}
 }
