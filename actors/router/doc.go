@@ -9,13 +9,17 @@
 // holds it (Held) until the sender's announce arrives.
 //
 // Its logic is in plain types, tested without actors:
-//   - Core (core.go): the routing table (Table), the dedup caches (Dedup:
+//   - Core (core.go): the routing table (Table, table.go: up to three
+//     paths per destination, only feasible ones, no longer than the
+//     fewest hops seen for its announce, so a lost neighbour never leaves
+//     a path back through this node), the dedup caches (Dedup:
 //     broadcast copies; Loops: copies of a unicast envelope from a routing
 //     loop, for two seconds only, so retransmissions pass), the replay
 //     window (crypto.ReplayWindow, a sliding bitmap over each sender's
 //     seq) and the node's keys. For each envelope it returns actions:
-//     deliver (and acknowledge), forward, broadcast, store, drop with a
-//     counted reason.
+//     deliver (and acknowledge), forward (never back to the neighbour
+//     the frame came from: Table.LookupExcept), broadcast, store, drop
+//     with a counted reason.
 //   - Outbox (outbox.go): this node's own messages, durable until the
 //     destination's signed receipt arrives (delivered) or they expire
 //     (failed), retransmitted with backoff meanwhile, numbered per
