@@ -22,6 +22,9 @@ func dockerAvailable() string {
 	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
 		return "no Docker engine answering: " + strings.TrimSpace(string(out))
 	}
+	if os.Geteuid() != 0 {
+		return "not root: the tests reach each container's loopback API by entering its network namespace (setns)"
+	}
 	return ""
 }
 
