@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -165,6 +166,7 @@ func TestNetnsLineNetemAndLinkCut(t *testing.T) {
 		}
 		cmd := exec.Command("ip", args...)
 		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.Env = append(os.Environ(), fappEnv(i, n)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -220,6 +222,10 @@ func TestNetnsLineNetemAndLinkCut(t *testing.T) {
 	}
 	l.checkExactlyOnce(t, nodes[0], nodes[4], "netem", 60*time.Second)
 	t.Logf("50 messages across 4 hops, hop 1 impaired: %s", time.Since(phase).Round(time.Millisecond))
+
+	phase = time.Now()
+	fappReservation(t, nodes[0], nodes[4])
+	t.Logf("FAPP: n4's slot found, reserved and confirmed from n0 across the line: %s", time.Since(phase).Round(time.Millisecond))
 
 	// Cut hop 3 with traffic on the way.
 	phase = time.Now()
@@ -305,4 +311,71 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// fappEnv gives node i of n its FAPP role: the last a therapist, the first
+// a patient, the ones between relays.
+func fappEnv(i, n int) []string {
+	switch i {
+	case 0:
+		return []string{"QPC_FAPP_ROLE=patient"}
+	case n - 1:
+		return []string{"QPC_FAPP_ROLE=therapist", "QPC_FAPP_NAME=Praxis Netns", "QPC_FAPP_PLZ=80331",
+			"QPC_FAPP_APPROBATION=LANR-0042", "QPC_FAPP_FACHRICHTUNG=verhaltenstherapie", "QPC_FAPP_KOSTENTRAEGER=gkv"}
+	}
+	return []string{"QPC_FAPP_ROLE=relay"}
+}
+
+// fappReservation: the therapist publishes one slot, the patient searches
+// until it finds it, reserves it, the therapist confirms the request, and
+// the patient sees the reservation confirmed.
+func fappReservation(t *testing.T, patient, therapist *node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	start := time.Now().UTC().Add(48 * time.Hour).Truncate(time.Hour)
+	var pub api.FAPPPublishResponse
+	if err := therapist.c.Post(ctx, "/v1/fapp/publish", api.FAPPPublishRequest{Slots: []api.FAPPSlotInput{
+		{Start: start, Minutes: 50, Type: "therapieplatz", Modalitaet: []string{"praxis"}},
+	}}, &pub); err != nil || len(pub.Slots) != 1 {
+		t.Fatalf("publish: %v %+v", err, pub)
+	}
+	slot := pub.Slots[0].Slot
+	var found api.FAPPSearchResponse
+	if !probe.WaitEvery(60*time.Second, 200*time.Millisecond, func() bool {
+		found.Slots = nil
+		err := patient.c.Get(ctx, "/v1/fapp/search?fachrichtung=verhaltenstherapie&kostentraeger=gkv&plz=803&wait=2s", &found)
+		return err == nil && slices.ContainsFunc(found.Slots, func(s api.FAPPSlotJSON) bool { return s.Slot == slot })
+	}) {
+		t.Fatalf("the patient's search never returned the therapist's slot %s: %+v", slot, found)
+	}
+	var res api.FAPPReservation
+	if err := patient.c.Post(ctx, "/v1/fapp/reserve", api.FAPPReserveRequest{Slot: slot, Note: "netns"}, &res); err != nil || res.Reservation == "" {
+		t.Fatalf("reserve %s: %v %+v", slot, err, res)
+	}
+	var req api.FAPPRequestsResponse
+	var id string
+	if !probe.WaitEvery(30*time.Second, 100*time.Millisecond, func() bool {
+		req.Requests = nil
+		if therapist.c.Get(ctx, "/v1/fapp/requests", &req) != nil {
+			return false
+		}
+		for _, r := range req.Requests {
+			if r.Slot == slot {
+				id = r.Reservation
+			}
+		}
+		return id != ""
+	}) {
+		t.Fatalf("the therapist never received the reservation of %s: %+v", slot, req)
+	}
+	if err := therapist.c.Post(ctx, "/v1/fapp/requests/"+id+"/confirm", api.FAPPAnswerRequest{Text: "2. Stock"}, nil); err != nil {
+		t.Fatalf("confirm %s: %v", id, err)
+	}
+	var st api.FAPPReservation
+	if !probe.WaitEvery(30*time.Second, 100*time.Millisecond, func() bool {
+		return patient.c.Get(ctx, "/v1/fapp/reservations/"+res.Reservation+"?wait=2s", &st) == nil && st.Status == "confirmed"
+	}) {
+		t.Fatalf("the patient's reservation %s is %+v, want confirmed", res.Reservation, st)
+	}
 }
