@@ -149,8 +149,9 @@ func (c *conn) WriteFrame(p []byte) error { return c.WriteFramePriority(p, Prior
 // WriteFramePriority queues p for the peer. When the radio's queue is
 // full it sheds queued frames of lower priority (counted in
 // Stats.FramesShed); when those cannot make room it blocks until there is
-// room, the connection ends or the transport closes. A nil error means
-// queued; delivery is confirmed only by the peer's ACK. A frame that
+// room, the connection ends or the transport closes. A frame whose bytes
+// wait in the queue for the same peer already is not queued again
+// (Stats.FramesCopies). A nil error means queued; delivery is confirmed only by the peer's ACK. A frame that
 // never gets one is dropped while the peer is heard (Stats.FramesDropped:
 // the end-to-end retransmission recovers it), and fails the connection
 // (ErrPeerLost) when the peer was silent for Options.PeerSilence.
@@ -172,6 +173,13 @@ func (c *conn) WriteFramePriority(p []byte, prio messages.Priority) error {
 		if t.st.queue.collapse(f) { // a newer announce of a queued one's destination
 			t.st.stats.AnnouncesCollapsed++
 			t.pumpLocked()
+			return nil
+		}
+		if t.st.queue.hasCopy(f) {
+			// The same bytes for the same peer wait already (an end-to-end
+			// retransmission reaching a relay whose duty cycle or channel
+			// still holds the first copy): one copy on the air is enough.
+			t.st.stats.FramesCopies++
 			return nil
 		}
 		ok, shed := t.st.queue.push(f)

@@ -284,7 +284,11 @@
 // Stats.FramesShed) — the rule of actors/mailbox.Queue; when lower frames
 // cannot make room, WriteFrame waits for room (the backpressure of the
 // Conn contract). WriteFrame guesses a frame's priority from its tag
-// (PriorityOf); WriteFramePriority (PriorityWriter) takes it.
+// (PriorityOf); WriteFramePriority (PriorityWriter) takes it. A frame
+// whose bytes wait in the queue for the same peer already is not queued
+// a second time (Stats.FramesCopies): an end-to-end retransmission that
+// reaches a relay whose duty cycle still holds the first copy adds
+// nothing but airtime there.
 //
 // Before each transmission the link listens (CarrierSenser, where the
 // radio can) and backs off while the channel is busy; a new round starts

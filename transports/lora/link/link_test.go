@@ -795,3 +795,37 @@ func TestReportsGoPastTheControlCeiling(t *testing.T) {
 		t.Fatalf("b gave up on frames: %+v", bs)
 	}
 }
+
+// A frame whose bytes wait in the queue for the same peer already is not
+// queued twice (an end-to-end retransmission reaching a relay that still
+// holds the first copy); other bytes, or the same bytes once the first
+// copy has gone, are.
+func TestQueueTakesNoSecondCopy(t *testing.T) {
+	s := newSim(t, 13)
+	a, b := s.add(Options{}), s.add(Options{})
+	ln := s.listen(a)
+	ba, ab := s.link(a, ln, b)
+	s.run(time.Minute) // HELLOs and replies done
+	// The clock stands still: the first frame goes on air, the rest wait.
+	for _, f := range []string{"first", "retransmitted", "retransmitted", "other", "retransmitted"} {
+		if err := ba.WriteFrame([]byte(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := b.tr.Stats(); st.FramesCopies != 2 || st.Queued != 2 {
+		t.Fatalf("copies %d, queued %d: want 2 copies refused, 2 queued", st.FramesCopies, st.Queued)
+	}
+	want := []string{"first", "retransmitted", "other"}
+	got := s.read(ab, len(want), time.Hour)
+	for i := range want {
+		if string(got[i]) != want[i] {
+			t.Errorf("frame %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+	if err := ba.WriteFrame([]byte("retransmitted")); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.read(ab, 1, time.Hour); string(got[0]) != "retransmitted" {
+		t.Fatalf("after the first copy went: %q", got[0])
+	}
+}

@@ -1,6 +1,10 @@
 package link
 
-import "github.com/quicprochat/qpc/messages"
+import (
+	"bytes"
+
+	"github.com/quicprochat/qpc/messages"
+)
 
 // numPriorities is the number of messages.Priority values (Bulk, Data,
 // Control).
@@ -70,6 +74,19 @@ func (q *outQueue) push(f *outFrame) (ok bool, shed []*outFrame) {
 	q.n++
 	q.b += size
 	return true, shed
+}
+
+// hasCopy reports whether a frame with f's bytes for f's connection is
+// queued already.
+func (q *outQueue) hasCopy(f *outFrame) bool {
+	for _, fs := range q.q {
+		for _, g := range fs {
+			if g.c == f.c && bytes.Equal(g.data, f.data) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (q *outQueue) popNewestLowest() *outFrame {

@@ -28,6 +28,9 @@ type Stats struct {
 	// messages.Priority.
 	FramesSent, FramesReceived, FramesDropped, FramesFailed uint64
 	FramesShed                                              [numPriorities]uint64
+	// FramesCopies counts frames not queued because the same bytes for
+	// the same peer were queued already (WriteFramePriority).
+	FramesCopies uint64
 
 	// Held counts transmissions the duty cycle held back (each once, when
 	// it was first held); HeldUntil is when the one held now may go (zero
