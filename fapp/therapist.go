@@ -46,6 +46,60 @@ type Practice struct {
 	confirmed map[uint32]confirmation
 	requests  map[[16]byte]*received
 	order     [][16]byte // arrival order of requests
+	// atOnce and decided count the requests in order answered at
+	// receipt (a dedup window, never persisted) and those the therapist
+	// answered (declined or taken, kept as history); both are bounded
+	// (MaxAtOnceRequests, MaxDecidedRequests), the oldest going first.
+	atOnce, decided int
+}
+
+// Bounds of a Practice's requests, so that no one outside can grow its
+// state (and the record persisted after each change) without limit.
+const (
+	// MaxPendingPerSlot reservations may be pending on one slot, and
+	// MaxPending in all; one beyond is answered declined at once
+	// (ReceiveRefused).
+	MaxPendingPerSlot = 8
+	MaxPending        = 256
+	// MaxAtOnceRequests requests answered at receipt (taken, not
+	// available, refused) are remembered, so that a retransmission gets
+	// the same answer; they are not persisted.
+	MaxAtOnceRequests = 1024
+	// MaxDecidedRequests requests the therapist declined (or that were
+	// answered taken at a confirm) are kept, for the list and for
+	// retransmissions; confirmed ones are all kept.
+	MaxDecidedRequests = 512
+)
+
+// Answers to a refused reservation (over MaxPendingPerSlot or MaxPending).
+const RefusedText = "too many pending reservations"
+
+// ReceiveOutcome says what Receive did with a reservation.
+type ReceiveOutcome uint8
+
+const (
+	// ReceivePending: a new request, pending; the state changed.
+	ReceivePending ReceiveOutcome = iota
+	// ReceiveRepeat: a request received before; its answer (if any) again.
+	ReceiveRepeat
+	// ReceiveAtOnce: answered at once, taken or not available.
+	ReceiveAtOnce
+	// ReceiveRefused: declined at once, too many pending.
+	ReceiveRefused
+)
+
+func (o ReceiveOutcome) String() string {
+	switch o {
+	case ReceivePending:
+		return "pending"
+	case ReceiveRepeat:
+		return "repeat"
+	case ReceiveAtOnce:
+		return "at_once"
+	case ReceiveRefused:
+		return "refused"
+	}
+	return "unknown"
 }
 
 type confirmation struct {
@@ -57,6 +111,7 @@ type received struct {
 	Request
 	at     time.Time
 	answer []byte // the last answer sent, for retransmissions
+	atOnce bool   // answered at receipt: in the dedup window only
 }
 
 // NewPractice starts the therapist's state. lastSeq is the highest
@@ -153,29 +208,89 @@ func (p *Practice) hopLimit() uint8 {
 // new pending request. Errors: the decoder's, ErrOpen (not for us, does
 // not open, or a reservation id reused with another reply key).
 func (p *Practice) Receive(frame []byte, at time.Time) (Request, []byte, error) {
+	r, a, _, err := p.ReceiveOutcome(frame, at)
+	return r, a, err
+}
+
+// ReceiveOutcome is Receive that also says what became of the
+// reservation: only ReceivePending changes the state that is persisted.
+func (p *Practice) ReceiveOutcome(frame []byte, at time.Time) (Request, []byte, ReceiveOutcome, error) {
 	req, err := OpenReserve(p.key, p.addr, frame)
 	if err != nil {
-		return Request{}, nil, err
+		return Request{}, nil, 0, err
 	}
 	if r := p.requests[req.ID]; r != nil {
 		if r.ReplyKey != req.ReplyKey || r.Slot != req.Slot {
-			return Request{}, nil, fmt.Errorf("%w: reservation id reused with another reply key or slot", ErrOpen)
+			return Request{}, nil, 0, fmt.Errorf("%w: reservation id reused with another reply key or slot", ErrOpen)
 		}
-		return r.Request, r.answer, nil
+		return r.Request, r.answer, ReceiveRepeat, nil
 	}
 	r := &received{Request: req, at: at}
-	p.requests[req.ID] = r
-	p.order = append(p.order, req.ID)
+	oc := ReceivePending
 	switch _, free := p.free[req.Slot]; {
 	case p.isConfirmed(req.Slot):
-		err = p.answer(r, Taken, "")
+		oc, err = ReceiveAtOnce, p.answer(r, Taken, "")
 	case !free:
-		err = p.answer(r, Declined, "slot not available")
+		oc, err = ReceiveAtOnce, p.answer(r, Declined, "slot not available")
+	default:
+		if n, slot := p.pending(req.Slot); n >= MaxPending || slot >= MaxPendingPerSlot {
+			oc, err = ReceiveRefused, p.answer(r, Declined, RefusedText)
+		}
 	}
 	if err != nil {
-		return Request{}, nil, err
+		return Request{}, nil, 0, err
 	}
-	return r.Request, r.answer, nil
+	r.atOnce = oc != ReceivePending
+	p.requests[req.ID] = r
+	p.order = append(p.order, req.ID)
+	if r.atOnce {
+		p.atOnce++
+	}
+	p.prune()
+	return r.Request, r.answer, oc, nil
+}
+
+// pending counts the pending requests, in all and on slot.
+func (p *Practice) pending(slot uint32) (all, onSlot int) {
+	all = len(p.requests) - p.atOnce - p.decided - len(p.confirmed)
+	for _, r := range p.requests {
+		if r.Status == Pending && r.Slot == slot {
+			onSlot++
+		}
+	}
+	return all, onSlot
+}
+
+// prune forgets the oldest requests answered at once beyond
+// MaxAtOnceRequests and the oldest decided ones beyond
+// MaxDecidedRequests. Pending and confirmed requests stay.
+func (p *Practice) prune() {
+	if p.atOnce <= MaxAtOnceRequests && p.decided <= MaxDecidedRequests {
+		return
+	}
+	keep := p.order[:0]
+	for _, id := range p.order {
+		r := p.requests[id]
+		switch {
+		case r.atOnce && p.atOnce > MaxAtOnceRequests:
+			p.atOnce--
+			delete(p.requests, id)
+			continue
+		case !r.atOnce && p.isDecided(r) && p.decided > MaxDecidedRequests:
+			p.decided--
+			delete(p.requests, id)
+			continue
+		}
+		keep = append(keep, id)
+	}
+	clear(p.order[len(keep):])
+	p.order = keep
+}
+
+// isDecided: answered by the therapist (declined or taken), not the
+// confirmed one.
+func (p *Practice) isDecided(r *received) bool {
+	return r.Status == Declined || r.Status == Taken
 }
 
 func (p *Practice) isConfirmed(slot uint32) bool { _, ok := p.confirmed[slot]; return ok }
@@ -224,9 +339,11 @@ func (p *Practice) Confirm(rid [16]byte, text string, expires time.Time) (answer
 			if err := p.answer(o, Taken, ""); err != nil {
 				return nil, nil, nil, err
 			}
+			p.decided++
 			taken = append(taken, o.answer)
 		}
 	}
+	p.prune()
 	return r.answer, announce, taken, nil
 }
 
@@ -258,6 +375,8 @@ func (p *Practice) Decline(rid [16]byte, text string, expires time.Time) (answer
 	if err := p.answer(r, Declined, text); err != nil {
 		return nil, nil, err
 	}
+	p.decided++
+	p.prune()
 	return r.answer, announce, nil
 }
 

@@ -1,8 +1,11 @@
 package fapp
 
 import (
+	"bytes"
 	"fmt"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/messages"
@@ -42,8 +45,52 @@ type requestState struct {
 
 const practiceStateVersion = 1
 
-// MaxPracticeState bounds a state record (checked before decoding).
-const MaxPracticeState = 4 << 20
+// MaxPracticeState bounds a state record (checked before decoding). The
+// Practice's bounds (MaxPending, MaxDecidedRequests; the requests answered
+// at once are not persisted) keep a record far below it: at most about
+// 400 KiB with the longest notes and texts, whatever arrives from outside
+// (TestPracticeBoundedUnderHostileReservations).
+const MaxPracticeState = 1 << 20
+
+// maxStateRequests bounds the requests in a record (the decoder refuses
+// more before allocating them).
+const maxStateRequests = 8192
+
+// stateDec is the strict decoder of messages (no indefinite lengths, no
+// tags, no duplicate keys, no unknown fields, valid UTF-8) with room for
+// a state record, which is larger than any frame (messages.MaxFrameSize).
+var stateDec = func() cbor.DecMode {
+	dm, err := cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		MaxNestedLevels:   8,
+		MaxArrayElements:  maxStateRequests,
+		MaxMapPairs:       16,
+		UTF8:              cbor.UTF8RejectInvalid,
+		FieldNameMatching: cbor.FieldNameMatchingCaseSensitive,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+	}.DecMode()
+	if err != nil {
+		panic("fapp: state DecMode: " + err.Error()) // a bug in the options above
+	}
+	return dm
+}()
+
+// unmarshalState decodes a state record strictly and canonically.
+func unmarshalState(data []byte, st *practiceState) error {
+	if err := stateDec.Unmarshal(data, st); err != nil {
+		return fmt.Errorf("%w: %w", messages.ErrMalformed, err)
+	}
+	again, err := messages.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, data) {
+		return fmt.Errorf("%w: not in canonical (deterministic) encoding", messages.ErrMalformed)
+	}
+	return nil
+}
 
 // MarshalState encodes the practice's state for persisting.
 func (p *Practice) MarshalState() ([]byte, error) {
@@ -54,6 +101,9 @@ func (p *Practice) MarshalState() ([]byte, error) {
 	sortConfirmed(st.Confirmed)
 	for _, id := range p.order {
 		r := p.requests[id]
+		if r.atOnce {
+			continue // the dedup window is not persisted
+		}
 		st.Requests = append(st.Requests, requestState{ID: r.ID, Slot: r.Slot, Seq: r.Seq, Note: r.Note, ReplyKey: r.ReplyKey,
 			Status: r.Status, AtMilli: r.at.UnixMilli(), Answer: r.answer})
 	}
@@ -77,7 +127,7 @@ func RestorePractice(id *crypto.Identity, plz PLZ, appr Approbation, state []byt
 		return nil, fmt.Errorf("%w: practice state of %d bytes, limit %d", ErrDamagedRecord, len(state), MaxPracticeState)
 	}
 	var st practiceState
-	if err := messages.UnmarshalCanonical(state, &st); err != nil {
+	if err := unmarshalState(state, &st); err != nil {
 		return nil, fmt.Errorf("%w: practice state: %w", ErrDamagedRecord, err)
 	}
 	if st.Version != practiceStateVersion {
@@ -108,6 +158,9 @@ func RestorePractice(id *crypto.Identity, plz PLZ, appr Approbation, state []byt
 			at:      time.UnixMilli(r.AtMilli), answer: r.Answer,
 		}
 		p.order = append(p.order, r.ID)
+		if r.Status == Declined || r.Status == Taken {
+			p.decided++
+		}
 	}
 	for _, c := range st.Confirmed {
 		r := p.requests[c.RID]
@@ -118,5 +171,13 @@ func RestorePractice(id *crypto.Identity, plz PLZ, appr Approbation, state []byt
 		}
 		p.confirmed[c.Slot.ID] = confirmation{rid: c.RID, slot: c.Slot}
 	}
+	for _, r := range p.requests {
+		if c, ok := p.confirmed[r.Slot]; r.Status == Confirmed && (!ok || c.rid != r.ID) {
+			return nil, bad("request %x confirmed without its confirmation", r.ID[:4])
+		}
+	}
+	// A record written before the bounds (every request kept) is cut to
+	// them here; the next write is the bounded one.
+	p.prune()
 	return p, nil
 }

@@ -92,7 +92,10 @@ func (a *fappActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		if err := a.start(ctx); err != nil {
-			panic(fmt.Sprintf("fapp: start: %v", err))
+			// An error, so supervision can tell a damaged record
+			// (fapp.ErrDamagedRecord: stopped, the node's Start fails)
+			// from a failure a restart may mend.
+			panic(fmt.Errorf("fapp: start: %w", err))
 		}
 	case *messages.InboundFrame:
 		if !a.draining {

@@ -476,17 +476,26 @@ func (e *Engine) onReserve(from [16]byte, data []byte) []Out {
 			e.drop("reserve", "role")
 			return nil
 		}
-		_, known := e.reservePath.get(m.ReservationID, now)
-		_, ans, err := e.cfg.Practice.Receive(data, now)
+		_, ans, oc, err := e.cfg.Practice.ReceiveOutcome(data, now)
 		if err != nil {
 			e.drop("reserve", "not_ours")
 			return nil
 		}
 		e.reservePath.put(m.ReservationID, from, now.Add(e.cfg.ReservePathTTL), now)
-		if !known {
+		switch oc {
+		case fapp.ReceivePending:
 			e.own("requests_received")
+			// Only a new pending request changes the persisted state
+			// (bounded: fapp.MaxPending, MaxDecidedRequests).
+			if e.savePractice() != nil {
+				e.drop("reserve", "not_persisted")
+			}
+		case fapp.ReceiveAtOnce:
+			e.own("requests_answered_at_once")
+		case fapp.ReceiveRefused:
+			// Over fapp.MaxPendingPerSlot or MaxPending: declined.
+			e.own("requests_refused")
 		}
-		e.savePractice()
 		if ans == nil {
 			return nil
 		}

@@ -3,6 +3,8 @@ package fapp
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -80,8 +82,29 @@ func (s *boltState) practice(id *crypto.Identity, plz fapp.PLZ, licence string) 
 	if state == nil {
 		return fapp.NewPractice(id, plz, appr, 0)
 	}
-	return fapp.RestorePractice(id, plz, appr, state)
+	p, err := fapp.RestorePractice(id, plz, appr, state)
+	if err != nil && errors.Is(err, fapp.ErrDamagedRecord) {
+		return nil, &DamagedStateError{Bucket: string(StateBucket), Key: string(keyPractice), Size: len(state), Err: err}
+	}
+	return p, err
 }
+
+// DamagedStateError: a record of the node's own FAPP state (the
+// therapist's practice) that does not restore. The actor does not start
+// (the node's supervision stops it rather than restarting: a restart
+// cannot mend a record), and the record is left as it is, never
+// overwritten. errors.Is(err, fapp.ErrDamagedRecord).
+type DamagedStateError struct {
+	Bucket, Key string
+	Size        int
+	Err         error
+}
+
+func (e *DamagedStateError) Error() string {
+	return fmt.Sprintf("fapp: the therapist's state (record %q of %d bytes in bucket %q) does not restore and was left as it is: %v", e.Key, e.Size, e.Bucket, e.Err)
+}
+
+func (e *DamagedStateError) Unwrap() error { return e.Err }
 
 type reservationRecord struct {
 	_         struct{} `cbor:",toarray"`

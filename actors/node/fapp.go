@@ -169,6 +169,18 @@ func (n *Node) FAPPPublish(ctx context.Context, slots []fapp.Slot) (api.FAPPPubl
 	return out, nil
 }
 
+// clockAfter returns a channel closed once d has passed on the node's clock
+// (at once for d <= 0), and the function that stops the timer.
+func (n *Node) clockAfter(d time.Duration) (<-chan struct{}, func()) {
+	done := make(chan struct{})
+	if d <= 0 {
+		close(done)
+		return done, func() {}
+	}
+	t := n.clock.AfterFunc(d, func() { close(done) })
+	return done, func() { t.Stop() }
+}
+
 // FAPPSearch implements api.FAPPBackend: one fresh query, responses
 // gathered for wait (or until ctx ends or the node drains).
 func (n *Node) FAPPSearch(ctx context.Context, f fapp.Filter, wait time.Duration) (api.FAPPSearchResponse, error) {
@@ -183,13 +195,13 @@ func (n *Node) FAPPSearch(ctx context.Context, f fapp.Filter, wait time.Duration
 	if st.Err != nil {
 		return api.FAPPSearchResponse{}, fappErr(st.Err)
 	}
-	t := time.NewTimer(wait)
+	done, stop := n.clockAfter(wait)
 	select {
-	case <-t.C:
+	case <-done:
 	case <-ctx.Done():
 	case <-n.draining:
 	}
-	t.Stop()
+	stop()
 	// The search is ended even when ctx ended: the actor forgets it.
 	ectx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -249,11 +261,11 @@ func (n *Node) FAPPStatus(ctx context.Context, id string, wait time.Duration) (a
 	if err != nil {
 		return api.FAPPReservation{}, err
 	}
-	var deadline <-chan time.Time
+	var deadline <-chan struct{}
 	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		deadline = t.C
+		done, stop := n.clockAfter(wait)
+		defer stop()
+		deadline = done
 	}
 	for {
 		changed := n.fappChanged.wait()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"log/slog"
 	"os"
 	"slices"
 	"sort"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/fapp"
@@ -764,5 +767,69 @@ func TestFAPPPerNeighbourRate(t *testing.T) {
 	probe.Until(t, 10*time.Second, func() bool { return fappCount(r, "added") == 2 }, "the other neighbour's announce to be taken")
 	if got := fappCount(r, "duplicate"); got > 80 {
 		t.Fatalf("%v copies of the noisy neighbour's announce reached the fapp actor, want at most about its burst of 60", got)
+	}
+}
+
+// TestFAPPDamagedPracticeStateFailsStart: a therapist's practice record
+// that does not restore (here one over fapp.MaxPracticeState, what an
+// unbounded request list once made) stops the fapp actor at its start:
+// the node's Start fails with an error that wraps fapp.ErrDamagedRecord
+// and names the record, the actor is not restarted, and the record is
+// left byte for byte as it was.
+func TestFAPPDamagedPracticeStateFailsStart(t *testing.T) {
+	c := therapistConfig(t, "Praxis Eins", "80331")
+	n, _ := startNode(t, c)
+	if err := n.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Repeat([]byte{0x9f}, fapp.MaxPracticeState+1)
+	db, err := bolt.Open(c.DBPath(), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("fapp/node")).Put([]byte("practice"), bad)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	n2, err := New(WithConfig(c), WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = n2.Start(ctx)
+	if err == nil {
+		n2.Stop(context.Background())
+		t.Fatal("started with a damaged practice record")
+	}
+	if !errors.Is(err, fapp.ErrDamagedRecord) || errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), `"practice"`) || !strings.Contains(err.Error(), "fapp/node") {
+		t.Fatalf("Start: %v; want fapp.ErrDamagedRecord naming the record\n%s", err, logs)
+	}
+	if r := strings.Count(logs.String(), "actor failed; restarting"); r != 0 {
+		t.Fatalf("the fapp actor was restarted %d times\n%s", r, logs)
+	}
+	select {
+	case <-n2.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node is not done after its failed Start")
+	}
+	db, err = bolt.Open(c.DBPath(), 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.View(func(tx *bolt.Tx) error {
+		if got := tx.Bucket([]byte("fapp/node")).Get([]byte("practice")); !bytes.Equal(got, bad) {
+			t.Errorf("the record was changed: %d bytes", len(got))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

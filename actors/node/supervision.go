@@ -7,11 +7,13 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/fapp"
 )
 
 // damagedAtStart reports a child that failed while starting on a data
 // dir a restart cannot mend: a replay store whose records cannot be read
-// (the router's load). It is stopped, and a Start still waiting fails. A
+// (the router's load), the therapist's FAPP state record that does not
+// restore (fapp.ErrDamagedRecord, the fapp actor's start). It is stopped, and a Start still waiting fails. A
 // failure of the same kind later (a group commit that found its bucket
 // gone) is restarted as usual: the new instance recreates the bucket.
 func damagedAtStart(reason, msg any) bool {
@@ -21,7 +23,7 @@ func damagedAtStart(reason, msg any) bool {
 		return false
 	}
 	err, ok := reason.(error)
-	return ok && errors.Is(err, crypto.ErrReplayStoreCorrupt)
+	return ok && (errors.Is(err, crypto.ErrReplayStoreCorrupt) || errors.Is(err, fapp.ErrDamagedRecord))
 }
 
 // RestartPolicy is how the node root restarts a failed child: after an
