@@ -114,14 +114,19 @@ func (n *Node) askFAPP(ctx context.Context, msg any) (any, error) {
 }
 
 // SlotIDFor is the id a slot without one gets: stable for the slot's
-// content (start, minutes, type), so the same slot published again keeps
-// its id; never zero.
+// whole content (start, minutes, type, Fachrichtung, Modalitaet,
+// Kostentraeger; its own ID is not part of it), so the same slot published
+// again keeps its id and two parallel slots that differ in any field get
+// different ones; never zero.
 func SlotIDFor(s fapp.Slot) uint32 {
 	h := fnv.New32a()
-	var b [9]byte
+	var b [10]byte
 	binary.BigEndian.PutUint32(b[0:], s.Start)
-	binary.BigEndian.PutUint32(b[4:], uint32(s.Minutes))
-	b[8] = byte(s.Type)
+	binary.BigEndian.PutUint16(b[4:], s.Minutes)
+	b[6] = byte(s.Type)
+	b[7] = byte(s.Fachrichtung)
+	b[8] = byte(s.Modalitaet)
+	b[9] = byte(s.Kostentraeger)
 	h.Write(b[:])
 	if id := h.Sum32(); id != 0 {
 		return id
@@ -148,8 +153,16 @@ func (n *Node) fappDefaults(s fapp.Slot) fapp.Slot {
 // FAPPPublish implements api.FAPPBackend.
 func (n *Node) FAPPPublish(ctx context.Context, slots []fapp.Slot) (api.FAPPPublishResponse, error) {
 	in := make([]fapp.Slot, len(slots))
+	seen := make(map[fapp.Slot]struct{}, len(slots))
 	for i, s := range slots {
 		in[i] = n.fappDefaults(s)
+		if _, dup := seen[in[i]]; dup {
+			// Named by what the user wrote (its start), not by an id
+			// the node derived.
+			at := time.Unix(int64(in[i].Start), 0).UTC().Format(time.RFC3339)
+			return api.FAPPPublishResponse{}, fmt.Errorf("%w: the slot starting at %s is given twice (the same slot twice: every field alike)", fapp.ErrBadValue, at)
+		}
+		seen[in[i]] = struct{}{}
 	}
 	res, err := n.askFAPP(ctx, &fappactor.Publish{Slots: in})
 	if err != nil {

@@ -2,6 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +140,158 @@ func TestFAPPWaitsOnTheNodeClock(t *testing.T) {
 	})
 	if st.Status != "pending" {
 		t.Fatalf("status after the wait = %+v, want pending (T did not answer)", st)
+	}
+}
+
+// TestFAPPParallelSlotsGetTheirOwnIDs is a regression test for slot ids
+// derived from start, minutes and type only: parallel slots (the same
+// start) that differ only in Modalitaet, Fachrichtung or Kostentraeger
+// collided and the publish failed with "slot id N twice", an id the user
+// never wrote. Now each gets its own id, stable when published again, and
+// a slot given twice alike in every field is named by its start.
+func TestFAPPParallelSlotsGetTheirOwnIDs(t *testing.T) {
+	c := therapistConfig(t, "Praxis Eins", "80331")
+	tn, _ := startNode(t, c)
+	ctx := context.Background()
+	start := time.Now().Add(48 * time.Hour).Truncate(time.Hour)
+	s := fapp.Slot{Start: uint32(start.Unix()), Minutes: 50, Type: fapp.Therapieplatz,
+		Fachrichtung: fapp.Verhaltenstherapie, Modalitaet: fapp.Praxis, Kostentraeger: fapp.GKV}
+	video, tiefen, pkv, defaults := s, s, s, s
+	video.Modalitaet = fapp.Video
+	tiefen.Fachrichtung = fapp.Tiefenpsychologisch
+	pkv.Kostentraeger = fapp.PKV
+	defaults.Fachrichtung, defaults.Kostentraeger = 0, 0 // the config's: verhaltenstherapie; gkv, selbstzahler
+	slots := []fapp.Slot{s, video, tiefen, pkv, defaults}
+	pub, err := tn.FAPPPublish(ctx, slots)
+	if err != nil {
+		t.Fatalf("publishing five parallel slots that differ in one field each: %v", err)
+	}
+	ids := map[string]bool{}
+	for _, j := range pub.Slots {
+		ids[j.Slot] = true
+	}
+	if len(pub.Slots) != len(slots) || len(ids) != len(slots) {
+		t.Fatalf("published %d slots with %d ids, want %d and %d: %+v", len(pub.Slots), len(ids), len(slots), len(slots), pub.Slots)
+	}
+	again, err := tn.FAPPPublish(ctx, slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again.Slots {
+		if again.Slots[i].Slot != pub.Slots[i].Slot {
+			t.Fatalf("slot %d changed its id on the second publish: %s, then %s", i, pub.Slots[i].Slot, again.Slots[i].Slot)
+		}
+	}
+
+	// Alike in every field once the defaults are filled: the same slot.
+	filled := defaults
+	filled.Kostentraeger = fapp.GKV | fapp.Selbstzahler
+	for _, pair := range [][]fapp.Slot{{s, video, s}, {defaults, filled}} {
+		_, err = tn.FAPPPublish(ctx, pair)
+		if !errors.Is(err, fapp.ErrBadValue) {
+			t.Fatalf("publishing %+v: err %v, want fapp.ErrBadValue", pair, err)
+		}
+		msg := err.Error()
+		if at := start.UTC().Format(time.RFC3339); !strings.Contains(msg, at) || !strings.Contains(msg, "same slot twice") || strings.Contains(msg, "slot id") {
+			t.Fatalf("error %q: want it to name the start %s and say the same slot is given twice, without a derived id", msg, at)
+		}
+	}
+	// A parallel slot that only differs in its SlotType is its own.
+	sp := s
+	sp.Type = fapp.Sprechstunde
+	if _, err := tn.FAPPPublish(ctx, []fapp.Slot{s, sp}); err != nil {
+		t.Fatalf("two slots differing in type: %v", err)
+	}
+}
+
+// TestSlotIDForCoversEveryField: changing any one field of a slot's
+// content changes its derived id; the id field itself does not.
+func TestSlotIDForCoversEveryField(t *testing.T) {
+	s := fapp.Slot{Start: 1_800_000_000, Minutes: 50, Type: fapp.Therapieplatz,
+		Fachrichtung: fapp.Verhaltenstherapie, Modalitaet: fapp.Praxis, Kostentraeger: fapp.GKV}
+	id := SlotIDFor(s)
+	if id == 0 {
+		t.Fatal("id 0")
+	}
+	withID := s
+	withID.ID = 99
+	if SlotIDFor(withID) != id {
+		t.Fatal("the slot's own id changed the derived id")
+	}
+	for name, change := range map[string]func(*fapp.Slot){
+		"start":         func(x *fapp.Slot) { x.Start++ },
+		"minutes":       func(x *fapp.Slot) { x.Minutes = 25 },
+		"minutes>255":   func(x *fapp.Slot) { x.Minutes = 50 + 256 },
+		"type":          func(x *fapp.Slot) { x.Type = fapp.Sprechstunde },
+		"fachrichtung":  func(x *fapp.Slot) { x.Fachrichtung = fapp.Analytisch },
+		"modalitaet":    func(x *fapp.Slot) { x.Modalitaet = fapp.Praxis | fapp.Video },
+		"kostentraeger": func(x *fapp.Slot) { x.Kostentraeger = fapp.GKV | fapp.Beihilfe },
+	} {
+		x := s
+		change(&x)
+		if SlotIDFor(x) == id {
+			t.Errorf("changing %s kept the id %d", name, id)
+		}
+	}
+}
+
+// TestFAPPSearchByType: the type filter over a link (patient → relay
+// holding the therapist's set): type=sprechstunde returns exactly the
+// Sprechstunde slots, and without a type all of them match (so the
+// filter is what removed the others).
+func TestFAPPSearchByType(t *testing.T) {
+	tn, pn := startFAPPPair(t)
+	ctx := context.Background()
+	now := time.Now()
+	base := now.Truncate(time.Hour).Add(2 * time.Hour)
+	vt, gkv := fapp.Verhaltenstherapie, fapp.GKV
+	slots := []fapp.Slot{
+		fappSlot(base, 1, vt, fapp.Praxis, gkv), // therapieplatz
+		fappSlot(base, 2, vt, fapp.Praxis, gkv), // sprechstunde
+		fappSlot(base, 3, vt, fapp.Video, gkv),  // sprechstunde
+		fappSlot(base, 4, vt, fapp.Praxis, gkv), // probatorik
+		fappSlot(base, 5, vt, fapp.Praxis, gkv), // akutbehandlung
+		fappSlot(base, 2, vt, fapp.Praxis, gkv), // gruppe, parallel to a sprechstunde
+	}
+	slots[1].Type, slots[2].Type = fapp.Sprechstunde, fapp.Sprechstunde
+	slots[3].Type, slots[4].Type, slots[5].Type = fapp.Probatorik, fapp.Akutbehandlung, fapp.Gruppe
+	pub, err := tn.FAPPPublish(ctx, slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all, want []string // want: the two Sprechstunden, as published
+	for _, j := range pub.Slots {
+		all = append(all, j.Slot)
+		if j.Type == "sprechstunde" {
+			want = append(want, j.Slot)
+		}
+	}
+	sort.Strings(all)
+	sort.Strings(want)
+	if len(all) != len(slots) || len(want) != 2 {
+		t.Fatalf("published %+v, want %d slots, 2 of them sprechstunde", pub.Slots, len(slots))
+	}
+
+	f := fappSearchFilter(now)
+	if got := slotNames(t, pn, f, time.Second); !slices.Equal(got, all) {
+		t.Fatalf("without a type the search found %v, want all %v", got, all)
+	}
+	f.Type = fapp.Sprechstunde
+	ctx2, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	res, err := pn.FAPPSearch(ctx2, f, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, j := range res.Slots {
+		if j.Type != "sprechstunde" {
+			t.Fatalf("type=sprechstunde returned a %s slot: %+v", j.Type, j)
+		}
+		got = append(got, j.Slot)
+	}
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("type=sprechstunde found %v, want exactly %v", got, want)
 	}
 }
