@@ -154,7 +154,9 @@ func (sf *fappSearchFlags) query(cmd *cobra.Command, now time.Time) (url.Values,
 	set("kostentraeger", strings.Join(sf.kostentraeger, ","))
 	set("plz", sf.plz)
 	set("type", sf.typ)
-	for name, v := range map[string]string{"from": sf.from, "to": sf.to} {
+	var window [2]time.Time // --from, --to
+	for i, name := range []string{"from", "to"} {
+		v := []string{sf.from, sf.to}[i]
 		if v == "" {
 			continue
 		}
@@ -162,7 +164,12 @@ func (sf *fappSearchFlags) query(cmd *cobra.Command, now time.Time) (url.Values,
 		if err != nil {
 			return nil, usagef("--%s: %v", name, err)
 		}
+		window[i] = t
 		q.Set(name, t.Format(time.RFC3339))
+	}
+	if from, to := window[0], window[1]; !from.IsZero() && !to.IsZero() && !to.After(from) {
+		return nil, usagef("--from %s and --to %s: the time window is empty, want --to after --from",
+			from.Format(time.RFC3339), to.Format(time.RFC3339))
 	}
 	if cmd.Flags().Changed("max") {
 		q.Set("max", strconv.Itoa(sf.max))
