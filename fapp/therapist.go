@@ -396,3 +396,29 @@ func (p *Practice) Requests() []RequestInfo {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
 	return out
 }
+
+// Checkpoint records the practice's state and returns a function that
+// puts it back: a caller that could not persist a change (Publish,
+// Confirm, Decline, Announce) undoes it, so memory is never ahead of disk.
+// An announce made since is then not to be sent (its sequence is reused).
+func (p *Practice) Checkpoint() (undo func()) {
+	seq, atOnce, decided := p.seq, p.atOnce, p.decided
+	free := make(map[uint32]Slot, len(p.free))
+	for k, v := range p.free {
+		free[k] = v
+	}
+	confirmed := make(map[uint32]confirmation, len(p.confirmed))
+	for k, v := range p.confirmed {
+		confirmed[k] = v
+	}
+	requests := make(map[[16]byte]*received, len(p.requests))
+	for k, v := range p.requests {
+		c := *v
+		requests[k] = &c
+	}
+	order := append([][16]byte(nil), p.order...)
+	return func() {
+		p.seq, p.atOnce, p.decided = seq, atOnce, decided
+		p.free, p.confirmed, p.requests, p.order = free, confirmed, requests, order
+	}
+}

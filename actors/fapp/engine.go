@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/quicprochat/qpc/actors/ratelimit"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/fapp"
 	"github.com/quicprochat/qpc/internal/clock"
@@ -146,10 +145,10 @@ type found struct {
 type Engine struct {
 	cfg EngineConfig
 
-	announcePath *paths // therapist → the neighbour its newest announce came from
-	queryPath    *paths // query id → the neighbour the query came from
-	reservePath  *paths // reservation id → the neighbour the reservation came from
-	therapists   map[crypto.Address]*ratelimit.Bucket
+	announcePath *paths                   // therapist → the neighbour its newest announce came from
+	queryPath    *paths                   // query id → the neighbour the query came from
+	reservePath  *paths                   // reservation id → the neighbour the reservation came from
+	therapists   *buckets[crypto.Address] // per-therapist rate of new sequences
 
 	searches     map[[16]byte]*search
 	found        map[fapp.SlotID]found
@@ -176,7 +175,7 @@ func NewEngine(cfg EngineConfig) *Engine {
 		announcePath: newPaths(cfg.MaxPaths),
 		queryPath:    newPaths(cfg.MaxPaths),
 		reservePath:  newPaths(cfg.MaxPaths),
-		therapists:   map[crypto.Address]*ratelimit.Bucket{},
+		therapists:   newBuckets[crypto.Address](cfg.MaxPaths, cfg.TherapistPerMin/60, cfg.TherapistBurst),
 		searches:     map[[16]byte]*search{},
 		found:        map[fapp.SlotID]found{},
 		reservations: map[[16]byte]*fapp.Reservation{},
@@ -321,20 +320,9 @@ func (e *Engine) onAnnounce(from [16]byte, data []byte) []Out {
 }
 
 // allowTherapist spends one of therapist's tokens for a new sequence.
+// The buckets are bounded (about 2×MaxPaths) in O(1) amortised.
 func (e *Engine) allowTherapist(t crypto.Address, now time.Time) bool {
-	b := e.therapists[t]
-	if b == nil {
-		if len(e.therapists) >= e.cfg.MaxPaths {
-			for k, v := range e.therapists {
-				if v.Full(now) {
-					delete(e.therapists, k)
-				}
-			}
-		}
-		b = &ratelimit.Bucket{Rate: e.cfg.TherapistPerMin / 60, Burst: e.cfg.TherapistBurst}
-		e.therapists[t] = b
-	}
-	return b.Allow(now)
+	return e.therapists.allow(t, now)
 }
 
 func (e *Engine) storeGauges() {
@@ -712,11 +700,17 @@ func (e *Engine) Publish(slots []fapp.Slot) (seq uint64, expires time.Time, outs
 		return 0, time.Time{}, nil, fmt.Errorf("%w: this node is not a therapist", ErrRole)
 	}
 	expires = e.now().Add(e.cfg.AnnounceTTL).Truncate(time.Second)
+	undo := e.cfg.Practice.Checkpoint()
 	frame, err := e.cfg.Practice.Publish(slots, expires)
 	if err != nil {
 		return 0, time.Time{}, nil, err
 	}
-	e.savePractice()
+	if err := e.savePractice(); err != nil {
+		// Not on disk: not in memory, not sent (a restart would reuse
+		// the sequence with other content).
+		undo()
+		return 0, time.Time{}, nil, fmt.Errorf("fapp: publish: the practice state was not written: %w", err)
+	}
 	e.own("published")
 	return e.cfg.Practice.Seq(), expires, e.publishOwn(frame, expires), nil
 }
@@ -729,11 +723,15 @@ func (e *Engine) Reannounce() []Out {
 		return nil
 	}
 	expires := e.now().Add(e.cfg.AnnounceTTL).Truncate(time.Second)
+	undo := p.Checkpoint()
 	frame, err := p.Announce(expires)
 	if err != nil {
 		return nil
 	}
-	e.savePractice()
+	if e.savePractice() != nil {
+		undo() // the last announce stays; the renewal comes again
+		return nil
+	}
 	return e.publishOwn(frame, expires)
 }
 
@@ -869,6 +867,7 @@ func (e *Engine) Answer(id [16]byte, confirm bool, text string) (fapp.Status, []
 	var out []Out
 	var ann []byte
 	status := fapp.Declined
+	undo := p.Checkpoint()
 	if confirm {
 		answer, announce, taken, err := p.Confirm(id, text, expires)
 		if err != nil {
@@ -887,7 +886,12 @@ func (e *Engine) Answer(id [16]byte, confirm bool, text string) (fapp.Status, []
 		ann = announce
 		out = append(out, e.answerOut(answer))
 	}
-	e.savePractice()
+	if err := e.savePractice(); err != nil {
+		// Nothing is sent: the patient would hold an answer the
+		// therapist's disk does not.
+		undo()
+		return 0, nil, fmt.Errorf("fapp: answer: the practice state was not written: %w", err)
+	}
 	if ann != nil {
 		out = append(out, e.publishOwn(ann, expires)...)
 	}
