@@ -265,10 +265,25 @@ st=$(qpc fapp status "$res2" --api "${api[P2]}" --wait 10s --json | json_field s
 [ "$st" = taken ] || fail "P2's reservation of the confirmed slot is $st, want taken"
 say "P2 reserving the same slot: taken"
 
-gone() { ! search "$1" | slot_lines | grep -q " $slot\$"; }
-until_ok 30 "a search to stop returning the confirmed slot" gone P1
-until_ok 30 "P2's search to stop returning the confirmed slot" gone P2
-say "a search no longer returns it"
+# gone NODE: NODE's search succeeds and returns exactly the two other
+# matching slots (T1's video slot, T2's Sprechstunde), not the confirmed
+# one; a search that fails or returns anything else is not "gone".
+expected2=$(printf '%s\n' "${addr[T1]} $(at 3 11:00:00)" "${addr[T2]} $(at 2 14:00:00)" | sort)
+gone() {
+	local out lines
+	out=$(search "$1") || { last="search failed (exit $?)"; return 1; }
+	lines=$(slot_lines <<<"$out") || { last="unreadable search output: $out"; return 1; }
+	if grep -q " $slot\$" <<<"$lines"; then
+		last="still returns $slot"
+		return 1
+	fi
+	last=$(cut -d' ' -f1,2 <<<"$lines" | sort | tr '\n' ';')
+	[ "$last" = "$(tr '\n' ';' <<<"$expected2")" ]
+}
+until_ok 30 "P1's search to return exactly the 2 remaining matching slots" gone P1
+until_ok 30 "P2's search to return exactly the 2 remaining matching slots" gone P2
+say "a search no longer returns it, and still returns the other 2:"
+search P2 | slot_lines | sed 's/^/  /'
 
 ok=1
 say "PASS"
