@@ -61,11 +61,14 @@ type fappActor struct {
 	sweep    clock.Timer
 	renew    clock.Timer
 	renewGen uint64
+	pace     clock.Timer
+	paceGen  uint64
 	draining bool
 }
 
 type sweepTick struct{}
 type renewTick struct{ gen uint64 }
+type paceTick struct{ gen uint64 }
 
 // New returns the actor's Props.
 func New(cfg Config) *actor.Props {
@@ -113,7 +116,7 @@ func (a *fappActor) Receive(ctx actor.Context) {
 	case *messages.PeerDown:
 		a.eng.LinkDown(m.Link.Peer, m.Link.ID)
 	case sweepTick:
-		a.eng.Sweep()
+		a.send(ctx, a.eng.Sweep())
 		a.askRoutes(ctx)
 		a.armSweep(ctx)
 	case *messages.RoutesReply:
@@ -122,6 +125,11 @@ func (a *fappActor) Receive(ctx actor.Context) {
 		if m.gen == a.renewGen {
 			a.send(ctx, a.eng.Reannounce())
 			a.armRenew(ctx)
+		}
+	case paceTick:
+		if m.gen == a.paceGen {
+			a.send(ctx, a.eng.FlushAnnounce())
+			a.armPace(ctx)
 		}
 	case *Publish:
 		seq, exp, outs, err := a.eng.Publish(m.Slots)
@@ -277,13 +285,14 @@ func (a *fappActor) stop(ctx actor.Context) {
 		ctx.ActorSystem().EventStream.Unsubscribe(a.sub)
 		a.sub = nil
 	}
-	for _, t := range []clock.Timer{a.sweep, a.renew} {
+	for _, t := range []clock.Timer{a.sweep, a.renew, a.pace} {
 		if t != nil {
 			t.Stop()
 		}
 	}
-	a.sweep, a.renew = nil, nil
+	a.sweep, a.renew, a.pace = nil, nil, nil
 	a.renewGen++
+	a.paceGen++
 }
 
 // askRoutes asks the router for its table; the answer comes as a
@@ -299,7 +308,24 @@ func (a *fappActor) armSweep(ctx actor.Context) {
 	a.sweep = a.cfg.Clock.AfterFunc(SweepInterval, func() { sys.Root.Send(self, sweepTick{}) })
 }
 
+// armPace arms the timer for an own announce held back by the pace
+// (Engine.AnnounceDue); nothing when none waits.
+func (a *fappActor) armPace(ctx actor.Context) {
+	if a.pace != nil {
+		a.pace.Stop()
+		a.pace = nil
+	}
+	a.paceGen++
+	d := a.eng.AnnounceDue()
+	if d <= 0 {
+		return
+	}
+	sys, self, gen := ctx.ActorSystem(), ctx.Self(), a.paceGen
+	a.pace = a.cfg.Clock.AfterFunc(d, func() { sys.Root.Send(self, paceTick{gen: gen}) })
+}
+
 func (a *fappActor) armRenew(ctx actor.Context) {
+	a.armPace(ctx)
 	if a.renew != nil {
 		a.renew.Stop()
 	}

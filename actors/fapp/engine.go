@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/quicprochat/qpc/actors/ratelimit"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/fapp"
 	"github.com/quicprochat/qpc/internal/clock"
@@ -165,6 +166,25 @@ type Engine struct {
 	ownFrame   []byte             // the therapist's current announce
 	ownAnn     *fapp.SlotAnnounce // ownFrame decoded, for answering queries
 	ownExpires time.Time
+	// ownPace mirrors the relays' per-therapist bucket: the therapist
+	// sends a new set at once while it has a token, else ownDue is set
+	// and the newest set goes when a token is back (FlushAnnounce; the
+	// sets in between collapse to the newest).
+	ownPace *ratelimit.Bucket
+	ownDue  bool
+
+	// held: per therapist, the newest set a relay refused for the
+	// therapist's rate (at most MaxPaths), applied at a sweep once the
+	// therapist has a token again, so a burst of confirms never leaves
+	// an old set with confirmed slots in the store.
+	held map[crypto.Address]heldAnnounce
+}
+
+type heldAnnounce struct {
+	from    [16]byte
+	data    []byte
+	seq     uint64
+	expires time.Time
 }
 
 // NewEngine builds an engine.
@@ -181,6 +201,8 @@ func NewEngine(cfg EngineConfig) *Engine {
 		reservations: map[[16]byte]*fapp.Reservation{},
 		links:        map[[16]byte]map[uint64]bool{},
 		routeNext:    map[crypto.Address][16]byte{},
+		ownPace:      &ratelimit.Bucket{Rate: cfg.TherapistPerMin / 60, Burst: cfg.TherapistBurst},
+		held:         map[crypto.Address]heldAnnounce{},
 	}
 	for _, r := range cfg.Reservations {
 		e.reservations[r.ID] = r
@@ -294,7 +316,11 @@ func (e *Engine) onAnnounce(from [16]byte, data []byte) []Out {
 	st := e.cfg.Store
 	if a.ExpiresAt().After(now) && a.Seq > st.Seq(addr) && !e.allowTherapist(addr, now) {
 		e.announceOutcome("therapist_rate")
+		e.hold(addr, from, data, a, now)
 		return nil
+	}
+	if h, ok := e.held[addr]; ok && h.seq <= a.Seq {
+		delete(e.held, addr) // this one is as new
 	}
 	oc, err := st.Insert(data)
 	if err != nil {
@@ -317,6 +343,38 @@ func (e *Engine) onAnnounce(from [16]byte, data []byte) []Out {
 	}
 	e.forwarded(fapp.KindAnnounce)
 	return []Out{{All: true, Except: from, Data: fwd, Kind: fapp.KindAnnounce}}
+}
+
+// hold keeps a set refused for its therapist's rate when it is the newest
+// seen of that therapist: one per therapist, at most MaxPaths.
+func (e *Engine) hold(addr crypto.Address, from [16]byte, data []byte, a fapp.SlotAnnounce, now time.Time) {
+	h, ok := e.held[addr]
+	if ok && h.seq >= a.Seq {
+		return
+	}
+	if !ok && len(e.held) >= e.cfg.MaxPaths {
+		e.drop("announce", "held_full")
+		return
+	}
+	e.held[addr] = heldAnnounce{from: from, data: bytes.Clone(data), seq: a.Seq, expires: a.ExpiresAt()}
+}
+
+// applyHeld takes the held sets whose therapist has a token again (the
+// sweep): into the store and flooded on, as if they came now.
+func (e *Engine) applyHeld(now time.Time) []Out {
+	var out []Out
+	for addr, h := range e.held {
+		if !h.expires.After(now) || (e.cfg.Store != nil && h.seq <= e.cfg.Store.Seq(addr)) {
+			delete(e.held, addr)
+			continue
+		}
+		if b := e.therapists.peek(addr); b != nil && b.Tokens(now) < 1 {
+			continue
+		}
+		delete(e.held, addr)
+		out = append(out, e.onAnnounce(h.from, h.data)...)
+	}
+	return out
 }
 
 // allowTherapist spends one of therapist's tokens for a new sequence.
@@ -637,10 +695,12 @@ func (e *Engine) SetRoutes(rs []messages.RouteInfo) {
 // PeerDown forgets the announce paths through peer.
 func (e *Engine) PeerDown(peer [16]byte) { e.announcePath.dropPeer(peer) }
 
-// Sweep expires reverse paths and the relay store's sets; the actor calls
-// it on a timer.
-func (e *Engine) Sweep() {
+// Sweep expires reverse paths and the relay store's sets, and applies the
+// held sets whose therapist has a token again (what it returns is to be
+// sent); the actor calls it on a timer.
+func (e *Engine) Sweep() []Out {
 	now := e.now()
+	out := e.applyHeld(now)
 	e.announcePath.sweep(now)
 	e.queryPath.sweep(now)
 	e.reservePath.sweep(now)
@@ -651,6 +711,7 @@ func (e *Engine) Sweep() {
 	if e.cfg.Metrics != nil {
 		e.cfg.Metrics.Paths.Set(float64(e.queryPath.len() + e.reservePath.len()))
 	}
+	return out
 }
 
 // savePractice writes the practice's state; a failure is logged (a
@@ -690,8 +751,48 @@ func (e *Engine) publishOwn(frame []byte, expires time.Time) []Out {
 		_, _ = e.cfg.Store.Insert(frame)
 		e.storeGauges()
 	}
+	if !e.ownPace.Allow(e.now()) {
+		// Relays would refuse it for the rate: it goes when a token is
+		// back (FlushAnnounce), unless a newer one replaces it first.
+		e.ownDue = true
+		e.own("announce_paced")
+		return nil
+	}
+	e.ownDue = false
 	e.own("announced")
 	return []Out{{All: true, Data: frame, Kind: fapp.KindAnnounce}}
+}
+
+// AnnounceDue is how long until a paced own announce may go (FlushAnnounce);
+// zero: none waiting.
+func (e *Engine) AnnounceDue() time.Duration {
+	if !e.ownDue {
+		return 0
+	}
+	now := e.now()
+	if t := e.ownPace.Tokens(now); t < 1 && e.ownPace.Rate > 0 {
+		return max(time.Duration((1-t)/e.ownPace.Rate*float64(time.Second))+time.Millisecond, time.Millisecond)
+	}
+	return time.Millisecond
+}
+
+// FlushAnnounce sends the newest own announce held back by the pace, when
+// a token is back; nothing otherwise.
+func (e *Engine) FlushAnnounce() []Out {
+	if !e.ownDue || e.ownFrame == nil {
+		return nil
+	}
+	now := e.now()
+	if !e.ownExpires.After(now) {
+		e.ownDue = false
+		return nil
+	}
+	if !e.ownPace.Allow(now) {
+		return nil
+	}
+	e.ownDue = false
+	e.own("announced")
+	return []Out{{All: true, Data: e.ownFrame, Kind: fapp.KindAnnounce}}
 }
 
 // Publish replaces the therapist's set with slots and announces it.

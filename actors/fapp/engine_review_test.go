@@ -95,3 +95,117 @@ func TestEngineTherapistBucketsBounded(t *testing.T) {
 		t.Fatal("never rotated")
 	}
 }
+
+// TestEngineTenConfirmsReachTheRelay: P – R – T; P reserves ten slots, T
+// confirms all ten at once. T paces its announces to what R accepts and R
+// keeps the newest it refused; within two simulated minutes (the actor's
+// timers: FlushAnnounce when AnnounceDue, Sweep every 30 s) R holds T's
+// newest sequence and a search returns no confirmed slot.
+func TestEngineTenConfirmsReachTheRelay(t *testing.T) {
+	tm := newTestMesh(t)
+	p := tm.add(Roles{Patient: true})
+	r := tm.add(Roles{Relay: true})
+	tr := tm.add(Roles{Therapist: true})
+	tm.link(p, r)
+	tm.link(r, tr)
+	now := tm.clk.Now()
+	var slots []fapp.Slot
+	for i := range 12 {
+		slots = append(slots, testSlot(now, uint32(i+1), i+1))
+	}
+	_, _, outs, err := tr.eng.Publish(slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.deliver(tr, outs)
+	search := func() []fapp.Result {
+		qid, outs, err := p.eng.StartSearch(fapp.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm.deliver(p, outs)
+		rs, err := p.eng.EndSearch(qid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	rs := search()
+	if len(rs) != 12 {
+		t.Fatalf("found %d", len(rs))
+	}
+	for _, x := range rs[:10] {
+		_, outs, err := p.eng.Reserve(x.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm.deliver(p, outs)
+	}
+	reqs, _ := tr.eng.Requests()
+	if len(reqs) != 10 {
+		t.Fatalf("%d requests", len(reqs))
+	}
+	for _, q := range reqs {
+		_, outs, err := tr.eng.Answer(q.ID, true, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm.deliver(tr, outs)
+	}
+	want := tr.eng.cfg.Practice.Seq()
+	deadline := tm.clk.Now().Add(2 * time.Minute)
+	for r.eng.cfg.Store.Seq(tr.id.Address()) != want {
+		if tm.clk.Now().After(deadline) {
+			t.Fatalf("R holds seq %d after 2 min, want %d", r.eng.cfg.Store.Seq(tr.id.Address()), want)
+		}
+		d := tr.eng.AnnounceDue()
+		if d <= 0 || d > 30*time.Second {
+			d = 30 * time.Second
+		}
+		tm.clk.Advance(d)
+		tm.deliver(tr, tr.eng.FlushAnnounce())
+		tm.deliver(r, r.eng.Sweep())
+	}
+	if got := search(); len(got) != 2 {
+		t.Fatalf("after the confirms a search found %d slots, want the 2 not confirmed", len(got))
+	}
+	if val(tr.m.Own, "announce_paced") == 0 {
+		t.Fatal("T never paced")
+	}
+}
+
+// TestEngineRelayAppliesTheNewestHeldSet: a therapist that does not pace
+// (ten sets at once, straight from its practice): R refuses the ones over
+// the rate, keeps the newest, and takes it at a sweep once the therapist
+// has a token again; an older held one never replaces a newer.
+func TestEngineRelayAppliesTheNewestHeldSet(t *testing.T) {
+	tm := newTestMesh(t)
+	r := tm.add(Roles{Relay: true})
+	tr := tm.add(Roles{Therapist: true})
+	now := tm.clk.Now()
+	exp := now.Add(time.Hour)
+	from := crypto.Address{1}
+	var last uint64
+	for i := range 10 {
+		f, err := tr.eng.cfg.Practice.Publish([]fapp.Slot{testSlot(now, uint32(i+1), 1)}, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.eng.Handle(from, f)
+		last = tr.eng.cfg.Practice.Seq()
+	}
+	if got := r.eng.cfg.Store.Seq(tr.id.Address()); got != DefaultTherapistBurst {
+		t.Fatalf("R took up to seq %d, want the burst %d", got, DefaultTherapistBurst)
+	}
+	if len(r.eng.held) != 1 || r.eng.held[tr.id.Address()].seq != last {
+		t.Fatalf("held %d, want the newest", len(r.eng.held))
+	}
+	if outs := r.eng.Sweep(); len(outs) != 0 {
+		t.Fatal("applied without a token")
+	}
+	tm.clk.Advance(11 * time.Second)
+	outs := r.eng.Sweep()
+	if len(outs) != 1 || r.eng.cfg.Store.Seq(tr.id.Address()) != last || len(r.eng.held) != 0 {
+		t.Fatalf("after a token: %d frames, seq %d", len(outs), r.eng.cfg.Store.Seq(tr.id.Address()))
+	}
+}

@@ -265,12 +265,14 @@ func TestEngineTherapistRateIsPerTherapist(t *testing.T) {
 	b := tm.add(Roles{Therapist: true})
 	now := tm.clk.Now()
 	from := crypto.Address{1}
+	exp := now.Add(time.Hour)
 	for i := range 20 {
-		_, _, outs, err := a.eng.Publish([]fapp.Slot{testSlot(now, uint32(i+1), 1)})
+		// The practice's own frames: the engine would pace them.
+		f, err := a.eng.cfg.Practice.Publish([]fapp.Slot{testSlot(now, uint32(i+1), 1)}, exp)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.eng.Handle(from, outs[0].Data)
+		r.eng.Handle(from, f)
 	}
 	if got := val(r.m.Announces, "therapist_rate"); got != 20-DefaultTherapistBurst {
 		t.Fatalf("limited %v of 20, want %d", got, 20-DefaultTherapistBurst)
@@ -281,8 +283,8 @@ func TestEngineTherapistRateIsPerTherapist(t *testing.T) {
 	}
 	// A minute later the flooder has DefaultTherapistPerMin tokens again.
 	tm.clk.Advance(time.Minute)
-	_, _, outs, _ = a.eng.Publish([]fapp.Slot{testSlot(now, 99, 1)})
-	if o := r.eng.Handle(from, outs[0].Data); len(o) != 1 {
+	f, _ := a.eng.cfg.Practice.Publish([]fapp.Slot{testSlot(now, 99, 1)}, exp)
+	if o := r.eng.Handle(from, f); len(o) != 1 {
 		t.Fatal("the therapist's next set a minute later was refused")
 	}
 }
