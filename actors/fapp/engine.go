@@ -58,6 +58,13 @@ const (
 	// at once, then DefaultTherapistPerMin a minute.
 	DefaultTherapistBurst  = 5
 	DefaultTherapistPerMin = 6
+	// DefaultForwardPerSec queries and reservations a relay forwards for
+	// one neighbour a second, DefaultForwardBurst at once: well under the
+	// per-neighbour FAPP bucket of the next node (ratelimit: 20/s, burst
+	// 60), so one patient next to a relay cannot use the relay's whole
+	// allowance there and starve the others behind it.
+	DefaultForwardPerSec = 2.0
+	DefaultForwardBurst  = 10
 	// ConstrainedAnnounces is how many announces a relay's response
 	// carries to a neighbour reached only over constrained links (LoRa):
 	// at most about 2.5 KB (about 10 fragments at MTU 255) instead of up
@@ -95,6 +102,10 @@ type EngineConfig struct {
 	// accepts from one therapist.
 	TherapistBurst  int
 	TherapistPerMin float64
+	// ForwardBurst and ForwardPerSec bound the queries and reservations
+	// a relay forwards for one neighbour.
+	ForwardBurst  int
+	ForwardPerSec float64
 }
 
 func (c *EngineConfig) defaults() {
@@ -125,6 +136,12 @@ func (c *EngineConfig) defaults() {
 	if c.TherapistPerMin <= 0 {
 		c.TherapistPerMin = DefaultTherapistPerMin
 	}
+	if c.ForwardBurst <= 0 {
+		c.ForwardBurst = DefaultForwardBurst
+	}
+	if c.ForwardPerSec <= 0 {
+		c.ForwardPerSec = DefaultForwardPerSec
+	}
 }
 
 // search is one of this node's queries still gathering responses.
@@ -150,6 +167,7 @@ type Engine struct {
 	queryPath    *paths                   // query id → the neighbour the query came from
 	reservePath  *paths                   // reservation id → the neighbour the reservation came from
 	therapists   *buckets[crypto.Address] // per-therapist rate of new sequences
+	forwards     *buckets[[16]byte]       // per-neighbour budget of queries and reservations forwarded
 
 	searches     map[[16]byte]*search
 	found        map[fapp.SlotID]found
@@ -201,6 +219,7 @@ func NewEngine(cfg EngineConfig) *Engine {
 		reservations: map[[16]byte]*fapp.Reservation{},
 		links:        map[[16]byte]map[uint64]bool{},
 		routeNext:    map[crypto.Address][16]byte{},
+		forwards:     newBuckets[[16]byte](cfg.MaxPaths, cfg.ForwardPerSec, cfg.ForwardBurst),
 		ownPace:      &ratelimit.Bucket{Rate: cfg.TherapistPerMin / 60, Burst: cfg.TherapistBurst},
 		held:         map[crypto.Address]heldAnnounce{},
 	}
@@ -434,11 +453,17 @@ func (e *Engine) onQuery(from [16]byte, data []byte) []Out {
 		}
 	}
 	if e.cfg.Roles.Relay {
-		if fwd, err := fapp.Forward(data); err == nil {
+		fwd, err := fapp.Forward(data)
+		switch {
+		case err != nil:
+			e.drop("query", "hop_limit")
+		case !e.forwards.allow(from, now):
+			// Answered from the store, not forwarded: the neighbour's
+			// budget is spent.
+			e.drop("query", "forward_budget")
+		default:
 			out = append(out, Out{All: true, Except: from, Data: fwd, Kind: fapp.KindQuery})
 			e.forwarded(fapp.KindQuery)
-		} else {
-			e.drop("query", "hop_limit")
 		}
 	}
 	return out
@@ -556,12 +581,17 @@ func (e *Engine) onReserve(from [16]byte, data []byte) []Out {
 		e.drop("reserve", "duplicate")
 		return nil
 	}
-	e.reservePath.put(m.ReservationID, from, now.Add(e.cfg.ReservePathTTL), now)
 	fwd, err := fapp.Forward(data)
 	if err != nil {
 		e.drop("reserve", "hop_limit")
 		return nil
 	}
+	if !e.forwards.allow(from, now) {
+		// Not remembered: the patient's retransmission may pass later.
+		e.drop("reserve", "forward_budget")
+		return nil
+	}
+	e.reservePath.put(m.ReservationID, from, now.Add(e.cfg.ReservePathTTL), now)
 	e.forwarded(fapp.KindReserve)
 	if next, ok := e.towards(m.Therapist, now); ok && next != from {
 		return []Out{{Peer: next, Data: fwd, Kind: fapp.KindReserve}}

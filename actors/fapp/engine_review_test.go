@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quicprochat/qpc/actors/ratelimit"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/fapp"
 )
@@ -135,6 +136,7 @@ func TestEngineTenConfirmsReachTheRelay(t *testing.T) {
 		t.Fatalf("found %d", len(rs))
 	}
 	for _, x := range rs[:10] {
+		tm.clk.Advance(time.Second) // within R's forward budget for P
 		_, outs, err := p.eng.Reserve(x.ID, "")
 		if err != nil {
 			t.Fatal(err)
@@ -207,5 +209,62 @@ func TestEngineRelayAppliesTheNewestHeldSet(t *testing.T) {
 	outs := r.eng.Sweep()
 	if len(outs) != 1 || r.eng.cfg.Store.Seq(tr.id.Address()) != last || len(r.eng.held) != 0 {
 		t.Fatalf("after a token: %d frames, seq %d", len(outs), r.eng.cfg.Store.Seq(tr.id.Address()))
+	}
+}
+
+// TestEngineOnePatientCannotStarveTheOthersBehindARelay: P1 and P2 next to
+// R, R next to T; T admits R's FAPP frames through a per-neighbour bucket
+// as ratelimit does (20/s, burst 60). P1 floods 1,000 searches at once;
+// R forwards at most its budget of them, so P2's one search still reaches
+// T and P2 gets T's answer.
+func TestEngineOnePatientCannotStarveTheOthersBehindARelay(t *testing.T) {
+	tm := newTestMesh(t)
+	p1 := tm.add(Roles{Patient: true})
+	p2 := tm.add(Roles{Patient: true})
+	r := tm.add(Roles{Relay: true})
+	tr := tm.add(Roles{Therapist: true})
+	tm.link(p1, r)
+	tm.link(p2, r)
+	tm.link(r, tr)
+	now := tm.clk.Now()
+	_, _, outs, err := tr.eng.Publish([]fapp.Slot{testSlot(now, 1, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.deliver(tr, outs)
+	atT := &ratelimit.Bucket{Rate: 20, Burst: 60}
+	refusedAtT := 0
+	tm.admit = func(from, to crypto.Address, _ []byte) bool {
+		if to == tr.id.Address() && from == r.id.Address() {
+			if !atT.Allow(tm.clk.Now()) {
+				refusedAtT++
+				return false
+			}
+		}
+		return true
+	}
+	for range 1000 {
+		_, outs, err := p1.eng.StartSearch(fapp.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm.deliver(p1, outs)
+	}
+	if got := val(r.m.Forwarded, "query"); got > DefaultForwardBurst {
+		t.Fatalf("R forwarded %v of P1's queries, budget %d", got, DefaultForwardBurst)
+	}
+	if val(r.m.Dropped, "query", "forward_budget") == 0 {
+		t.Fatal("not counted")
+	}
+	qid, outs, err := p2.eng.StartSearch(fapp.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.deliver(p2, outs)
+	rs, err := p2.eng.EndSearch(qid)
+	// Two responses: R's from its store and T's, through T's bucket.
+	if err != nil || len(rs) != 1 || val(p2.m.Own, "responses") != 2 {
+		t.Fatalf("P2 found %d (%v), %v responses, behind P1's flood; T refused %d of R's frames",
+			len(rs), err, val(p2.m.Own, "responses"), refusedAtT)
 	}
 }

@@ -34,6 +34,9 @@ type testMesh struct {
 	nodes map[crypto.Address]*testNode
 	sent  map[fapp.Kind]int // frames that crossed a link, by kind
 	dir   string            // for relay stores; t.TempDir() when empty
+	// admit, when set, decides whether a frame crossing a link arrives
+	// (a receiver's rate limit, a lost frame).
+	admit func(from, to crypto.Address, data []byte) bool
 }
 
 var (
@@ -122,6 +125,9 @@ func (tm *testMesh) deliver(from *testNode, outs []Out) {
 		q = q[1:]
 		k, _, _, _ := fapp.Peek(h.data)
 		tm.sent[k]++
+		if tm.admit != nil && !tm.admit(h.from, h.to, h.data) {
+			continue
+		}
 		dst := tm.nodes[h.to]
 		push(dst, dst.eng.Handle(h.from, h.data))
 	}
