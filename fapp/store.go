@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -78,15 +77,19 @@ type DamagedRecord struct {
 
 // storeBucket holds one record per therapist:
 //
-//	address (16) → version (1) ‖ keep-until unix seconds (8) ‖ seq (8) ‖ frame
+//	address (16) → 2 (1) ‖ keep-until unix seconds (8) ‖ seq (8) ‖ via (16) ‖ frame
 //
 // frame is the signed SlotAnnounce as received, or empty once it expired
-// (then the record only remembers seq until keep-until).
+// (then the record only remembers seq until keep-until); via is the
+// neighbour that introduced the therapist (zero: the node itself, or a
+// record of version 1, which has no via and still decodes).
 var storeBucket = []byte("fapp/announces")
 
 const (
-	recordVersion = 1
-	recordHeader  = 1 + 8 + 8
+	recordVersion1 = 1
+	recordVersion  = 2
+	recordHeader1  = 1 + 8 + 8
+	recordHeader   = recordHeader1 + 16
 )
 
 // StoreBucket is the Store's bucket in the node's database.
@@ -94,6 +97,7 @@ var StoreBucket = storeBucket
 
 type entry struct {
 	addr      crypto.Address
+	via       [16]byte // the neighbour that introduced the therapist
 	seq       uint64
 	keepUntil time.Time
 	ann       *SlotAnnounce // nil once expired
@@ -142,6 +146,51 @@ type Store struct {
 	entries map[crypto.Address]*entry
 	slots   int
 	damaged []DamagedRecord
+	// groups: the entries by the neighbour that introduced them, for
+	// capacity fair across neighbours.
+	groups map[[16]byte]*group
+}
+
+// group is what one introducing neighbour holds.
+type group struct {
+	entries map[crypto.Address]*entry
+	slots   int
+	tombs   int // entries remembered without slots
+}
+
+// addLocked puts e into entries and its group (replacing nothing).
+func (s *Store) addLocked(e *entry) {
+	s.entries[e.addr] = e
+	s.slots += e.cost()
+	g := s.groups[e.via]
+	if g == nil {
+		g = &group{entries: map[crypto.Address]*entry{}}
+		s.groups[e.via] = g
+	}
+	g.entries[e.addr] = e
+	g.slots += e.cost()
+	if e.ann == nil {
+		g.tombs++
+	}
+}
+
+// removeLocked takes e out of entries and its group.
+func (s *Store) removeLocked(e *entry) {
+	if s.entries[e.addr] != e {
+		return
+	}
+	delete(s.entries, e.addr)
+	s.slots -= e.cost()
+	if g := s.groups[e.via]; g != nil {
+		delete(g.entries, e.addr)
+		g.slots -= e.cost()
+		if e.ann == nil {
+			g.tombs--
+		}
+		if len(g.entries) == 0 {
+			delete(s.groups, e.via)
+		}
+	}
 }
 
 // Open opens the store in db (creating its bucket) and reads what it
@@ -150,7 +199,7 @@ func Open(db *bolt.DB, clk clock.Clock, lim Limits) (*Store, error) {
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	s := &Store{db: db, clk: clk, lim: lim.withDefaults(), entries: map[crypto.Address]*entry{}}
+	s := &Store{db: db, clk: clk, lim: lim.withDefaults(), entries: map[crypto.Address]*entry{}, groups: map[[16]byte]*group{}}
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(storeBucket)
 		if err != nil {
@@ -162,8 +211,7 @@ func Open(db *bolt.DB, clk clock.Clock, lim Limits) (*Store, error) {
 				s.damaged = append(s.damaged, DamagedRecord{Key: append([]byte(nil), k...), Err: err})
 				return nil
 			}
-			s.entries[e.addr] = e
-			s.slots += e.cost()
+			s.addLocked(e)
 			return nil
 		})
 	})
@@ -185,6 +233,7 @@ func encodeRecord(e *entry) []byte {
 	v[0] = recordVersion
 	binary.BigEndian.PutUint64(v[1:], uint64(e.keepUntil.Unix()))
 	binary.BigEndian.PutUint64(v[9:], e.seq)
+	copy(v[recordHeader1:], e.via[:])
 	return append(v, e.frame...)
 }
 
@@ -192,16 +241,24 @@ func decodeRecord(k, v []byte) (*entry, error) {
 	if len(k) != crypto.AddressSize {
 		return nil, fmt.Errorf("%w: key %x is not a %d-byte address", ErrDamagedRecord, k, crypto.AddressSize)
 	}
-	if len(v) < recordHeader || v[0] != recordVersion {
+	header := recordHeader
+	switch {
+	case len(v) >= recordHeader1 && v[0] == recordVersion1:
+		header = recordHeader1
+	case len(v) >= recordHeader && v[0] == recordVersion:
+	default:
 		return nil, fmt.Errorf("%w: record %x of %d bytes, version %d", ErrDamagedRecord, k, len(v), firstByte(v))
 	}
 	e := &entry{seq: binary.BigEndian.Uint64(v[9:])}
 	copy(e.addr[:], k)
+	if header == recordHeader {
+		copy(e.via[:], v[recordHeader1:recordHeader])
+	}
 	e.keepUntil = time.Unix(int64(binary.BigEndian.Uint64(v[1:])), 0)
-	if len(v) == recordHeader {
+	if len(v) == header {
 		return e, nil
 	}
-	frame := append([]byte(nil), v[recordHeader:]...)
+	frame := append([]byte(nil), v[header:]...)
 	a, err := DecodeSlotAnnounce(frame)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record %x: %w", ErrDamagedRecord, k, err)
@@ -231,12 +288,18 @@ func tbsHash(a *SlotAnnounce) ([32]byte, error) {
 	return sha256.Sum256(tbs), nil
 }
 
-// Insert checks an announce frame from the network and caches it (see
-// Store). Errors: the decoder's (messages.ErrTooLarge, ErrMalformed,
-// ErrBadSignature, ..., ErrUnbound), ErrExpired, ErrTTLTooLong, ErrStale,
-// ErrSeqConflict, ErrStoreFull, or a database error. A Duplicate is not
-// an error: the caller need not forward it again.
-func (s *Store) Insert(frame []byte) (Outcome, error) {
+// Insert checks an announce frame and caches it (see Store), as the
+// node's own (InsertFrom with a zero neighbour).
+func (s *Store) Insert(frame []byte) (Outcome, error) { return s.InsertFrom(frame, [16]byte{}) }
+
+// InsertFrom checks an announce frame that came from neighbour via and
+// caches it (see Store); a therapist new to the store is counted against
+// via's share when the store is full. Errors: the decoder's
+// (messages.ErrTooLarge, ErrMalformed, ErrBadSignature, ..., ErrUnbound),
+// ErrExpired, ErrTTLTooLong, ErrStale, ErrSeqConflict, ErrStoreFull, or a
+// database error. A Duplicate is not an error: the caller need not
+// forward it again.
+func (s *Store) InsertFrom(frame []byte, via [16]byte) (Outcome, error) {
 	a, err := DecodeSlotAnnounce(frame)
 	if err != nil {
 		return 0, err
@@ -267,8 +330,11 @@ func (s *Store) Insert(frame []byte) (Outcome, error) {
 			return 0, fmt.Errorf("%w: %s seq %d", ErrSeqConflict, addr.Short(), a.Seq)
 		}
 		outcome = Replaced
+		// The therapist stays counted with the neighbour that introduced
+		// it: relaying someone's newer set takes over no one's share.
+		via = old.via
 	}
-	victims, err := s.makeRoomLocked(addr, old, len(a.Slots))
+	victims, err := s.makeRoomLocked(addr, via, old, len(a.Slots))
 	if err != nil {
 		if old != nil && old.ann != nil {
 			// The therapist's new set does not fit, but its old one is
@@ -280,7 +346,7 @@ func (s *Store) Insert(frame []byte) (Outcome, error) {
 		}
 		return 0, err
 	}
-	e := &entry{addr: addr, seq: a.Seq, keepUntil: now.Add(s.lim.MaxTTL), ann: &a, frame: append([]byte(nil), frame...), tbs: h}
+	e := &entry{addr: addr, via: via, seq: a.Seq, keepUntil: now.Add(s.lim.MaxTTL), ann: &a, frame: append([]byte(nil), frame...), tbs: h}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(storeBucket)
 		if b == nil {
@@ -297,22 +363,29 @@ func (s *Store) Insert(frame []byte) (Outcome, error) {
 		return 0, fmt.Errorf("fapp: store announce: %w", err)
 	}
 	for _, v := range victims {
-		s.slots -= v.cost()
-		delete(s.entries, v.addr)
+		s.removeLocked(v)
 	}
 	if old != nil {
-		s.slots -= old.cost()
+		s.removeLocked(old)
 	}
-	s.entries[addr] = e
-	s.slots += e.cost()
+	s.addLocked(e)
 	return outcome, nil
 }
 
 // makeRoomLocked picks the entries to remove so that a set of cost slots
-// from addr (replacing old, if any) fits: remembered-only therapists
-// first (the oldest), then the therapists holding the most slots, as long
-// as they hold strictly more than cost. It changes nothing.
-func (s *Store) makeRoomLocked(addr crypto.Address, old *entry, cost int) ([]*entry, error) {
+// from addr, introduced by via (replacing old, if any), fits. It changes
+// nothing.
+//
+// Capacity is shared fairly across the neighbours that introduced the
+// therapists: the victim comes from the neighbour holding the most (slots
+// when slots are short, entries when therapists are), via itself on a
+// tie, so a neighbour flooding fresh identities churns only its own. From
+// another neighbour's share the largest set goes (slots) or the oldest
+// remembered-only therapist, else the set expiring first (therapists).
+// From via's own share the rules are those of a single source: only a set
+// strictly larger than cost (the largest first) or a remembered-only
+// therapist (the oldest) makes room; else ErrStoreFull.
+func (s *Store) makeRoomLocked(addr crypto.Address, via [16]byte, old *entry, cost int) ([]*entry, error) {
 	slots := s.slots + cost
 	count := len(s.entries)
 	if old != nil {
@@ -323,59 +396,127 @@ func (s *Store) makeRoomLocked(addr crypto.Address, old *entry, cost int) ([]*en
 	if slots <= s.lim.MaxSlots && count <= s.lim.MaxTherapists {
 		return nil, nil
 	}
-	var tomb, held []*entry
-	for a, e := range s.entries {
-		if a == addr {
-			continue
-		}
-		if e.ann == nil {
-			tomb = append(tomb, e)
-		} else {
-			held = append(held, e)
-		}
-	}
-	sort.Slice(tomb, func(i, j int) bool { return tomb[i].keepUntil.Before(tomb[j].keepUntil) })
-	sort.Slice(held, func(i, j int) bool {
-		ci, cj := held[i].cost(), held[j].cost()
-		if ci != cj {
-			return ci > cj
-		}
-		if !held[i].ann.ExpiresAt().Equal(held[j].ann.ExpiresAt()) {
-			return held[i].ann.ExpiresAt().Before(held[j].ann.ExpiresAt())
-		}
-		return bytes.Compare(held[i].addr[:], held[j].addr[:]) < 0
-	})
-	var victims []*entry
 	full := func() error {
-		return fmt.Errorf("%w: %d slots of %d, %d therapists of %d; %s brings %d slots and no one holds more",
+		return fmt.Errorf("%w: %d slots of %d, %d therapists of %d; %s brings %d slots and neither its neighbour's share nor a larger one can make room",
 			ErrStoreFull, s.slots, s.lim.MaxSlots, len(s.entries), s.lim.MaxTherapists, addr.Short(), cost)
 	}
-	for slots > s.lim.MaxSlots {
-		if len(held) == 0 || held[0].cost() <= cost {
-			return nil, full()
+	taken := map[crypto.Address]bool{addr: true}
+	// share is what each neighbour holds with the victims so far taken
+	// out and the newcomer counted in.
+	gSlots := func(v [16]byte) int {
+		n := 0
+		if g := s.groups[v]; g != nil {
+			n = g.slots
 		}
-		victims = append(victims, held[0])
-		slots -= held[0].cost()
-		count--
-		held = held[1:]
+		if v == via {
+			n += cost
+			if old != nil {
+				n -= old.cost()
+			}
+		}
+		return n
 	}
-	// The number of therapists is a bound on entries, all equal: only
-	// remembered-only ones (no slots) make room; a newcomer never pushes
-	// out a therapist with slots for it.
-	for count > s.lim.MaxTherapists {
-		if len(tomb) == 0 {
+	gCount := func(v [16]byte) int {
+		n := 0
+		if g := s.groups[v]; g != nil {
+			n = len(g.entries)
+		}
+		if v == via && old == nil {
+			n++
+		}
+		return n
+	}
+	lostSlots := map[[16]byte]int{}
+	lostCount := map[[16]byte]int{}
+	// most is the neighbour holding the most by f (via on a tie).
+	most := func(f func([16]byte) int, lost map[[16]byte]int) [16]byte {
+		best, bestN := via, f(via)-lost[via]
+		for v := range s.groups {
+			if n := f(v) - lost[v]; n > bestN {
+				best, bestN = v, n
+			}
+		}
+		return best
+	}
+	var victims []*entry
+	take := func(e *entry) {
+		victims = append(victims, e)
+		taken[e.addr] = true
+		slots -= e.cost()
+		count--
+		lostSlots[e.via] += e.cost()
+		lostCount[e.via]++
+	}
+	for slots > s.lim.MaxSlots {
+		v := most(gSlots, lostSlots)
+		var pick *entry
+		if g := s.groups[v]; g != nil {
+			for _, e := range g.entries {
+				if taken[e.addr] || e.ann == nil {
+					continue
+				}
+				if pick == nil || bigger(e, pick) {
+					pick = e
+				}
+			}
+		}
+		if pick == nil || (v == via && pick.cost() <= cost) {
 			return nil, full()
 		}
-		victims = append(victims, tomb[0])
-		tomb = tomb[1:]
-		count--
+		take(pick)
+	}
+	for count > s.lim.MaxTherapists {
+		v := most(gCount, lostCount)
+		var pick *entry
+		if g := s.groups[v]; g != nil && (g.tombs > 0 || v != via) {
+			for _, e := range g.entries {
+				if taken[e.addr] || (v == via && e.ann != nil) {
+					continue
+				}
+				if pick == nil || sooner(e, pick) {
+					pick = e
+				}
+			}
+		}
+		if pick == nil {
+			return nil, full()
+		}
+		take(pick)
 	}
 	return victims, nil
 }
 
+// bigger orders sets to push out for slots: the largest, then the one
+// expiring first, then by address.
+func bigger(a, b *entry) bool {
+	if a.cost() != b.cost() {
+		return a.cost() > b.cost()
+	}
+	if !a.ann.ExpiresAt().Equal(b.ann.ExpiresAt()) {
+		return a.ann.ExpiresAt().Before(b.ann.ExpiresAt())
+	}
+	return bytes.Compare(a.addr[:], b.addr[:]) < 0
+}
+
+// sooner orders entries to push out for the therapist count:
+// remembered-only ones first (the oldest), then sets expiring first.
+func sooner(a, b *entry) bool {
+	if (a.ann == nil) != (b.ann == nil) {
+		return a.ann == nil
+	}
+	if a.ann == nil {
+		if !a.keepUntil.Equal(b.keepUntil) {
+			return a.keepUntil.Before(b.keepUntil)
+		}
+	} else if !a.ann.ExpiresAt().Equal(b.ann.ExpiresAt()) {
+		return a.ann.ExpiresAt().Before(b.ann.ExpiresAt())
+	}
+	return bytes.Compare(a.addr[:], b.addr[:]) < 0
+}
+
 // dropSetLocked turns e into a remembered-only entry with sequence seq.
 func (s *Store) dropSetLocked(e *entry, seq uint64, now time.Time) error {
-	t := &entry{addr: e.addr, seq: seq, keepUntil: now.Add(s.lim.MaxTTL)}
+	t := &entry{addr: e.addr, via: e.via, seq: seq, keepUntil: now.Add(s.lim.MaxTTL)}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(storeBucket)
 		if b == nil {
@@ -386,8 +527,8 @@ func (s *Store) dropSetLocked(e *entry, seq uint64, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("fapp: store announce: %w", err)
 	}
-	s.slots -= e.cost()
-	s.entries[e.addr] = t
+	s.removeLocked(e)
+	s.addLocked(t)
 	return nil
 }
 
@@ -434,11 +575,12 @@ func (s *Store) Expire() (expired, forgotten int, err error) {
 		return 0, 0, fmt.Errorf("fapp: expire: %w", err)
 	}
 	for _, e := range gone {
-		delete(s.entries, e.addr)
+		s.removeLocked(e)
 	}
 	for _, e := range exp {
-		s.slots -= e.cost()
+		s.removeLocked(e)
 		e.ann, e.frame = nil, nil
+		s.addLocked(e)
 	}
 	return len(exp), len(gone), nil
 }

@@ -341,7 +341,7 @@ func (e *Engine) onAnnounce(from [16]byte, data []byte) []Out {
 	if h, ok := e.held[addr]; ok && h.seq <= a.Seq {
 		delete(e.held, addr) // this one is as new
 	}
-	oc, err := st.Insert(data)
+	oc, err := st.InsertFrom(data, from) // a new therapist counts against from's share
 	if err != nil {
 		e.announceOutcome(AnnounceOutcome(err))
 		return nil
