@@ -246,6 +246,9 @@ func (a *fappActor) start(ctx actor.Context) error {
 			return err
 		}
 		ec.Reservations = rs
+		if ec.Retries, err = st.retries(); err != nil {
+			return err
+		}
 		if st.damaged > 0 {
 			c.Log.Warn("damaged FAPP reservation records left alone", "count", st.damaged)
 		}

@@ -47,8 +47,29 @@ type State interface {
 	SaveReservation(r *fapp.Reservation) error
 }
 
+// PendingReserve is a patient's reservation still waiting for its answer,
+// as persisted for retransmission: its SlotReserve frame and the slot's
+// start (retransmitted until then).
+type PendingReserve struct {
+	ID    [16]byte
+	Frame []byte
+	Until time.Time
+}
+
+// RetryState is what a State also keeps when it can: the frames of
+// pending reservations, so a restarted patient retransmits them.
+type RetryState interface {
+	SaveRetry(p PendingReserve) error
+	DeleteRetry(id [16]byte) error
+}
+
 // Defaults of the engine's bounds.
 const (
+	// A pending reservation is sent again RetryFirst after it was sent,
+	// then after twice as long each time, at most RetryMax apart, until
+	// it is answered or its slot has started (checked at each Sweep).
+	DefaultRetryFirst     = 30 * time.Second
+	DefaultRetryMax       = 10 * time.Minute
 	DefaultQueryPathTTL   = 2 * time.Minute
 	DefaultReservePathTTL = 24 * time.Hour
 	DefaultMaxPaths       = 4096
@@ -89,8 +110,12 @@ type EngineConfig struct {
 	Rand     io.Reader // crypto/rand.Reader
 	State    State
 	Log      *slog.Logger // failures to persist (nil: not logged)
-	// Reservations restored from State.
+	// Reservations restored from State, and the frames of those still
+	// pending (RetryState), retransmitted from the first Sweep on.
 	Reservations []*fapp.Reservation
+	Retries      []PendingReserve
+	RetryFirst   time.Duration
+	RetryMax     time.Duration
 
 	QueryHops      uint8         // hop limit of own queries (default fapp.DefaultQueryHops)
 	AnnounceTTL    time.Duration // validity of own announces (default 24h)
@@ -136,6 +161,12 @@ func (c *EngineConfig) defaults() {
 	if c.TherapistPerMin <= 0 {
 		c.TherapistPerMin = DefaultTherapistPerMin
 	}
+	if c.RetryFirst <= 0 {
+		c.RetryFirst = DefaultRetryFirst
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = DefaultRetryMax
+	}
 	if c.ForwardBurst <= 0 {
 		c.ForwardBurst = DefaultForwardBurst
 	}
@@ -150,6 +181,15 @@ type search struct {
 	lists   [][]fapp.Result
 	via     map[crypto.Address][16]byte // therapist → the neighbour its announce came back from
 	started time.Time
+}
+
+// retry is a pending reservation's retransmission schedule.
+type retry struct {
+	frame   []byte
+	via     [16]byte // zero: to every link
+	next    time.Time
+	backoff time.Duration
+	until   time.Time // the slot's start
 }
 
 type found struct {
@@ -173,6 +213,7 @@ type Engine struct {
 	found        map[fapp.SlotID]found
 	foundOrder   []fapp.SlotID
 	reservations map[[16]byte]*fapp.Reservation
+	retries      map[[16]byte]*retry // pending reservations to send again
 
 	// routeNext: therapists (nodes announcing CapFAPPTherapist) → the
 	// next hop of the router's route to them (SetRoutes), for a
@@ -225,6 +266,13 @@ func NewEngine(cfg EngineConfig) *Engine {
 	}
 	for _, r := range cfg.Reservations {
 		e.reservations[r.ID] = r
+	}
+	e.retries = map[[16]byte]*retry{}
+	now := e.now()
+	for _, p := range cfg.Retries {
+		if r := e.reservations[p.ID]; r != nil && r.Status == fapp.Pending && p.Until.After(now) {
+			e.retries[p.ID] = &retry{frame: p.Frame, next: now, backoff: cfg.RetryFirst, until: p.Until}
+		}
 	}
 	return e
 }
@@ -577,10 +625,14 @@ func (e *Engine) onReserve(from [16]byte, data []byte) []Out {
 		e.drop("reserve", "role")
 		return nil
 	}
-	if _, seen := e.reservePath.get(m.ReservationID, now); seen {
+	if back, seen := e.reservePath.get(m.ReservationID, now); seen && back != from {
+		// The same reservation by another way: a loop or a flood.
 		e.drop("reserve", "duplicate")
 		return nil
 	}
+	// Seen from the same neighbour: the patient's retransmission (the
+	// first, or its answer, may have been lost); forwarded again, within
+	// the neighbour's budget.
 	fwd, err := fapp.Forward(data)
 	if err != nil {
 		e.drop("reserve", "hop_limit")
@@ -614,6 +666,9 @@ func (e *Engine) onAnswer(from [16]byte, data []byte) []Out {
 		e.own("answers_received")
 		if r.Status != before {
 			e.saveReservation(r)
+		}
+		if r.Status != fapp.Pending {
+			e.dropRetry(r.ID)
 		}
 		return nil
 	}
@@ -731,6 +786,7 @@ func (e *Engine) PeerDown(peer [16]byte) { e.announcePath.dropPeer(peer) }
 func (e *Engine) Sweep() []Out {
 	now := e.now()
 	out := e.applyHeld(now)
+	out = append(out, e.retransmit(now)...)
 	e.announcePath.sweep(now)
 	e.queryPath.sweep(now)
 	e.reservePath.sweep(now)
@@ -742,6 +798,49 @@ func (e *Engine) Sweep() []Out {
 		e.cfg.Metrics.Paths.Set(float64(e.queryPath.len() + e.reservePath.len()))
 	}
 	return out
+}
+
+// retryOut is where a reservation goes: the neighbour its slot was found
+// through (while it is linked, when links are known), else every link.
+func (e *Engine) retryOut(rt *retry) Out {
+	if rt.via != ([16]byte{}) && (len(e.links) == 0 || len(e.links[rt.via]) > 0) {
+		return Out{Peer: rt.via, Data: rt.frame, Kind: fapp.KindReserve}
+	}
+	return Out{All: true, Data: rt.frame, Kind: fapp.KindReserve}
+}
+
+// retransmit sends the pending reservations that are due again, with the
+// next wait doubled (at most RetryMax); a reservation answered or whose
+// slot has started is dropped from the schedule.
+func (e *Engine) retransmit(now time.Time) []Out {
+	var out []Out
+	for id, rt := range e.retries {
+		r := e.reservations[id]
+		if r == nil || r.Status != fapp.Pending || !rt.until.After(now) {
+			e.dropRetry(id)
+			continue
+		}
+		if now.Before(rt.next) {
+			continue
+		}
+		out = append(out, e.retryOut(rt))
+		e.own("reservations_retransmitted")
+		rt.backoff = min(2*rt.backoff, e.cfg.RetryMax)
+		rt.next = now.Add(rt.backoff)
+	}
+	return out
+}
+
+func (e *Engine) dropRetry(id [16]byte) {
+	if _, ok := e.retries[id]; !ok {
+		return
+	}
+	delete(e.retries, id)
+	if rs, ok := e.cfg.State.(RetryState); ok {
+		if err := rs.DeleteRetry(id); err != nil && e.cfg.Log != nil {
+			e.cfg.Log.Error("FAPP reservation frame not deleted", "err", err)
+		}
+	}
 }
 
 // savePractice writes the practice's state; a failure is logged (a
@@ -959,13 +1058,19 @@ func (e *Engine) Reserve(id fapp.SlotID, note string) (*fapp.Reservation, []Out,
 	e.saveReservation(r)
 	e.own("reservations")
 	via := f.via
+	now := e.now()
 	if via == ([16]byte{}) {
-		via, _ = e.towards(id.Therapist, e.now())
+		via, _ = e.towards(id.Therapist, now)
 	}
-	if via != ([16]byte{}) {
-		return r, []Out{{Peer: via, Data: frame, Kind: fapp.KindReserve}}, nil
+	rt := &retry{frame: frame, via: via, next: now.Add(e.cfg.RetryFirst), backoff: e.cfg.RetryFirst,
+		until: time.Unix(int64(f.res.Slot.Start), 0)}
+	e.retries[r.ID] = rt
+	if rs, ok := e.cfg.State.(RetryState); ok {
+		if err := rs.SaveRetry(PendingReserve{ID: r.ID, Frame: frame, Until: rt.until}); err != nil && e.cfg.Log != nil {
+			e.cfg.Log.Error("FAPP reservation frame not written", "err", err)
+		}
 	}
-	return r, []Out{{All: true, Data: frame, Kind: fapp.KindReserve}}, nil
+	return r, []Out{e.retryOut(rt)}, nil
 }
 
 // Reservation is the patient's reservation id.

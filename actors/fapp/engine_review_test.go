@@ -268,3 +268,126 @@ func TestEngineOnePatientCannotStarveTheOthersBehindARelay(t *testing.T) {
 			len(rs), err, val(p2.m.Own, "responses"), refusedAtT)
 	}
 }
+
+// memState keeps what a State keeps, in memory, retries included.
+type memState struct {
+	practice []byte
+	res      map[[16]byte]*fapp.Reservation
+	retries  map[[16]byte]PendingReserve
+}
+
+func (s *memState) SavePractice(b []byte) error { s.practice = append([]byte(nil), b...); return nil }
+func (s *memState) SaveReservation(r *fapp.Reservation) error {
+	s.res[r.ID] = r
+	return nil
+}
+func (s *memState) SaveRetry(p PendingReserve) error { s.retries[p.ID] = p; return nil }
+func (s *memState) DeleteRetry(id [16]byte) error    { delete(s.retries, id); return nil }
+
+// TestEngineRetransmitsALostReservation: P – R – T; the first SlotReserve
+// from R to T is lost. P sends it again at its sweeps (30 s, then 60 s,
+// …, at most 10 min apart) until it is answered: T gets it once, its
+// repeat answer (confirmed) reaches P, and the retransmissions stop. A
+// patient restarted with a reservation pending resumes them.
+func TestEngineRetransmitsALostReservation(t *testing.T) {
+	tm := newTestMesh(t)
+	p := tm.add(Roles{Patient: true})
+	r := tm.add(Roles{Relay: true})
+	tr := tm.add(Roles{Therapist: true})
+	tm.link(p, r)
+	tm.link(r, tr)
+	ms := &memState{res: map[[16]byte]*fapp.Reservation{}, retries: map[[16]byte]PendingReserve{}}
+	p.eng.cfg.State = ms
+	now := tm.clk.Now()
+	_, _, outs, err := tr.eng.Publish([]fapp.Slot{testSlot(now, 1, 1), testSlot(now, 2, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.deliver(tr, outs)
+	qid, outs, _ := p.eng.StartSearch(fapp.Filter{})
+	tm.deliver(p, outs)
+	rs, _ := p.eng.EndSearch(qid)
+	if len(rs) != 2 {
+		t.Fatalf("found %d", len(rs))
+	}
+	lost := 0
+	tm.admit = func(from, to crypto.Address, data []byte) bool {
+		if k, _, _, _ := fapp.Peek(data); k == fapp.KindReserve && to == tr.id.Address() && lost == 0 {
+			lost++
+			return false
+		}
+		return true
+	}
+	res, outs, err := p.eng.Reserve(rs[0].ID, "bitte")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.deliver(p, outs)
+	if reqs, _ := tr.eng.Requests(); len(reqs) != 0 || lost != 1 {
+		t.Fatalf("the first reserve was not lost: %d requests", len(reqs))
+	}
+	if len(ms.retries) != 1 {
+		t.Fatal("the frame was not persisted for retransmission")
+	}
+	sweep := func(d time.Duration) {
+		tm.clk.Advance(d)
+		tm.deliver(p, p.eng.Sweep())
+		tm.deliver(r, r.eng.Sweep())
+	}
+	sweep(10 * time.Second) // not due yet
+	if val(p.m.Own, "reservations_retransmitted") != 0 {
+		t.Fatal("retransmitted early")
+	}
+	sweep(30 * time.Second)
+	reqs, _ := tr.eng.Requests()
+	if len(reqs) != 1 || val(p.m.Own, "reservations_retransmitted") != 1 {
+		t.Fatalf("after the retransmission T has %d requests", len(reqs))
+	}
+	// Still pending at T: more retransmissions change nothing there, and
+	// come ever further apart.
+	for range 20 {
+		sweep(30 * time.Second)
+	}
+	if n := val(p.m.Own, "reservations_retransmitted"); n < 3 || n > 6 {
+		t.Fatalf("%v retransmissions in 10.5 min, want a capped backoff (30 s, 60 s, 2 min, 4 min, …)", n)
+	}
+	if reqs, _ := tr.eng.Requests(); len(reqs) != 1 {
+		t.Fatalf("T has %d requests", len(reqs))
+	}
+	// A restart of P with its reservation pending: the retransmissions
+	// resume at the first sweep; T answers meanwhile, but the answer to
+	// the old P is lost: the restarted P gets it by its retransmission
+	// (T answers a repeat with the same answer).
+	_, outs, err = tr.eng.Answer(reqs[0].ID, true, "willkommen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = outs // lost
+	var restored []PendingReserve
+	for _, x := range ms.retries {
+		restored = append(restored, x)
+	}
+	p2 := tm.add(Roles{Patient: true})
+	p2.eng = NewEngine(EngineConfig{Self: p.id.Address(), Roles: Roles{Patient: true}, Clock: tm.clk, Metrics: p2.m,
+		State: ms, Reservations: []*fapp.Reservation{ms.res[res.ID]}, Retries: restored})
+	delete(tm.nodes, p2.id.Address())
+	p2.id = p.id
+	tm.nodes[p.id.Address()] = p2
+	p2.links = p.links
+	sweep0 := val(p2.m.Own, "reservations_retransmitted")
+	tm.clk.Advance(time.Second)
+	tm.deliver(p2, p2.eng.Sweep())
+	if val(p2.m.Own, "reservations_retransmitted") != sweep0+1 {
+		t.Fatal("the restarted patient did not resume")
+	}
+	if got, _ := p2.eng.Reservation(res.ID); got.Status != fapp.Confirmed || got.Text != "willkommen" {
+		t.Fatalf("after the restart P's reservation is %s", got.Status)
+	}
+	if len(ms.retries) != 0 {
+		t.Fatal("the answered reservation is still scheduled")
+	}
+	tm.clk.Advance(time.Hour)
+	if outs := p2.eng.Sweep(); len(outs) != 0 {
+		t.Fatal("retransmitted after the answer")
+	}
+}

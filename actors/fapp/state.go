@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -23,7 +24,12 @@ var (
 	keyPractice = []byte("practice")
 	keySalt     = []byte("approbation_salt")
 	prefixRes   = []byte("res/")
+	prefixRetry = []byte("retry/")
 )
+
+// maxRetryRecord bounds a stored retransmission record before it is
+// decoded (a SlotReserve frame and a time).
+const maxRetryRecord = 4096
 
 // maxReservationRecord bounds a stored reservation record before it is
 // decoded.
@@ -151,6 +157,49 @@ func (s *boltState) reservations() ([]*fapp.Reservation, error) {
 			}
 			r.Text = rec.Text
 			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+type retryRecord struct {
+	_     struct{} `cbor:",toarray"`
+	Frame []byte
+	Until int64
+}
+
+func retryKey(id [16]byte) []byte { return append(bytes.Clone(prefixRetry), id[:]...) }
+
+// SaveRetry keeps a pending reservation's frame for retransmission.
+func (s *boltState) SaveRetry(p PendingReserve) error {
+	b, err := messages.Marshal(retryRecord{Frame: p.Frame, Until: p.Until.Unix()})
+	if err != nil {
+		return err
+	}
+	return s.put(retryKey(p.ID), b)
+}
+
+// DeleteRetry forgets it (answered, or its slot started).
+func (s *boltState) DeleteRetry(id [16]byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(StateBucket).Delete(retryKey(id)) })
+}
+
+// retries are the frames of pending reservations; a damaged record is
+// skipped, left in place, and counted.
+func (s *boltState) retries() ([]PendingReserve, error) {
+	var out []PendingReserve
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(StateBucket).Cursor()
+		for k, v := c.Seek(prefixRetry); k != nil && bytes.HasPrefix(k, prefixRetry); k, v = c.Next() {
+			var rec retryRecord
+			if len(k) != len(prefixRetry)+16 || len(v) > maxRetryRecord || messages.UnmarshalCanonical(v, &rec) != nil {
+				s.damaged++
+				continue
+			}
+			p := PendingReserve{Frame: rec.Frame, Until: time.Unix(rec.Until, 0)}
+			copy(p.ID[:], k[len(prefixRetry):])
+			out = append(out, p)
 		}
 		return nil
 	})
