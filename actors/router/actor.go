@@ -346,6 +346,10 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			r.flood.RadioLink(m.Link.Peer, true)
 		}
 		r.core.Links.UpLink(m.Link)
+		if _, ok := r.core.Relinked(m.Link, now, cmp.Or(r.cfg.AnnounceMaxAge, 30*time.Minute)); ok {
+			r.cfg.Metrics.Routes.Set(float64(r.core.Table.Len()))
+			r.tableChanged(ctx)
+		}
 		if r.core.Unlinked[m.Link.Peer] {
 			// Back after our restart: what is held for the destinations
 			// restored through it can go now.

@@ -168,6 +168,37 @@ func (c *Core) Announces() [][]byte {
 	return out
 }
 
+// Relinked restores the route to a neighbour whose link came up while
+// the table has none to it, from the neighbour's own announce kept from
+// before (hop count 0: it signed it and sent it itself), when that
+// announce is younger than maxAge. The neighbour sends that announce
+// again on a new link, but it can arrive while the old link's route is
+// still there (a copy that changes nothing) and the old link's PeerDown
+// then takes the route away: without this the neighbour had no route
+// until its next periodic announce (10 minutes by default) and messages
+// for it were held although its link was up.
+func (c *Core) Relinked(l messages.LinkInfo, now time.Time, maxAge time.Duration) (Change, bool) {
+	if _, ok := c.Table.Lookup(l.Peer); ok {
+		return ChangeNone, false
+	}
+	f, ok := c.announce[l.Peer]
+	if !ok {
+		return ChangeNone, false
+	}
+	a, err := messages.DecodeAnnounce(f)
+	if err != nil || a.Hops != 0 || a.Address() != l.Peer {
+		return ChangeNone, false
+	}
+	if age := now.Sub(time.UnixMilli(int64(a.UnixMilli))); maxAge > 0 && age > maxAge {
+		return ChangeNone, false
+	}
+	_, change, err := c.HandleAnnounce(&messages.AnnounceHeard{Announce: a, Frame: f, From: l.Peer, Link: l.Transport + ":" + l.Remote}, now)
+	if err != nil || (change != ChangeAdded && change != ChangeBest) {
+		return change, false
+	}
+	return change, true
+}
+
 // HandleAnnounce applies a checked announce to the table. It returns the
 // frame to re-broadcast (nil when the announce was not new or may go no
 // further) and the table's verdict.
