@@ -833,3 +833,34 @@ func TestFAPPDamagedPracticeStateFailsStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFAPPPublishBurstReachesTheRelay: a therapist publishes ten sets in
+// a row (more than the relays' per-therapist rate takes at once); its
+// actor paces them on the node's clock and the relay applies what it held
+// at its sweeps, so the relay ends with the newest set.
+func TestFAPPPublishBurstReachesTheRelay(t *testing.T) {
+	clk := manualClock()
+	net := mem.NewNetwork()
+	ct := therapistConfig(t, "Praxis Eins", "80331")
+	ct.Transports.Listen = []string{"mem://t"}
+	tn, _ := startNode(t, ct, WithClock(clk), WithMemNetwork(net))
+	cr := fappConfig(t, config.FAPPRelay, config.FAPPPatient)
+	cr.Transports.Peers = []string{"mem://t"}
+	r, _ := startNode(t, cr, WithClock(clk), WithMemNetwork(net))
+	waitRoute(t, r, tn.Address())
+	base := clk.Now().Add(48 * time.Hour)
+	for i := range 10 {
+		if _, err := tn.FAPPPublish(context.Background(), []fapp.Slot{fappSlot(base, i+1, fapp.Verhaltenstherapie, fapp.Praxis, fapp.GKV)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := time.Unix(int64(fappSlot(base, 10, 0, 0, 0).Start), 0)
+	newest := func() bool {
+		res, err := r.FAPPSearch(context.Background(), fapp.Filter{}, 0)
+		return err == nil && len(res.Slots) == 1 && res.Slots[0].Start.Equal(want)
+	}
+	if newest() {
+		t.Fatal("the relay took all ten at once: the test shows nothing")
+	}
+	probe.AdvanceUntil(t, clk, 5*time.Second, 30*time.Second, newest, "R to hold T's newest set")
+}
