@@ -221,6 +221,9 @@ type Engine struct {
 	routeNext map[crypto.Address][16]byte
 	// links: each neighbour's links by id, true for a constrained one.
 	links map[[16]byte]map[uint64]bool
+	// neighbourCaps: the capabilities direct neighbours announce (routes
+	// whose next hop is the destination, SetRoutes).
+	neighbourCaps map[[16]byte]messages.Capabilities
 
 	ownFrame   []byte             // the therapist's current announce
 	ownAnn     *fapp.SlotAnnounce // ownFrame decoded, for answering queries
@@ -250,19 +253,20 @@ type heldAnnounce struct {
 func NewEngine(cfg EngineConfig) *Engine {
 	cfg.defaults()
 	e := &Engine{
-		cfg:          cfg,
-		announcePath: newPaths(cfg.MaxPaths),
-		queryPath:    newPaths(cfg.MaxPaths),
-		reservePath:  newPaths(cfg.MaxPaths),
-		therapists:   newBuckets[crypto.Address](cfg.MaxPaths, cfg.TherapistPerMin/60, cfg.TherapistBurst),
-		searches:     map[[16]byte]*search{},
-		found:        map[fapp.SlotID]found{},
-		reservations: map[[16]byte]*fapp.Reservation{},
-		links:        map[[16]byte]map[uint64]bool{},
-		routeNext:    map[crypto.Address][16]byte{},
-		forwards:     newBuckets[[16]byte](cfg.MaxPaths, cfg.ForwardPerSec, cfg.ForwardBurst),
-		ownPace:      &ratelimit.Bucket{Rate: cfg.TherapistPerMin / 60, Burst: cfg.TherapistBurst},
-		held:         map[crypto.Address]heldAnnounce{},
+		cfg:           cfg,
+		announcePath:  newPaths(cfg.MaxPaths),
+		queryPath:     newPaths(cfg.MaxPaths),
+		reservePath:   newPaths(cfg.MaxPaths),
+		therapists:    newBuckets[crypto.Address](cfg.MaxPaths, cfg.TherapistPerMin/60, cfg.TherapistBurst),
+		searches:      map[[16]byte]*search{},
+		found:         map[fapp.SlotID]found{},
+		reservations:  map[[16]byte]*fapp.Reservation{},
+		links:         map[[16]byte]map[uint64]bool{},
+		routeNext:     map[crypto.Address][16]byte{},
+		neighbourCaps: map[[16]byte]messages.Capabilities{},
+		forwards:      newBuckets[[16]byte](cfg.MaxPaths, cfg.ForwardPerSec, cfg.ForwardBurst),
+		ownPace:       &ratelimit.Bucket{Rate: cfg.TherapistPerMin / 60, Burst: cfg.TherapistBurst},
+		held:          map[crypto.Address]heldAnnounce{},
 	}
 	for _, r := range cfg.Reservations {
 		e.reservations[r.ID] = r
@@ -409,7 +413,38 @@ func (e *Engine) onAnnounce(from [16]byte, data []byte) []Out {
 		return nil
 	}
 	e.forwarded(fapp.KindAnnounce)
-	return []Out{{All: true, Except: from, Data: fwd, Kind: fapp.KindAnnounce}}
+	return e.flood(from, fwd, fapp.KindAnnounce)
+}
+
+// flood sends data to every link but except's, leaving out neighbours
+// reached over constrained links only (LoRa) whose announce says they are
+// neither relay nor therapist: they would drop an announce or a query
+// unused, and airtime is scarce. Without such a neighbour, one broadcast.
+func (e *Engine) flood(except [16]byte, data []byte, k fapp.Kind) []Out {
+	skip := 0
+	for p := range e.links {
+		if p != except && e.uselessOverLoRa(p) {
+			skip++
+		}
+	}
+	if skip == 0 {
+		return []Out{{All: true, Except: except, Data: data, Kind: k}}
+	}
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.Dropped.WithLabelValues(k.String(), "patient_only_lora").Add(float64(skip))
+	}
+	var out []Out
+	for p := range e.links {
+		if p != except && !e.uselessOverLoRa(p) {
+			out = append(out, Out{Peer: p, Data: data, Kind: k})
+		}
+	}
+	return out
+}
+
+func (e *Engine) uselessOverLoRa(p [16]byte) bool {
+	c, ok := e.neighbourCaps[p]
+	return ok && c&(messages.CapFAPPRelay|messages.CapFAPPTherapist) == 0 && e.constrained(p)
 }
 
 // hold keeps a set refused for its therapist's rate when it is the newest
@@ -510,7 +545,7 @@ func (e *Engine) onQuery(from [16]byte, data []byte) []Out {
 			// budget is spent.
 			e.drop("query", "forward_budget")
 		default:
-			out = append(out, Out{All: true, Except: from, Data: fwd, Kind: fapp.KindQuery})
+			out = append(out, e.flood(from, fwd, fapp.KindQuery)...)
 			e.forwarded(fapp.KindQuery)
 		}
 	}
@@ -769,12 +804,16 @@ func (e *Engine) towards(therapist crypto.Address, now time.Time) ([16]byte, boo
 // capability.
 func (e *Engine) SetRoutes(rs []messages.RouteInfo) {
 	next := make(map[crypto.Address][16]byte)
+	caps := make(map[[16]byte]messages.Capabilities)
 	for _, r := range rs {
 		if r.Capabilities&messages.CapFAPPTherapist != 0 && len(next) < e.cfg.MaxPaths {
 			next[r.Address] = r.NextHop
 		}
+		if r.Address == r.NextHop && len(caps) < e.cfg.MaxPaths {
+			caps[r.Address] = r.Capabilities
+		}
 	}
-	e.routeNext = next
+	e.routeNext, e.neighbourCaps = next, caps
 }
 
 // PeerDown forgets the announce paths through peer.

@@ -1,6 +1,7 @@
 package fapp
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/quicprochat/qpc/actors/ratelimit"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/fapp"
+	"github.com/quicprochat/qpc/messages"
 )
 
 // failingState refuses to write while fail is set.
@@ -389,5 +391,59 @@ func TestEngineRetransmitsALostReservation(t *testing.T) {
 	tm.clk.Advance(time.Hour)
 	if outs := p2.eng.Sweep(); len(outs) != 0 {
 		t.Fatal("retransmitted after the answer")
+	}
+}
+
+// TestEngineSkipsPatientOnlyLoRaNeighbours: a relay floods announces and
+// queries to every link but those of neighbours reached over LoRa only
+// whose announce says patient only; a patient over a fast link, a relay
+// over LoRa, and a neighbour whose capabilities are not known still get
+// them.
+func TestEngineSkipsPatientOnlyLoRaNeighbours(t *testing.T) {
+	tm := newTestMesh(t)
+	r := tm.add(Roles{Relay: true})
+	tr := tm.add(Roles{Therapist: true})
+	loraP, fastP, loraR, unknown := [16]byte{1}, [16]byte{2}, [16]byte{3}, [16]byte{4}
+	from := tr.id.Address()
+	r.eng.LinkUp(from, 1, false)
+	r.eng.LinkUp(loraP, 2, true)
+	r.eng.LinkUp(fastP, 3, false)
+	r.eng.LinkUp(loraR, 4, true)
+	r.eng.LinkUp(unknown, 5, true)
+	r.eng.SetRoutes([]messages.RouteInfo{
+		{Address: loraP, NextHop: loraP, Capabilities: messages.CapFAPPPatient},
+		{Address: fastP, NextHop: fastP, Capabilities: messages.CapFAPPPatient},
+		{Address: loraR, NextHop: loraR, Capabilities: messages.CapFAPPRelay | messages.CapFAPPPatient},
+	})
+	_, _, outs, err := tr.eng.Publish([]fapp.Slot{testSlot(tm.clk.Now(), 1, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[[16]byte]bool{}
+	for _, o := range r.eng.Handle(from, outs[0].Data) {
+		if o.All {
+			t.Fatal("a broadcast with a patient-only LoRa neighbour")
+		}
+		got[o.Peer] = true
+	}
+	if got[loraP] || got[from] || !got[fastP] || !got[loraR] || !got[unknown] || len(got) != 3 {
+		t.Fatalf("announce went to %v", got)
+	}
+	q, err := fapp.NewQuery(fapp.Filter{}, 4, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qf, _ := fapp.EncodeSlotQuery(q.Query)
+	got = map[[16]byte]bool{}
+	for _, o := range r.eng.Handle(fastP, qf) {
+		if o.Kind == fapp.KindQuery {
+			got[o.Peer] = true
+		}
+	}
+	if got[loraP] || got[fastP] || !got[loraR] || !got[from] || len(got) != 3 {
+		t.Fatalf("query went to %v", got)
+	}
+	if val(r.m.Dropped, "announce", "patient_only_lora") != 1 || val(r.m.Dropped, "query", "patient_only_lora") != 1 {
+		t.Fatal("not counted")
 	}
 }
