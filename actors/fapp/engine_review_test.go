@@ -447,3 +447,44 @@ func TestEngineSkipsPatientOnlyLoRaNeighbours(t *testing.T) {
 		t.Fatal("not counted")
 	}
 }
+
+// TestEngineAnswerReportsAStateNotWritten: a confirm whose state cannot be
+// written returns the error, sends nothing, and leaves the request
+// pending (it can be confirmed once the disk is back).
+func TestEngineAnswerReportsAStateNotWritten(t *testing.T) {
+	tm := newTestMesh(t)
+	p := tm.add(Roles{Patient: true})
+	tr := tm.add(Roles{Therapist: true})
+	tm.link(p, tr)
+	st := &failingState{}
+	tr.eng.cfg.State = st
+	now := tm.clk.Now()
+	_, _, outs, err := tr.eng.Publish([]fapp.Slot{testSlot(now, 1, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.deliver(tr, outs)
+	qid, outs, _ := p.eng.StartSearch(fapp.Filter{})
+	tm.deliver(p, outs)
+	rs, _ := p.eng.EndSearch(qid)
+	if len(rs) != 1 {
+		t.Fatalf("found %d", len(rs))
+	}
+	_, outs, _ = p.eng.Reserve(rs[0].ID, "")
+	tm.deliver(p, outs)
+	reqs, _ := tr.eng.Requests()
+	if len(reqs) != 1 {
+		t.Fatal(len(reqs))
+	}
+	st.fail = true
+	if _, outs, err := tr.eng.Answer(reqs[0].ID, true, "ja"); !errors.Is(err, errDisk) || len(outs) != 0 {
+		t.Fatalf("confirm with a failing disk: %v, %d frames", err, len(outs))
+	}
+	if again, _ := tr.eng.Requests(); again[0].Status != fapp.Pending || tr.eng.cfg.Practice.Seq() != 1 || len(tr.eng.Free()) != 1 {
+		t.Fatalf("memory ahead of disk: %s, seq %d", again[0].Status, tr.eng.cfg.Practice.Seq())
+	}
+	st.fail = false
+	if s, _, err := tr.eng.Answer(reqs[0].ID, true, "ja"); err != nil || s != fapp.Confirmed {
+		t.Fatalf("after the disk came back: %v %v", s, err)
+	}
+}
