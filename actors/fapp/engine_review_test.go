@@ -488,3 +488,35 @@ func TestEngineAnswerReportsAStateNotWritten(t *testing.T) {
 		t.Fatalf("after the disk came back: %v %v", s, err)
 	}
 }
+
+// TestEngineStopsRetransmittingOnceTheSlotStarted: a reservation never
+// answered is sent again only until its slot starts.
+func TestEngineStopsRetransmittingOnceTheSlotStarted(t *testing.T) {
+	tm := newTestMesh(t)
+	p := tm.add(Roles{Patient: true})
+	tr := tm.add(Roles{Therapist: true})
+	tm.link(p, tr)
+	now := tm.clk.Now()
+	_, _, outs, err := tr.eng.Publish([]fapp.Slot{testSlot(now, 1, 1)}) // starts in a day
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.deliver(tr, outs)
+	qid, outs, _ := p.eng.StartSearch(fapp.Filter{})
+	tm.deliver(p, outs)
+	rs, _ := p.eng.EndSearch(qid)
+	if len(rs) != 1 {
+		t.Fatalf("found %d", len(rs))
+	}
+	if _, _, err := p.eng.Reserve(rs[0].ID, ""); err != nil { // never delivered
+		t.Fatal(err)
+	}
+	tm.clk.Advance(time.Minute)
+	if outs := p.eng.Sweep(); len(outs) != 1 {
+		t.Fatalf("%d frames at the first retransmission", len(outs))
+	}
+	tm.clk.Advance(25 * time.Hour)
+	if outs := p.eng.Sweep(); len(outs) != 0 || len(p.eng.retries) != 0 {
+		t.Fatalf("retransmitted after the slot started: %d frames", len(outs))
+	}
+}
