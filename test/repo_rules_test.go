@@ -64,4 +64,3 @@ func TestEmbedderExampleNeedsNoInternalPackage(t *testing.T) {
 		}
 	}
 }
-
