@@ -44,7 +44,33 @@ type (
 		dest  [16]byte
 		after []byte
 	}
+	// redrainTick hands dest's held frames back again (redrain).
+	redrainTick struct {
+		dest [16]byte
+		gen  uint64
+	}
 )
+
+// A pass hands every held frame to the router, which may still lose it
+// on the way out: a link queue full of the pass itself sheds the lowest
+// priority (data), and the frame stays held here without anything that
+// would send it again until the destination's next RouteUp. So while
+// frames stay held for a destination after a pass, another pass follows
+// after RedrainBase, doubling up to RedrainMax, reset by a RouteUp and
+// ended when nothing is held for it. Frames that did arrive are acked
+// (and deleted) long before, so the next pass carries only what was lost
+// or is still unacknowledged; a copy that arrives twice is dropped by the
+// destination's replay window.
+const (
+	RedrainBase = 10 * time.Second
+	RedrainMax  = 5 * time.Minute
+)
+
+type redrain struct {
+	wait  time.Duration
+	gen   uint64
+	timer clock.Timer
+}
 
 type storeActor struct {
 	cfg     Config
@@ -53,6 +79,8 @@ type storeActor struct {
 	pending pending
 	posted  bool // a *flush is in the mailbox
 	drains  drains
+	redrain map[[16]byte]*redrain
+	gen     uint64
 }
 
 // New returns the store's Props.
@@ -87,12 +115,20 @@ func (s *storeActor) Receive(ctx actor.Context) {
 		s.posted = false
 		s.flush(now)
 	case *messages.RouteUp:
+		s.stopRedrain(m.Dest) // a fresh start: the back-off begins again
 		if s.drains.start(m.Dest) {
 			s.drainStep(ctx, m.Dest, nil, now)
 		}
 	case *drainNext:
 		s.drains.resume(m.dest)
 		s.drainStep(ctx, m.dest, m.after, now)
+	case *redrainTick:
+		if r := s.redrain[m.dest]; r == nil || r.gen != m.gen {
+			return // stopped, or armed again since
+		}
+		if s.drains.start(m.dest) {
+			s.drainStep(ctx, m.dest, nil, now)
+		}
 	case *gcTick:
 		if n, err := s.q.Expire(now); err != nil {
 			s.cfg.Log.Error("store expiry failed", "err", err)
@@ -114,6 +150,9 @@ func (s *storeActor) Receive(ctx actor.Context) {
 		s.flush(now)
 		if s.timer != nil {
 			s.timer.Stop()
+		}
+		for d := range s.redrain {
+			s.stopRedrain(d)
 		}
 	}
 }
@@ -178,6 +217,7 @@ func (s *storeActor) drainStep(ctx actor.Context, dest [16]byte, after []byte, n
 	s.flush(now) // hand back what was accepted, and not what was acked
 	if s.q.LenFor(dest) == 0 {
 		s.drains.stop(dest)
+		s.stopRedrain(dest)
 		return
 	}
 	items, cursor, err := s.q.PeekAfter(dest, after, drainBatch, now)
@@ -199,6 +239,39 @@ func (s *storeActor) drainStep(ctx actor.Context, dest [16]byte, after []byte, n
 	}
 	if next, more := s.drains.next(dest, cursor); more {
 		ctx.Send(ctx.Self(), &drainNext{dest: dest, after: next})
+	} else {
+		s.armRedrain(ctx, dest)
+	}
+}
+
+// armRedrain schedules another pass for dest (see RedrainBase): after
+// RedrainBase the first time, twice the last wait after that.
+func (s *storeActor) armRedrain(ctx actor.Context, dest [16]byte) {
+	if s.redrain == nil {
+		s.redrain = make(map[[16]byte]*redrain)
+	}
+	r := s.redrain[dest]
+	if r == nil {
+		r = &redrain{wait: RedrainBase}
+		s.redrain[dest] = r
+	} else {
+		r.wait = min(2*r.wait, RedrainMax)
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+	}
+	s.gen++
+	r.gen = s.gen
+	self, sys, tick := ctx.Self(), ctx.ActorSystem(), &redrainTick{dest: dest, gen: r.gen}
+	r.timer = s.cfg.Clock.AfterFunc(r.wait, func() { sys.Root.Send(self, tick) })
+}
+
+func (s *storeActor) stopRedrain(dest [16]byte) {
+	if r := s.redrain[dest]; r != nil {
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+		delete(s.redrain, dest)
 	}
 }
 

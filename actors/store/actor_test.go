@@ -50,6 +50,7 @@ type harness struct {
 	gate    atomic.Pointer[gate]
 	lim     Limits
 	logs    syncBuffer // what the store logged
+	clk     *clock.Manual
 }
 
 // syncBuffer collects log output from several goroutines.
@@ -102,6 +103,7 @@ func newHarness(t *testing.T, lim Limits, fill func(q *Queue)) *harness {
 		}
 	}))
 	h.lim = lim
+	h.clk = clock.NewManual(t0)
 	h.store = h.spawn()
 	t.Cleanup(func() {
 		h.sys.Root.StopFuture(h.store).Wait()
@@ -116,7 +118,7 @@ func newHarness(t *testing.T, lim Limits, fill func(q *Queue)) *harness {
 func (h *harness) spawn() *actor.PID {
 	return h.sys.Root.Spawn(withFault(New(Config{
 		DB: h.db, Limits: h.lim, GCInterval: time.Hour, Router: h.probe,
-		Clock: clock.NewManual(t0), Metrics: h.mesh, Log: slog.New(slog.NewTextHandler(&h.logs, nil)),
+		Clock: h.clk, Metrics: h.mesh, Log: slog.New(slog.NewTextHandler(&h.logs, nil)),
 		OnCommit: func() {
 			h.commits.Add(1)
 			if g := h.gate.Swap(nil); g != nil {

@@ -24,7 +24,10 @@
 // actor sends itself, so other messages interleave and the actor never
 // blocks. One pass runs per destination; a RouteUp during a pass makes one
 // more pass from the start after it. Frames are not deleted when handed
-// back, only by their receipt (StoreAck) or expiry.
+// back, only by their receipt (StoreAck) or expiry. While frames stay
+// held after a pass (lost on the way out: a link queue shed them), another
+// pass follows after RedrainBase (10 s), doubling to RedrainMax (5 min),
+// reset by a RouteUp and ended when nothing is held (actor.go, redrain).
 //
 // Failures of the database: a flush whose transaction fails stores none
 // of its puts (store_events{event=write_failed}, logged, and the error
