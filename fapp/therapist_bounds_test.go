@@ -21,10 +21,10 @@ import (
 func TestPracticeBoundedUnderHostileReservations(t *testing.T) {
 	// The state saturates after about 1,300 requests; 10,000 keeps the
 	// test short under -race (before the bounds, a few hundred with notes
-	// made a record the decoder refused). QPC_FAPP_HOSTILE=100000 runs the long form
+	// made a record the decoder refused). QPCTEST_FAPP_HOSTILE=100000 runs the long form
 	// (100,000: a record of 64,757 bytes, 46 s without -race).
 	n := 10_000
-	if v, err := strconv.Atoi(os.Getenv("QPC_FAPP_HOSTILE")); err == nil && v > 0 {
+	if v, err := strconv.Atoi(os.Getenv("QPCTEST_FAPP_HOSTILE")); err == nil && v > 0 {
 		n = v
 	}
 	if testing.Short() {

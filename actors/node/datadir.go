@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/fapp"
 	"github.com/quicprochat/qpc/internal/persist"
 )
 
@@ -25,7 +26,7 @@ var (
 func IsDataDirError(err error) bool {
 	return errors.Is(err, persist.ErrDamaged) || errors.Is(err, ErrIdentityMissing) ||
 		errors.Is(err, ErrOtherIdentity) || errors.Is(err, crypto.ErrKeyFileCorrupt) ||
-		errors.Is(err, crypto.ErrReplayStoreCorrupt)
+		errors.Is(err, crypto.ErrReplayStoreCorrupt) || errors.Is(err, fapp.ErrDamagedRecord)
 }
 
 // WithNewIdentity lets the node start with an identity other than the one

@@ -811,6 +811,9 @@ func TestFAPPDamagedPracticeStateFailsStart(t *testing.T) {
 		!strings.Contains(err.Error(), `"practice"`) || !strings.Contains(err.Error(), "fapp/node") {
 		t.Fatalf("Start: %v; want fapp.ErrDamagedRecord naming the record\n%s", err, logs)
 	}
+	if !IsDataDirError(err) {
+		t.Fatalf("Start: %v is not a data dir error: qpc node would not exit 3 for it", err)
+	}
 	if r := strings.Count(logs.String(), "actor failed; restarting"); r != 0 {
 		t.Fatalf("the fapp actor was restarted %d times\n%s", r, logs)
 	}
