@@ -129,5 +129,7 @@ type BroadcastFrame struct {
 // StartLinks tells the transports actor that every other actor of the node
 // runs (and listens on the event stream), so it may start accepting and
 // dialing. The node root sends it whenever all its children are up; the
-// transports actor acts on the first one after each (re)start.
+// transports actor acts on the first one after each (re)start. The fapp
+// actor gets it too: its first sends (to the router and the links) wait
+// for it.
 type StartLinks struct{}

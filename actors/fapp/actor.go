@@ -55,7 +55,11 @@ type Config struct {
 }
 
 type fappActor struct {
-	cfg      Config
+	cfg Config
+	// live is shared by the actor's instances: set once the root said
+	// every actor of the node runs (StartLinks); a restarted instance
+	// may send at once, the first waits for it.
+	live     *liveness
 	eng      *Engine
 	sub      *eventstream.Subscription
 	sweep    clock.Timer
@@ -65,6 +69,8 @@ type fappActor struct {
 	paceGen  uint64
 	draining bool
 }
+
+type liveness struct{ running bool }
 
 type sweepTick struct{}
 type renewTick struct{ gen uint64 }
@@ -78,7 +84,8 @@ func New(cfg Config) *actor.Props {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return actor.PropsFromProducer(func() actor.Actor { return &fappActor{cfg: cfg} })
+	live := &liveness{}
+	return actor.PropsFromProducer(func() actor.Actor { return &fappActor{cfg: cfg, live: live} })
 }
 
 func (a *fappActor) Receive(ctx actor.Context) {
@@ -99,6 +106,14 @@ func (a *fappActor) Receive(ctx actor.Context) {
 			// (fapp.ErrDamagedRecord: stopped, the node's Start fails)
 			// from a failure a restart may mend.
 			panic(fmt.Errorf("fapp: start: %w", err))
+		}
+	case *messages.StartLinks:
+		// Every actor of the node runs: the router and the links may be
+		// sent to (sending to a PID whose actor is still being spawned
+		// races inside protoactor's mailbox).
+		if !a.live.running {
+			a.live.running = true
+			a.begin(ctx)
 		}
 	case *messages.InboundFrame:
 		if !a.draining {
@@ -272,15 +287,22 @@ func (a *fappActor) start(ctx actor.Context) error {
 			}
 		}
 	})
-	a.askRoutes(ctx)
 	a.armSweep(ctx)
-	// A restarted therapist renews its set at once: its announce is in
-	// the practice state, its expiry is not.
-	if ec.Practice != nil && ec.Practice.Seq() > 0 {
+	if a.live.running {
+		a.begin(ctx) // a restart: the others run already
+	}
+	return nil
+}
+
+// begin sends what the actor sends first, once every actor of the node
+// runs: the question for the router's table, and a restarted therapist's
+// set (its announce is in the practice state, its expiry is not).
+func (a *fappActor) begin(ctx actor.Context) {
+	a.askRoutes(ctx)
+	if p := a.eng.cfg.Practice; p != nil && p.Seq() > 0 {
 		a.send(ctx, a.eng.Reannounce())
 		a.armRenew(ctx)
 	}
-	return nil
 }
 
 func (a *fappActor) stop(ctx actor.Context) {

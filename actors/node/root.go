@@ -58,6 +58,7 @@ func (r *root) Receive(ctx actor.Context) {
 		r.n.metrics.ActorsRunning.Set(float64(r.count(stateRunning)))
 		if r.ready() {
 			ctx.Send(r.find(links.Name).pid, &messages.StartLinks{})
+			ctx.Send(r.find(fapp.Name).pid, &messages.StartLinks{}) // its first sends wait for it too
 			r.n.markReady()
 		}
 	case *actor.Terminated:
