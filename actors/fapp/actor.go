@@ -275,18 +275,7 @@ func (a *fappActor) start(ctx actor.Context) error {
 	a.eng.storeGauges()
 
 	sys, self, me := ctx.ActorSystem(), ctx.Self(), c.Identity.Address()
-	a.sub = sys.EventStream.Subscribe(func(ev any) {
-		switch e := ev.(type) {
-		case *messages.PeerUp:
-			if e.Node == me {
-				sys.Root.Send(self, e)
-			}
-		case *messages.PeerDown:
-			if e.Node == me {
-				sys.Root.Send(self, e)
-			}
-		}
-	})
+	a.sub = lifecycle.SubscribePeerEvents(sys, self, me)
 	a.armSweep(ctx)
 	if a.live.running {
 		a.begin(ctx) // a restart: the others run already

@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quicprochat/qpc/actors/inbox"
+	"github.com/quicprochat/qpc/actors/internal/lifecycle"
 	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/clock"
@@ -528,18 +529,7 @@ func (r *routerActor) start(ctx actor.Context) {
 	c.Metrics.Routes.Set(float64(r.core.Table.Len()))
 	r.publishKeys()
 	me := c.Identity.Address()
-	r.sub = sys.EventStream.Subscribe(func(ev any) {
-		switch e := ev.(type) {
-		case *messages.PeerUp:
-			if e.Node == me {
-				sys.Root.Send(self, e)
-			}
-		case *messages.PeerDown:
-			if e.Node == me {
-				sys.Root.Send(self, e)
-			}
-		}
-	})
+	r.sub = lifecycle.SubscribePeerEvents(sys, self, me)
 	r.scheduleGC(ctx)
 	r.armRetry(ctx, c.Clock.Now()) // what was pending before a restart
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 
 	"github.com/quicprochat/qpc/messages"
 )
@@ -47,4 +48,23 @@ func AckStateless(ctx actor.Context, name string) bool {
 		return false
 	}
 	return true
+}
+
+// SubscribePeerEvents forwards the PeerUp and PeerDown events of node me
+// from the actor system's event stream to self (the stream is shared by
+// every node of a simulation, so each filters on its own address; the
+// handler runs on the publisher's goroutine and only sends).
+func SubscribePeerEvents(sys *actor.ActorSystem, self *actor.PID, me [16]byte) *eventstream.Subscription {
+	return sys.EventStream.Subscribe(func(ev any) {
+		switch e := ev.(type) {
+		case *messages.PeerUp:
+			if e.Node == me {
+				sys.Root.Send(self, e)
+			}
+		case *messages.PeerDown:
+			if e.Node == me {
+				sys.Root.Send(self, e)
+			}
+		}
+	})
 }
