@@ -191,6 +191,9 @@ type InboxEntry struct {
 	Encoding string    `json:"encoding"`
 	At       time.Time `json:"at"`
 	Hops     int       `json:"hops"`
+	// Group is the group id (32 hex digits) of a group message; empty for
+	// a 1:1 message. From is then the member that sent it.
+	Group string `json:"group,omitempty"`
 	// Damaged is set, and every field but Seq empty, for an entry the
 	// node holds but cannot read (a damaged page, a record not written by
 	// this version): it says why. The record stays in qpc.db (`qpc db
