@@ -96,14 +96,29 @@ var BroadcastAddress = [16]byte{
 // frequent ones.
 type PayloadType uint8
 
-// Payload types. 5–23 are free for the next frequent ones (FAPP, MLS and
-// MLS-Lite group messages, KeyPackages); 24–255 cost one byte more.
+// Payload types. 9–23 are free for the next frequent ones; 24–255 cost
+// one byte more.
 const (
 	PayloadSealed     PayloadType = 1 // an HPKE-sealed (X25519, ChaCha20-Poly1305) 1:1 message
 	PayloadReceipt    PayloadType = 2 // delivery receipts: 1 to MaxReceiptIDs envelope IDs, 16 bytes each
 	PayloadTrace      PayloadType = 3 // a trace probe: relays on the way answer
 	PayloadTraceReply PayloadType = 4 // the answer to a trace probe
+	// PayloadGroup is an MLS group message (welcome, commit, application)
+	// for one member, sealed to it as PayloadSealed is (keypackage.go): it
+	// has a seq, is acknowledged and retransmitted as a 1:1 message, and
+	// is handed to the keys actor instead of the inbox.
+	PayloadGroup PayloadType = 5
+	// KeyPackage messages (keypackage.go), signed and not sealed: a relay
+	// holding the KeyPackage asked for answers in its owner's place.
+	PayloadKeyPackageRequest     PayloadType = 6 // owner ‖ KeyPackage hash: "send me this one"
+	PayloadKeyPackage            PayloadType = 7 // owner ‖ KeyPackage
+	PayloadKeyPackageUnavailable PayloadType = 8 // owner ‖ KeyPackage hash: "none to give"
 )
+
+// Sealed reports whether payloads of type p are sealed to their
+// destination with a seq: delivered exactly once through the replay
+// window, acknowledged and retransmitted.
+func (p PayloadType) Sealed() bool { return p == PayloadSealed || p == PayloadGroup }
 
 // MaxReceiptIDs is how many message ids one receipt envelope may carry. A
 // destination acknowledges what one batch delivered from a sender in one
@@ -135,6 +150,14 @@ func (p PayloadType) String() string {
 		return "trace"
 	case PayloadTraceReply:
 		return "trace-reply"
+	case PayloadGroup:
+		return "group"
+	case PayloadKeyPackageRequest:
+		return "keypackage-request"
+	case PayloadKeyPackage:
+		return "keypackage"
+	case PayloadKeyPackageUnavailable:
+		return "keypackage-unavailable"
 	}
 	return fmt.Sprintf("payload%d", uint8(p))
 }

@@ -25,6 +25,10 @@ type SendText struct {
 	// the AAD of this node and To), so the sealing runs on the caller's
 	// goroutine rather than the router's; Text is then ignored.
 	Sealed []byte
+	// Payload is PayloadSealed (0 means it: a text) or PayloadGroup (an
+	// MLS message for the member To; always a signed envelope, never a
+	// compact one).
+	Payload PayloadType
 }
 
 // SendBatch asks the router to send several messages at once: one group
@@ -118,6 +122,13 @@ type InboxMessage struct {
 	Text []byte
 	At   time.Time
 	Hops int
+	// Payload is PayloadGroup for an MLS message the router delivered to
+	// the keys actor's group inbox (Text is the opened MLS message), and
+	// 0 for a text.
+	Payload PayloadType
+	// Group is the group id of a group message the keys actor decrypted
+	// (Text is the member's text, From the member); nil for 1:1.
+	Group []byte
 }
 
 // VerifiedEnvelope is an envelope the edge checked: decoded, its
@@ -130,6 +141,43 @@ type VerifiedEnvelope struct {
 	ID         [16]byte
 	Opened     []byte
 	OpenFailed bool
+}
+
+// GroupInbound tells the keys actor that the router committed MLS
+// messages to its group inbox (inbox.GroupBucket).
+type GroupInbound struct{}
+
+// KeyPackageIn is a KeyPackage message the router hands to the keys
+// actor: one for this node (Transit false), or a request or response on
+// its way to another node (Transit true). For a request in transit the
+// router has not forwarded it: the keys actor answers it from its cache
+// or sends it on with ForwardFrame (Frame has its hop count raised
+// already; nil when the hop limit is reached). A response in transit was
+// forwarded; the keys actor may cache it.
+type KeyPackageIn struct {
+	Env     Envelope
+	ID      [16]byte
+	Frame   []byte
+	From    [16]byte // the neighbour it came from
+	Transit bool
+}
+
+// ForwardFrame asks the router to route a frame it handed out (a
+// KeyPackage request no cache here could answer) towards Dest, never back
+// to From.
+type ForwardFrame struct {
+	Dest, ID, From [16]byte
+	Frame          []byte
+	Expiry         time.Time
+}
+
+// SendControl asks the router to sign and send an unsealed envelope of a
+// payload type without a seq (a KeyPackage request or answer): not kept
+// in the outbox, not retransmitted. Fire and forget.
+type SendControl struct {
+	To      [16]byte
+	Payload PayloadType
+	Data    []byte
 }
 
 // Delivered tells the inbox actor that the router committed these

@@ -62,6 +62,13 @@ func Open(db *bolt.DB) (*Store, error) {
 		if k, _ := bk.Cursor().Last(); len(k) == 8 {
 			s.last = binary.BigEndian.Uint64(k)
 		}
+		gb, err := tx.CreateBucketIfNotExists(GroupBucket)
+		if err != nil {
+			return err
+		}
+		if k, _ := gb.Cursor().Last(); len(k) == 8 {
+			s.last = max(s.last, binary.BigEndian.Uint64(k))
+		}
 		if lb := tx.Bucket(lastBucket); lb != nil {
 			if v := lb.Get(lastKey); len(v) == 8 {
 				s.last = max(s.last, binary.BigEndian.Uint64(v))

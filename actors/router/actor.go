@@ -59,6 +59,12 @@ type Config struct {
 	// SignedOnly: own messages are always signed envelopes, never compact
 	// ones (transports.lora.compact = false).
 	SignedOnly bool
+	// Groups is the keys actor: told after each commit that put MLS
+	// messages in the group inbox (messages.GroupInbound), and handed
+	// KeyPackage messages (messages.KeyPackageIn). Nil: none (group
+	// messages wait in the group inbox; KeyPackage messages are
+	// forwarded, and dropped when for this node).
+	Groups *actor.PID
 }
 
 // Timers and replies the actor sends itself.
@@ -339,6 +345,14 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		ctx.Respond(r.routes())
 	case *messages.TraceRequest:
 		r.startTrace(ctx, m)
+	case *messages.SendControl:
+		r.do(ctx, r.core.Control(m.To, m.Payload, m.Data, now))
+	case *messages.ForwardFrame:
+		if !m.Expiry.IsZero() && !now.Before(m.Expiry) {
+			r.do(ctx, []Action{{Kind: Drop, Reason: DropExpired}})
+			return
+		}
+		r.do(ctx, r.core.routeFrom(m.Dest, m.ID, m.Frame, m.Expiry, true, m.From))
 	case *traceTimeout:
 		r.endTrace(ctx, m.probe, ErrTraceTimeout)
 	case *messages.PeerUp:
@@ -499,6 +513,7 @@ func (r *routerActor) start(ctx actor.Context) {
 	r.core = &Core{
 		ID: c.Identity, Seal: c.Seal, Table: NewTable(c.Table), Dedup: NewDedup(c.Dedup, 0), Loops: NewDedup(c.Dedup, LoopWindow),
 		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn, RelayStore: c.RelayStore, SignedOnly: c.SignedOnly, MaxKeys: 4 * max(c.Table.MaxRoutes, 1024),
+		KeyPackagesIn: c.Groups != nil,
 	}
 	c.Metrics.OutboxPending.Set(float64(r.outbox.Pending()))
 	self, sys := ctx.Self(), ctx.ActorSystem()
@@ -623,6 +638,10 @@ func (r *routerActor) do(ctx actor.Context, acts []Action) {
 			ctx.Send(r.cfg.Store, &messages.StoreAck{ID: a.ID, Dest: a.Dest})
 		case TraceHop:
 			r.traceHop(ctx, a)
+		case KeyPackage:
+			if r.cfg.Groups != nil {
+				ctx.Send(r.cfg.Groups, a.KP)
+			}
 		}
 	}
 }

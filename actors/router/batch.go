@@ -102,6 +102,14 @@ func (r *routerActor) prepare(force bool) *commitJob {
 	}
 	j.replay = r.core.Replay.Prepare()
 	for _, msg := range j.batch.delivered {
+		if msg.Payload == messages.PayloadGroup {
+			k, v, err := r.cfg.Inbox.EncodeGroup(msg)
+			if err != nil {
+				panic(fmt.Errorf("router: group inbox entry: %w", err)) // JSON of our own struct: a bug
+			}
+			j.writes.put(inbox.GroupBucket, k, v)
+			continue
+		}
 		k, v, err := r.cfg.Inbox.Encode(msg)
 		if err != nil {
 			panic(fmt.Errorf("router: inbox entry: %w", err)) // JSON of our own struct: a bug
@@ -201,7 +209,26 @@ func (r *routerActor) finish(ctx actor.Context, j *commitJob) {
 	}
 	if len(b.delivered) > 0 {
 		m.Envelopes.WithLabelValues("delivered").Add(float64(len(b.delivered)))
-		ctx.Send(r.cfg.InboxActor, &messages.Delivered{Msgs: b.delivered})
+		texts, groups := b.delivered, 0
+		for _, msg := range b.delivered {
+			if msg.Payload == messages.PayloadGroup {
+				groups++
+			}
+		}
+		if groups > 0 {
+			texts = make([]*messages.InboxMessage, 0, len(b.delivered)-groups)
+			for _, msg := range b.delivered {
+				if msg.Payload != messages.PayloadGroup {
+					texts = append(texts, msg)
+				}
+			}
+			if r.cfg.Groups != nil {
+				ctx.Send(r.cfg.Groups, &messages.GroupInbound{})
+			}
+		}
+		if len(texts) > 0 {
+			ctx.Send(r.cfg.InboxActor, &messages.Delivered{Msgs: texts})
+		}
 	}
 	r.do(ctx, b.acts)
 	// One signed receipt per sender for what this batch delivered (and
@@ -250,6 +277,13 @@ func (r *routerActor) send(m *messages.SendText, now time.Time) *messages.SendRe
 	}
 	var sg signed
 	switch {
+	case m.Payload == messages.PayloadGroup:
+		// Group messages are signed envelopes whatever the first hop.
+		if m.Sealed != nil {
+			sg.frame, sg.id, sg.expiry, sg.err = r.core.SignSealedAs(m.Payload, m.To, seq, m.Sealed, now)
+		} else {
+			sg.frame, sg.id, sg.expiry, sg.err = r.core.SealAs(m.Payload, m.To, seq, m.Text, now)
+		}
 	case r.core.CompactTo(m.To):
 		// The first hop is a radio: compact, sealed here in auth mode
 		// (a payload sealed by the caller in base mode is not used).
@@ -285,6 +319,14 @@ func (r *routerActor) sendMany(items []messages.SendText, now time.Time) []messa
 			continue
 		}
 		seqs[i] = seq
+		if items[i].Payload == messages.PayloadGroup {
+			if items[i].Sealed == nil {
+				sgs[i].frame, sgs[i].id, sgs[i].expiry, sgs[i].err = r.core.SealAs(items[i].Payload, items[i].To, seq, items[i].Text, now)
+				continue
+			}
+			work = append(work, i)
+			continue
+		}
 		if r.core.CompactTo(items[i].To) { // as in send
 			sgs[i].frame, sgs[i].id, sgs[i].expiry, sgs[i].err = r.core.SealCompact(items[i].To, seq, items[i].Text, now)
 			continue
@@ -303,7 +345,7 @@ func (r *routerActor) sendMany(items []messages.SendText, now time.Time) []messa
 			defer wg.Done()
 			for k := w; k < len(work); k += workers {
 				i := work[k]
-				sgs[i].frame, sgs[i].id, sgs[i].expiry, sgs[i].err = r.core.SignSealed(items[i].To, seqs[i], items[i].Sealed, now)
+				sgs[i].frame, sgs[i].id, sgs[i].expiry, sgs[i].err = r.core.SignSealedAs(payloadOf(items[i]), items[i].To, seqs[i], items[i].Sealed, now)
 			}
 		}()
 	}
@@ -425,4 +467,12 @@ func statusOf(m OutMsg, found bool) *messages.MessageStatus {
 		Found: true, ID: m.ID, To: m.To, Seq: m.Seq, State: m.State, Attempts: m.Attempts,
 		Created: m.Created, Expiry: m.Expiry, NextRetry: m.NextRetry, Done: m.Done, Reason: m.Reason,
 	}
+}
+
+// payloadOf is the payload type of an own message: a text unless it says.
+func payloadOf(m messages.SendText) messages.PayloadType {
+	if m.Payload == 0 {
+		return messages.PayloadSealed
+	}
+	return m.Payload
 }

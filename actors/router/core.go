@@ -50,6 +50,7 @@ const (
 	ReceiptDue         // a message from Dest to acknowledge (ID); the actor batches them into receipts
 	NotifyRouteUp      // the actor's own: tell the store Dest is reachable, after the batch
 	Ack                // a receipt signed by Dest passed through: the store may drop ID if held for Dest
+	KeyPackage         // a KeyPackage message for the keys actor: KP
 )
 
 // Action is one thing the actor must do; HandleEnvelope returns a list.
@@ -65,6 +66,7 @@ type Action struct {
 	Inbox   *messages.InboxMessage
 	From    [16]byte
 	Hops    int
+	KP      *messages.KeyPackageIn // KeyPackage
 }
 
 // Core is the router's logic: the routing table, the dedup cache, the
@@ -78,12 +80,16 @@ type Core struct {
 	// Loops catches copies of a unicast envelope from a routing loop: it
 	// remembers ids for a short time only (LoopWindow), so the sender's
 	// retransmissions, seconds later, are forwarded again.
-	Loops    *Dedup
-	Replay   *crypto.ReplayWindow
-	MaxHops  int
-	TTL      time.Duration // lifetime of envelopes we originate
-	StoreOn  bool          // hold envelopes without a route
-	announce map[[16]byte][]byte
+	Loops   *Dedup
+	Replay  *crypto.ReplayWindow
+	MaxHops int
+	TTL     time.Duration // lifetime of envelopes we originate
+	StoreOn bool          // hold envelopes without a route
+	// KeyPackagesIn: a keys actor takes KeyPackage messages (KeyPackage
+	// actions); without one they are forwarded as any other and, for
+	// this node, dropped as malformed.
+	KeyPackagesIn bool
+	announce      map[[16]byte][]byte
 	// Keys remembers the keys of nodes whose announces were accepted, also
 	// after their routes went (a relay restarted, a link dropped): an
 	// envelope from them can still be verified, and a message to them
@@ -307,7 +313,7 @@ func (c *Core) handle(env messages.Envelope, id [16]byte, frame []byte, from [16
 		// retransmission from a new message and answers it with its
 		// receipt again. Receipts, probes and trace replies carry no seq:
 		// dedup keeps a replayed copy from costing a signature each.
-		if env.PayloadType != messages.PayloadSealed && c.Dedup.Seen(id, now) {
+		if !env.PayloadType.Sealed() && c.Dedup.Seen(id, now) {
 			return drop(DropDuplicate)
 		}
 		return c.local(env, id, opened, openFailed, now)
@@ -341,6 +347,16 @@ func (c *Core) handle(env messages.Envelope, id [16]byte, frame []byte, from [16
 		}
 	}
 	fwd, err := messages.ForwardEnvelope(frame)
+	if env.PayloadType == messages.PayloadKeyPackageRequest && c.KeyPackagesIn && (err == nil || errors.Is(err, messages.ErrHopLimit)) {
+		// A KeyPackage request on its way: the keys actor answers it from
+		// its cache, or hands it back to be forwarded (ForwardFrame).
+		return append(acts, Action{Kind: KeyPackage, KP: &messages.KeyPackageIn{Env: env, ID: id, Frame: fwd, From: from, Transit: true}})
+	}
+	if env.PayloadType == messages.PayloadKeyPackage && c.KeyPackagesIn && err == nil {
+		// A KeyPackage on its way back to whoever asked: worth a copy in
+		// the cache here.
+		acts = append(acts, Action{Kind: KeyPackage, KP: &messages.KeyPackageIn{Env: env, ID: id, From: from, Transit: true}})
+	}
 	if errors.Is(err, messages.ErrHopLimit) {
 		if env.PayloadType == messages.PayloadTrace {
 			// Traceroute: the node where the probe's hops ran out answers.
@@ -381,7 +397,7 @@ func (c *Core) routeFrom(dest, id [16]byte, frame []byte, expiry time.Time, rela
 // local handles an envelope for this node.
 func (c *Core) local(env messages.Envelope, id [16]byte, opened []byte, openFailed bool, now time.Time) []Action {
 	switch env.PayloadType {
-	case messages.PayloadSealed:
+	case messages.PayloadSealed, messages.PayloadGroup:
 		if env.IsBroadcast() {
 			// Sealed to one key, so no broadcast can be opened by everyone.
 			return []Action{{Kind: Drop, Reason: DropMalformed}}
@@ -426,6 +442,9 @@ func (c *Core) local(env messages.Envelope, id [16]byte, opened []byte, openFail
 			return []Action{{Kind: Drop, Reason: replayReason(err)}}
 		}
 		msg := &messages.InboxMessage{ID: id, From: env.Source, Text: text, At: now, Hops: int(env.Hops) + 1}
+		if env.PayloadType == messages.PayloadGroup {
+			msg.Payload = messages.PayloadGroup
+		}
 		return []Action{{Kind: Deliver, Inbox: msg, From: env.Source}, {Kind: ReceiptDue, Dest: env.Source, ID: id}}
 	case messages.PayloadReceipt:
 		ids, err := messages.ReceiptIDs(env.Payload)
@@ -443,6 +462,11 @@ func (c *Core) local(env messages.Envelope, id [16]byte, opened []byte, openFail
 		var probe [16]byte
 		copy(probe[:], env.Payload)
 		return []Action{{Kind: TraceHop, ID: probe, From: env.Source, Hops: int(env.Hops) + 1}}
+	case messages.PayloadKeyPackageRequest, messages.PayloadKeyPackage, messages.PayloadKeyPackageUnavailable:
+		if !c.KeyPackagesIn || env.IsBroadcast() {
+			break
+		}
+		return []Action{{Kind: KeyPackage, KP: &messages.KeyPackageIn{Env: env, ID: id}}}
 	}
 	return []Action{{Kind: Drop, Reason: DropMalformed}}
 }
@@ -483,6 +507,20 @@ func (c *Core) Receipts(dest [16]byte, ids [][16]byte, now time.Time) []Action {
 		acts = append(acts, c.route(dest, id, frame, now.Add(c.TTL), false)...)
 	}
 	return acts
+}
+
+// Control signs an unsealed envelope without a seq (a KeyPackage request
+// or answer) and routes it to to: no outbox, no retransmission.
+func (c *Core) Control(to [16]byte, pt messages.PayloadType, payload []byte, now time.Time) []Action {
+	if pt.Sealed() || pt == messages.PayloadReceipt {
+		return []Action{{Kind: Drop, Reason: DropMalformed}}
+	}
+	frame, id, err := c.originate(to, uint8(c.MaxHops), pt, payload, now)
+	if err != nil {
+		return []Action{{Kind: Drop, Reason: DropMalformed}}
+	}
+	c.Dedup.Seen(id, now)
+	return c.route(to, id, frame, now.Add(c.TTL), false)
 }
 
 // reply sends a small signed envelope back to env's source.
@@ -531,6 +569,12 @@ const LoopWindow = 2 * time.Second
 // with sequence number seq (from Outbox.NextSeq). It returns the frame, its
 // id and its expiry.
 func (c *Core) SealText(to [16]byte, seq uint64, text []byte, now time.Time) ([]byte, [16]byte, time.Time, error) {
+	return c.SealAs(messages.PayloadSealed, to, seq, text, now)
+}
+
+// SealAs is SealText for a sealed payload type (PayloadSealed,
+// PayloadGroup).
+func (c *Core) SealAs(pt messages.PayloadType, to [16]byte, seq uint64, text []byte, now time.Time) ([]byte, [16]byte, time.Time, error) {
 	sealTo, ok := c.SealingKeyOf(to)
 	if !ok {
 		return nil, [16]byte{}, time.Time{}, fmt.Errorf("%w: %s", ErrUnknownDestination, crypto.Address(to))
@@ -539,13 +583,22 @@ func (c *Core) SealText(to [16]byte, seq uint64, text []byte, now time.Time) ([]
 	if err != nil {
 		return nil, [16]byte{}, time.Time{}, err
 	}
-	return c.SignSealed(to, seq, sealed, now)
+	return c.SignSealedAs(pt, to, seq, sealed, now)
 }
 
 // SignSealed builds and signs the envelope for a payload already sealed
 // to to (with crypto.SealAAD(self, to)).
 func (c *Core) SignSealed(to [16]byte, seq uint64, sealed []byte, now time.Time) ([]byte, [16]byte, time.Time, error) {
-	env := messages.NewEnvelope(c.self(), to, uint8(c.MaxHops), now.Add(c.TTL), messages.PayloadSealed, sealed)
+	return c.SignSealedAs(messages.PayloadSealed, to, seq, sealed, now)
+}
+
+// SignSealedAs is SignSealed for a sealed payload type (PayloadSealed,
+// PayloadGroup).
+func (c *Core) SignSealedAs(pt messages.PayloadType, to [16]byte, seq uint64, sealed []byte, now time.Time) ([]byte, [16]byte, time.Time, error) {
+	if !pt.Sealed() {
+		return nil, [16]byte{}, time.Time{}, fmt.Errorf("router: payload type %s is not a sealed one", pt)
+	}
+	env := messages.NewEnvelope(c.self(), to, uint8(c.MaxHops), now.Add(c.TTL), pt, sealed)
 	env.Seq = seq
 	if err := env.Sign(c.ID.Sign); err != nil {
 		return nil, [16]byte{}, time.Time{}, err

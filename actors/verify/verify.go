@@ -80,7 +80,7 @@ func Check(f *messages.InboundFrame, dir *Directory, self [16]byte, seal *crypto
 		return nil, DropBadSignature
 	}
 	v := &messages.VerifiedEnvelope{In: f, Env: env, ID: id}
-	if env.Destination == self && env.PayloadType == messages.PayloadSealed && seal != nil {
+	if env.Destination == self && env.PayloadType.Sealed() && seal != nil {
 		text, err := seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination))
 		if err != nil {
 			v.OpenFailed = true
