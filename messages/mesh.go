@@ -212,6 +212,11 @@ type OutboxReply struct {
 	Pending  int
 }
 
+// SetKeyPackageHash changes the KeyPackage hash this node announces (the
+// first 16 bytes of its current KeyPackageRef; zero: none); the announcer
+// sends a fresh announce at once when it changed.
+type SetKeyPackageHash struct{ Hash [16]byte }
+
 // SetCapabilities changes what this node announces; the announcer sends a
 // fresh announce at once.
 type SetCapabilities struct{ Caps Capabilities }

@@ -42,7 +42,8 @@ type announcer struct {
 	cfg      Config
 	last     *uint64 // the newest own announce's time (ms), shared by the instances New's producer makes
 	lastSeq  uint64
-	own      []byte // the current own announce frame
+	kp       *[16]byte // the KeyPackage hash to announce (zero: none), shared as last is
+	own      []byte    // the current own announce frame
 	timer    clock.Timer
 	sub      *eventstream.Subscription
 	draining bool
@@ -50,8 +51,8 @@ type announcer struct {
 
 // New returns the announcer's Props.
 func New(cfg Config) *actor.Props {
-	last := new(uint64)
-	return actor.PropsFromProducer(func() actor.Actor { return &announcer{cfg: cfg, last: last} })
+	last, kp := new(uint64), new([16]byte)
+	return actor.PropsFromProducer(func() actor.Actor { return &announcer{cfg: cfg, last: last, kp: kp} })
 }
 
 func (a *announcer) Receive(ctx actor.Context) {
@@ -93,6 +94,13 @@ func (a *announcer) Receive(ctx actor.Context) {
 	case *messages.InboundFrame:
 		defer m.Done() // the link may be read again, also if heard panics
 		a.heard(ctx, m)
+	case *messages.SetKeyPackageHash:
+		if m.Hash != *a.kp && !a.draining {
+			*a.kp = m.Hash
+			a.refresh()
+			ctx.Send(a.cfg.Links, &messages.BroadcastFrame{Data: a.own, Priority: messages.Control})
+			a.cfg.Metrics.AnnouncesSent.Inc()
+		}
 	case *messages.SetCapabilities:
 		if m.Caps != a.cfg.Caps && !a.draining {
 			a.cfg.Caps = m.Caps
@@ -124,7 +132,11 @@ func (a *announcer) refresh() {
 	if ms := uint64(max(now.UnixMilli(), 0)); ms <= a.lastSeq {
 		at = time.UnixMilli(int64(a.lastSeq + 1))
 	}
-	ann := messages.NewAnnounce(a.cfg.Identity.PublicKey(), a.cfg.SealPub, a.cfg.Caps, nil, at)
+	var kp []byte
+	if *a.kp != ([16]byte{}) {
+		kp = a.kp[:]
+	}
+	ann := messages.NewAnnounce(a.cfg.Identity.PublicKey(), a.cfg.SealPub, a.cfg.Caps, kp, at)
 	if err := ann.Sign(a.cfg.Identity.Sign); err != nil {
 		panic(err) // our own key and fields: a bug
 	}

@@ -90,6 +90,25 @@ func TestAnnouncerRestartKeepsSequenceAndOneTimer(t *testing.T) {
 	if again.UnixMilli <= first.UnixMilli {
 		t.Fatalf("announce after the restart at %d ms, the last one before at %d: a receiver refuses it", again.UnixMilli, first.UnixMilli)
 	}
+	if len(again.KeyPackageHash) != 0 {
+		t.Fatalf("KeyPackage hash %x announced before one was set", again.KeyPackageHash)
+	}
+
+	// A new KeyPackage: announced at once, and kept by the instance a
+	// restart brings.
+	kp := [16]byte{1, 2, 3}
+	sys.Root.Send(pid, &messages.SetKeyPackageHash{Hash: kp})
+	if a := next("with the KeyPackage hash"); string(a.KeyPackageHash) != string(kp[:]) {
+		t.Fatalf("announce carries KeyPackage hash %x, want %x", a.KeyPackageHash, kp)
+	}
+	sys.Root.Send(pid, &fault{})
+	if _, err := sys.Root.RequestFuture(pid, &messages.Persist{}, 10*time.Second).Result(); err != nil {
+		t.Fatal(err)
+	}
+	sys.EventStream.Publish(&messages.PeerUp{Node: id.Address(), Link: messages.LinkInfo{Peer: [16]byte{8}}})
+	if a := next("after a restart"); string(a.KeyPackageHash) != string(kp[:]) {
+		t.Fatalf("after a restart the announce carries KeyPackage hash %x, want %x", a.KeyPackageHash, kp)
+	}
 }
 
 // advanceUntilPending waits until the manual clock has n timers armed

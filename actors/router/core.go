@@ -120,7 +120,7 @@ type Core struct {
 func (c *Core) KeySnapshot() verify.Keys {
 	out := make(verify.Keys, len(c.Keys)+1)
 	for a, k := range c.Keys {
-		out[a] = verify.Key{Signing: ed25519.PublicKey(bytes.Clone(k.Signing[:])), Sealing: bytes.Clone(k.Sealing[:])}
+		out[a] = verify.Key{Signing: ed25519.PublicKey(bytes.Clone(k.Signing[:])), Sealing: bytes.Clone(k.Sealing[:]), KeyPackage: k.KeyPackage}
 	}
 	out[c.self()] = verify.Key{Signing: c.ID.PublicKey()}
 	return out
@@ -130,6 +130,8 @@ func (c *Core) KeySnapshot() verify.Keys {
 type KnownKeys struct {
 	Signing [ed25519.PublicKeySize]byte
 	Sealing [crypto.SealingKeySize]byte
+	// KeyPackage: the announced KeyPackage hash (16 bytes; zero: none).
+	KeyPackage [16]byte `json:",omitempty"`
 }
 
 func (c *Core) remember(r Route) {
@@ -143,7 +145,7 @@ func (c *Core) remember(r Route) {
 			break
 		}
 	}
-	k := KnownKeys{Signing: r.SigningKey, Sealing: r.SealingKey}
+	k := KnownKeys{Signing: r.SigningKey, Sealing: r.SealingKey, KeyPackage: r.KeyPackage}
 	if old, ok := c.Keys[r.Address]; !ok || old != k {
 		c.Keys[r.Address] = k
 		c.KeysChanged = true
@@ -216,6 +218,7 @@ func (c *Core) HandleAnnounce(h *messages.AnnounceHeard, now time.Time) (rebroad
 	}
 	copy(r.SigningKey[:], a.PublicKey)
 	copy(r.SealingKey[:], a.SealKey)
+	copy(r.KeyPackage[:], a.KeyPackageHash)
 	if int(a.Hops) >= c.MaxHops {
 		return nil, ChangeNone, ErrHopsExceeded
 	}

@@ -32,6 +32,9 @@ type Route struct {
 	SigningKey   [ed25519.PublicKeySize]byte // Ed25519; Address is derived from it
 	SealingKey   [crypto.SealingKeySize]byte // X25519, what payloads are sealed to
 	Capabilities messages.Capabilities
+	// KeyPackage is the first 16 bytes of the announce's KeyPackage hash
+	// (zero: none published).
+	KeyPackage [16]byte `json:",omitempty"`
 	// NextHop is the neighbour the announce came through; it equals
 	// Address for a direct neighbour.
 	NextHop [16]byte

@@ -17,6 +17,8 @@ type Keys map[[16]byte]Key
 type Key struct {
 	Signing ed25519.PublicKey
 	Sealing []byte // nil for this node's own entry
+	// KeyPackage is the announced KeyPackage hash (zero: none).
+	KeyPackage [16]byte
 }
 
 // Directory holds the current Keys snapshot. It is safe for concurrent
@@ -44,6 +46,13 @@ func (d *Directory) Lookup(a [16]byte) (ed25519.PublicKey, bool) {
 func (d *Directory) SealingKey(a [16]byte) ([]byte, bool) {
 	k, ok := (*d.p.Load())[a]
 	return k.Sealing, ok && k.Sealing != nil
+}
+
+// KeyPackageHash finds an address's announced KeyPackage hash; false
+// when the address is unknown or announced none.
+func (d *Directory) KeyPackageHash(a [16]byte) ([16]byte, bool) {
+	k, ok := (*d.p.Load())[a]
+	return k.KeyPackage, ok && k.KeyPackage != [16]byte{}
 }
 
 // Len is the number of keys in the snapshot.
