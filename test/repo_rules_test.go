@@ -10,7 +10,9 @@ const module = "github.com/quicprochat/qpc"
 
 // TestPackageDependencyRules keeps the layering of DESIGN.md in a test,
 // not in memory: messages and crypto import nothing of qpc, transports
-// never imports actors, and only cmd/ reads viper or cobra.
+// never imports actors, and only cmd/ reads viper or cobra. One exception:
+// crypto/mlslite, which is a frame type as well as crypto, uses messages'
+// canonical CBOR and frame-tag helpers (and messages never imports it).
 func TestPackageDependencyRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"/...").CombinedOutput()
 	if err != nil {
@@ -23,6 +25,7 @@ func TestPackageDependencyRules(t *testing.T) {
 			ours := strings.HasPrefix(imp, module+"/")
 			rel := strings.TrimPrefix(imp, module+"/")
 			switch {
+			case pkg == "crypto/mlslite" && rel == "messages":
 			case (strings.HasPrefix(pkg, "messages") || strings.HasPrefix(pkg, "crypto")) && ours &&
 				!strings.HasPrefix(rel, strings.SplitN(pkg, "/", 2)[0]):
 				t.Errorf("%s imports %s: messages and crypto import nothing else of qpc", pkg, rel)

@@ -30,6 +30,7 @@ type Node struct {
 	Links           *Links
 	Mesh            *Mesh
 	FAPP            *FAPP
+	Groups          *Groups
 }
 
 // Options for New.
@@ -87,6 +88,7 @@ func New(o Options) *Node {
 	m.Links = newLinks(r)
 	m.Mesh = newMesh(r)
 	m.FAPP = newFAPP(r)
+	m.Groups = newGroups(r)
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
 		Help:        "Always 1; the version label names the build.",
