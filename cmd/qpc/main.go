@@ -107,6 +107,7 @@ func newRootCmd(environ []string) *cobra.Command {
 		newDBCmd(environ),
 		newHealthCmd(environ),
 		newFAPPCmd(environ),
+		newGroupCmd(environ),
 	)
 	for _, c := range root.Commands() {
 		if c.Args == nil && c.HasSubCommands() == false {

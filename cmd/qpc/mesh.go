@@ -272,7 +272,11 @@ func newInboxCmd(environ []string) *cobra.Command {
 					fmt.Fprintf(cmd.OutOrStdout(), "#%d cannot be read (%s); it stays in qpc.db: see 'qpc db check'\n", m.Seq, shown(api.InboxEntry{Text: m.Damaged}))
 					continue
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "#%d %s from %s (%s): %s\n", m.Seq, m.At.Local().Format(time.DateTime), m.From, plural(m.Hops, "hop"), shown(m))
+				from := m.From
+				if m.Group != "" {
+					from += " in group " + shown(api.InboxEntry{Text: m.Group})
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "#%d %s from %s (%s): %s\n", m.Seq, m.At.Local().Format(time.DateTime), from, plural(m.Hops, "hop"), shown(m))
 			}
 			if !follow && !cf.json && len(res.Messages) == 0 {
 				if after == 0 {

@@ -568,6 +568,7 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc(path, methodNotAllowed(methods))
 	}
 	s.fappRoutes(mux)
+	s.groupsRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path, Status: http.StatusNotFound})
 	})
@@ -640,6 +641,8 @@ func (s *Server) count(next http.Handler) http.Handler {
 			path = "/v1/messages/{id}"
 		case strings.HasPrefix(path, "/v1/fapp/"):
 			path = fappMetricPath(path)
+		case strings.HasPrefix(path, "/v1/groups"):
+			path = groupsMetricPath(path)
 		case !known[path]:
 			path = "other" // bound the label's cardinality
 		}
