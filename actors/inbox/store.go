@@ -3,6 +3,7 @@ package inbox
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -97,6 +98,9 @@ func (s *Store) Encode(m *messages.InboxMessage) (key, val []byte, err error) {
 	e := Entry{
 		Seq: seq, ID: crypto.Address(m.ID).String(), From: crypto.Address(m.From).String(),
 		Text: string(m.Text), Encoding: api.EncodingUTF8, At: m.At.UTC(), Hops: m.Hops,
+	}
+	if m.Group != nil {
+		e.Group = hex.EncodeToString(m.Group)
 	}
 	if !utf8.Valid(m.Text) {
 		// JSON would replace what is not UTF-8: keep the bytes.

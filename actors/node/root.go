@@ -59,6 +59,7 @@ func (r *root) Receive(ctx actor.Context) {
 		if r.ready() {
 			ctx.Send(r.find(links.Name).pid, &messages.StartLinks{})
 			ctx.Send(r.find(fapp.Name).pid, &messages.StartLinks{}) // its first sends wait for it too
+			ctx.Send(r.find(keys.Name).pid, &messages.StartLinks{}) // and the keys actor's
 			r.n.markReady()
 		}
 	case *actor.Terminated:
@@ -142,7 +143,11 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		Store:       n.box,
 		MaxMessages: cfg.Inbox.MaxMessages, MaxAge: cfg.Inbox.MaxAge.D(), Clock: n.clock, Log: meshLog("inbox"),
 	}))
-	keysPID := r.spawn(ctx, keys.Name, keys.New())
+	keysPID := r.spawn(ctx, keys.Name, keys.New(n.keysConfig(routerPID, announcerPID)))
+	var groupsIn *actor.PID // group and KeyPackage messages go to the keys actor only when groups are on
+	if cfg.Groups.Enabled {
+		groupsIn = keysPID
+	}
 	fappPID := r.spawn(ctx, fapp.Name, fapp.New(n.fappConfig(linksPID, routerPID)))
 	var fappIn *actor.PID // FAPP frames go to the fapp actor only when FAPP is on
 	if fappRoles(cfg.FAPP).Any() {
@@ -153,7 +158,7 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		Table: router.TableConfig{MaxRoutes: cfg.Routing.MaxRoutes, TTL: cfg.Routing.RouteTTL.D()},
 		Dedup: cfg.Routing.DedupCache, MaxHops: cfg.Announce.MaxHops, TTL: cfg.Store.TTL.D(), StoreOn: cfg.Store.Enabled, RelayStore: cfg.Store.RelayForOthers, SignedOnly: !cfg.Transports.LoRa.Compact,
 		Outbox: router.OutboxLimits{MaxPending: cfg.Outbox.MaxPending, RetryBase: cfg.Outbox.RetryBase.D(), RetryMax: cfg.Outbox.RetryMax.D()},
-		Links:  linksPID, Store: storePID, Inbox: n.box, InboxActor: inboxPID, Keys: n.keys,
+		Links:  linksPID, Store: storePID, Inbox: n.box, InboxActor: inboxPID, Keys: n.keys, Groups: groupsIn,
 		AnnounceMaxAge: cfg.Announce.MaxAge.D(),
 		Metrics:        n.metrics.Mesh, Log: meshLog("router"),
 	}))

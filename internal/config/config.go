@@ -64,6 +64,13 @@ type Config struct {
 	API        APIConfig       `toml:"api" comment:"Admin HTTP API: /healthz, /readyz, /metrics, /v1/..." mapstructure:"api"`
 	Shutdown   ShutdownConfig  `toml:"shutdown" comment:"Graceful shutdown on SIGINT/SIGTERM." mapstructure:"shutdown"`
 	FAPP       FAPPConfig      `toml:"fapp" comment:"FAPP, finding free psychotherapy appointments (docs/fapp.md): the roles this node takes and, for a therapist, the practice's data." mapstructure:"fapp"`
+	Groups     GroupsConfig    `toml:"groups" comment:"MLS group chats (docs/crypto.md): this node's KeyPackages, its groups, and the KeyPackages it holds for others." mapstructure:"groups"`
+}
+
+// GroupsConfig is the node's part in MLS groups.
+type GroupsConfig struct {
+	Enabled            bool     `toml:"enabled" comment:"Publish a KeyPackage (its hash in the announce), join groups, answer and cache KeyPackage requests. Off: none of that, and group messages wait unread." mapstructure:"enabled"`
+	KeyPackageLifetime Duration `toml:"keypackage_lifetime" comment:"How long a KeyPackage of this node is valid; it is replaced when a quarter is left, and after each use." mapstructure:"keypackage_lifetime"`
 }
 
 // IdentityConfig locates the Ed25519 key file.
@@ -241,6 +248,7 @@ func Default() Config {
 			Role: []string{}, Fachrichtung: []string{}, Kostentraeger: []string{},
 			AnnounceTTL: Duration(24 * time.Hour), QueryHops: fapp.DefaultQueryHops, MaxSlots: fapp.DefaultLimits.MaxSlots,
 		},
+		Groups: GroupsConfig{Enabled: true, KeyPackageLifetime: Duration(28 * 24 * time.Hour)},
 	}
 }
 
@@ -450,6 +458,9 @@ func (c *Config) Validate() error {
 	}
 	positiveDur("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond)
 	c.checkFAPP(bad)
+	if c.Groups.Enabled && (c.Groups.KeyPackageLifetime.D() < time.Hour || c.Groups.KeyPackageLifetime.D() > 365*24*time.Hour) {
+		bad("groups.keypackage_lifetime", c.Groups.KeyPackageLifetime, "between 1h and 8760h (a year)")
+	}
 	return errors.Join(errs...)
 }
 

@@ -42,7 +42,7 @@ func TestRemovedKeyCryptoMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(b), "crypto") || strings.Contains(string(b), "mls") {
+	if strings.Contains(string(b), "[crypto]") || strings.Contains(string(b), "mode =") {
 		t.Fatalf("genconf still writes the crypto section:\n%s", b)
 	}
 }
