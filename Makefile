@@ -16,9 +16,13 @@ build:
 run: build
 	./$(BIN) node
 
-# The whole suite under the race detector (what CI runs).
+# The whole suite under the race detector (what CI runs), then the
+# official MLS interop vectors (mlswg) that the pinned mls-go ships, run
+# by its own tests (about 30 s; crypto/mls runs the ones our wrapper adds
+# logic to, TestInteropVectors).
 test:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 5m -run 'Vectors|Interop' github.com/thomas-vilte/mls-go/...
 
 # The 30-node LoRa mesh of issue 12 (acceptance 2): 200 messages over a
 # simulated channel with duty cycle, 2-3 hours of channel time, about 3
