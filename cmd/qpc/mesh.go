@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/quicprochat/qpc/actors/keys"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/fapp"
 	"github.com/quicprochat/qpc/internal/api"
@@ -361,7 +362,7 @@ func newSizesCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sizes",
-		Short: "Print the wire sizes of announces, envelopes and FAPP messages, measured from real encodings, and their airtime on LoRa",
+		Short: "Print the wire sizes of announces, envelopes, FAPP and group messages, measured from real encodings, and their airtime on LoRa",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rows := messages.Sizes()
 			air, err := airRows(rows)
@@ -372,8 +373,16 @@ func newSizesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			groups, err := keys.Sizes()
+			if err != nil {
+				return err
+			}
+			groupsAir, err := groupAirRows(groups)
+			if err != nil {
+				return err
+			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"sizes": rows, "lora": air, "fapp": fappAir})
+				return printJSON(cmd.OutOrStdout(), map[string]any{"sizes": rows, "lora": air, "fapp": fappAir, "groups": groups, "groups_lora": groupsAir})
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			for _, r := range rows {
@@ -385,7 +394,10 @@ func newSizesCmd() *cobra.Command {
 			if err := printAirRows(cmd.OutOrStdout(), air); err != nil {
 				return err
 			}
-			return printFAPPAirRows(cmd.OutOrStdout(), fappAir)
+			if err := printFAPPAirRows(cmd.OutOrStdout(), fappAir); err != nil {
+				return err
+			}
+			return printGroupSizes(cmd.OutOrStdout(), groups, groupsAir)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

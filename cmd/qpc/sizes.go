@@ -127,3 +127,42 @@ func printAirTable(w io.Writer, first string, rows []airRow) error {
 	}
 	return tw.Flush()
 }
+
+// groupAirRows are a group's 32-byte text in each mode (MLS in its
+// envelope, MLS-Lite signed and not) on a LoRa link at SF7 and SF12.
+func groupAirRows(rows []messages.SizeRow) ([]airRow, error) {
+	var out []airRow
+	for _, name := range []string{"group-envelope-application-32", "mls-lite-signed-32", "mls-lite-32"} {
+		ar := airRow{Name: name}
+		for _, r := range rows {
+			if r.Name == name {
+				ar.Frame, ar.Note = r.Bytes, r.Note
+			}
+		}
+		if ar.Frame == 0 {
+			return nil, fmt.Errorf("sizes: no group row %s", name)
+		}
+		for _, sf := range []int{7, 12} {
+			at, err := onAir(ar.Frame, sf)
+			if err != nil {
+				return nil, err
+			}
+			ar.At = append(ar.At, at)
+		}
+		out = append(out, ar)
+	}
+	return out, nil
+}
+
+func printGroupSizes(w io.Writer, rows []messages.SizeRow, air []airRow) error {
+	fmt.Fprintf(w, "\nGroups (MLS RFC 9420 and MLS-Lite, docs/crypto.md):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%5d B\t%s\n", r.Name, r.Bytes, r.Note)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nA group's 32-byte text on a LoRa link (125 kHz, CR 4/5, %d B link overhead per packet; SF7 with 255-byte packets, SF12 with 51):\n", link.DataOverhead)
+	return printAirTable(w, "mode", air)
+}
