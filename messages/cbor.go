@@ -234,10 +234,12 @@ const (
 	FrameKeyPkgReq  FrameType = 0x4
 	FrameKeyPkgResp FrameType = 0x5
 	FrameFAPP       FrameType = 0x6
-	// FrameCompact (0x7, compact.go) is the compact sealed envelope.
-	lastLinkFrameTyp = FrameCompact
+	// FrameCompact (0x7, compact.go) is the compact sealed envelope;
+	// 0x8 is MLS-Lite (crypto/mlslite.FrameMLSLite, which uses this
+	// package's helpers, so the constant lives there).
+	lastLinkFrameTyp FrameType = 0x8
 )
 
 // OnLinks reports whether frames of type t may travel on a link between
-// nodes (the registry's types 0x1–0x7; the beacon is LAN UDP only).
+// nodes (the registry's types 0x1–0x8; the beacon is LAN UDP only).
 func (t FrameType) OnLinks() bool { return t >= FrameEnvelope && t <= lastLinkFrameTyp }

@@ -48,7 +48,10 @@
 //	                           FAPP messages, the kind in element 1
 //	0x7   compact envelope     FrameCompact, TagCompact (compact.go): sealed,
 //	                           sender-authenticated by HPKE auth mode, unsigned
-//	0x8 … 0xE                  unassigned
+//	0x8   MLS-Lite             crypto/mlslite.FrameMLSLite, Tag (frame.go): a
+//	                           group's message for one member on constrained
+//	                           links, keys from the group's MLS exporter
+//	0x9 … 0xE                  unassigned
 //	0xF   beacon               FrameBeacon, TagBeacon (beacon.go); LAN UDP only
 //
 // Types that cross LoRa links get the low numbers, which stay one byte for

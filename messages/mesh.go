@@ -29,6 +29,11 @@ type SendText struct {
 	// MLS message for the member To; always a signed envelope, never a
 	// compact one).
 	Payload PayloadType
+	// Frame, when set, is the whole frame already sealed by the caller
+	// (an MLS-Lite frame, the keys actor's) with its id FrameID: the
+	// router keeps and retransmits it as it is, expiring after its TTL.
+	Frame   []byte
+	FrameID [16]byte
 }
 
 // SendBatch asks the router to send several messages at once: one group
@@ -142,6 +147,30 @@ type VerifiedEnvelope struct {
 	Opened     []byte
 	OpenFailed bool
 }
+
+// GroupFrameIn is an MLS-Lite frame for this node, from the router to
+// the keys actor.
+type GroupFrameIn struct {
+	Frame []byte
+	ID    [16]byte
+	From  [16]byte // the neighbour it came from
+}
+
+// SendReceipts asks the router to acknowledge messages from To (ids of
+// frames the keys actor delivered, or that it saw again).
+type SendReceipts struct {
+	To  [16]byte
+	IDs [][16]byte
+}
+
+// ClassesRequest asks the router how each destination is reached: it
+// answers *ClassesReply with the class of the fastest link to the next
+// hop of each one's route.
+type ClassesRequest struct{ Dests [][16]byte }
+
+// ClassesReply answers ClassesRequest; a destination without a route, or
+// whose next hop has no open link, has class 0.
+type ClassesReply struct{ Classes map[[16]byte]uint8 } // transports.Class
 
 // GroupInbound tells the keys actor that the router committed MLS
 // messages to its group inbox (inbox.GroupBucket).

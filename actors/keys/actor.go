@@ -60,10 +60,13 @@ type (
 		ID   [16]byte
 		Addr crypto.Address
 	}
-	// SendRequest → *ChangeReply.
+	// SendRequest → *ChangeReply. Modes says, by member, how its copy is
+	// protected (ModeFor the class of its route's first link; absent:
+	// MLS).
 	SendRequest struct {
-		ID   [16]byte
-		Text []byte
+		ID    [16]byte
+		Text  []byte
+		Modes map[crypto.Address]Mode
 	}
 )
 
@@ -177,6 +180,16 @@ func (a *keysActor) Receive(ctx actor.Context) {
 		if a.running {
 			a.process(ctx, now)
 		}
+	case *messages.GroupFrameIn:
+		if a.running && !a.draining {
+			fx, err := a.eng.HandleLite(m, now)
+			a.carryOut(ctx, fx)
+			if err != nil {
+				// The database refused: nothing was delivered or
+				// acknowledged; the sender retransmits.
+				a.cfg.Log.Warn("MLS-Lite frame not delivered", "err", err)
+			}
+		}
 	case *messages.KeyPackageIn:
 		if a.running && !a.draining {
 			a.carryOut(ctx, a.eng.HandleKeyPackage(m, now))
@@ -198,7 +211,7 @@ func (a *keysActor) Receive(ctx actor.Context) {
 		gi, fx, err := a.eng.Remove(m.ID, m.Addr)
 		ctx.Respond(&ChangeReply{Info: gi, Sends: fx.Sends, Err: err})
 	case *SendRequest:
-		gi, fx, err := a.eng.Send(m.ID, m.Text)
+		gi, fx, err := a.eng.Send(m.ID, m.Text, m.Modes)
 		ctx.Respond(&ChangeReply{Info: gi, Sends: fx.Sends, Err: err})
 	case refetchTick:
 		if f := a.fetches[m.owner]; f != nil && f.gen == m.gen {
@@ -252,6 +265,9 @@ func (a *keysActor) carryOut(ctx actor.Context, fx Effects) {
 	}
 	if fx.Inbox {
 		a.cfg.Engine.Inbox.Notify()
+	}
+	for i := range fx.Receipts {
+		ctx.Send(a.cfg.Router, &fx.Receipts[i])
 	}
 	for _, kp := range fx.Fetched {
 		a.endFetch(ctx, kp.Owner, kp, nil)

@@ -17,6 +17,8 @@ import (
 	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/crypto/mls"
+	"github.com/quicprochat/qpc/crypto/mlslite"
+	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/internal/persist"
 	"github.com/quicprochat/qpc/messages"
@@ -75,6 +77,14 @@ type groupRec struct {
 	Name    string `json:"name"`
 	Creator []byte `json:"creator"`
 	State   []byte `json:"state"`
+	// LiteHigh is this node's MLS-Lite counter's high water; LiteWindows
+	// the replay windows of the group's MLS-Lite senders.
+	LiteHigh    uint32 `json:"lite_high,omitempty"`
+	LiteWindows []byte `json:"lite_windows,omitempty"`
+
+	lite *mlslite.Epoch
+	win  *mlslite.Windows
+	ctr  *mlslite.Counter
 }
 
 // Effects is what the actor does after an Engine call.
@@ -94,6 +104,8 @@ type Effects struct {
 	Fetched []*mls.KeyPackage
 	// Unavailable are owners that said they have no KeyPackage to give.
 	Unavailable [][16]byte
+	// Receipts acknowledge MLS-Lite frames delivered (or seen again).
+	Receipts []messages.SendReceipts
 }
 
 // Errors of the engine's calls.
@@ -313,6 +325,14 @@ func (e *Engine) save(tx *bolt.Tx, r *groupRec) error {
 		return fmt.Errorf("keys: group state: %w", err)
 	}
 	r.State = st
+	if r.ctr != nil {
+		r.LiteHigh = r.ctr.HighWater()
+	}
+	if r.win != nil {
+		if r.LiteWindows, err = r.win.MarshalBinary(); err != nil {
+			return fmt.Errorf("keys: MLS-Lite windows: %w", err)
+		}
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -394,22 +414,44 @@ func (e *Engine) Remove(id [16]byte, addr crypto.Address) (GroupInfo, Effects, e
 	return e.info(r), fx, nil
 }
 
-// Send encrypts text for the group and returns one copy per other member.
-func (e *Engine) Send(id [16]byte, text []byte) (GroupInfo, Effects, error) {
+// Send encrypts text for the group and returns one copy per other
+// member: an MLS application message, or for a member whose mode (modes,
+// by address; absent: MLS) is MLS-Lite an MLS-Lite frame.
+func (e *Engine) Send(id [16]byte, text []byte, modes map[crypto.Address]Mode) (GroupInfo, Effects, error) {
 	r, ok := e.groups[id]
 	if !ok {
 		return GroupInfo{}, Effects{}, ErrUnknownGroup
 	}
-	msg, err := r.g.Encrypt(text)
-	if err != nil {
-		return GroupInfo{}, Effects{}, fmt.Errorf("keys: encrypt: %w", err)
+	self := e.cfg.Identity.Address()
+	var full []crypto.Address
+	lite := map[crypto.Address]Mode{}
+	for _, m := range r.g.Members() {
+		switch md := modes[m]; {
+		case m == self:
+		case md == transports.CryptoMLSLite || md == transports.CryptoMLSLiteCompact:
+			lite[m] = md
+		default:
+			full = append(full, m)
+		}
 	}
-	// The generation this used is on disk before the message leaves.
+	var fx Effects
+	if len(full) > 0 {
+		msg, err := r.g.Encrypt(text)
+		if err != nil {
+			return GroupInfo{}, Effects{}, fmt.Errorf("keys: encrypt: %w", err)
+		}
+		e.fanOut(&fx, r, KindApplication, msg, full)
+	}
+	if len(lite) > 0 {
+		if err := e.sealLite(&fx, r, text, lite); err != nil {
+			return GroupInfo{}, Effects{}, err
+		}
+	}
+	// The generation and the counters this used are on disk before the
+	// message leaves.
 	if err := e.save(nil, r); err != nil {
 		return GroupInfo{}, Effects{}, err
 	}
-	var fx Effects
-	e.fanOut(&fx, r, KindApplication, msg, r.g.Members())
 	return e.info(r), fx, nil
 }
 

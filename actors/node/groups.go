@@ -14,6 +14,7 @@ import (
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports"
 )
 
 // This file is the node's groups side: the keys actor's configuration
@@ -75,18 +76,43 @@ func ParseGroupID(s string) ([16]byte, error) {
 	return id, nil
 }
 
-func apiGroup(gi keys.GroupInfo) api.Group {
+func apiGroup(gi keys.GroupInfo, modes map[crypto.Address]keys.Mode) api.Group {
 	g := api.Group{Group: hex.EncodeToString(gi.ID[:]), Name: gi.Name, Epoch: gi.Epoch, Creator: gi.Creator.String()}
 	for _, m := range gi.Members {
 		gm := api.GroupMember{Address: m.String()}
 		if m == gi.Self {
 			gm.Self = true
 		} else {
-			gm.Mode = "mls"
+			gm.Mode = keys.ModeFor(0).String()
+			if md, ok := modes[m]; ok {
+				gm.Mode = md.String()
+			}
 		}
 		g.Members = append(g.Members, gm)
 	}
 	return g
+}
+
+// groupModes asks the router how each member is reached and picks the
+// mode of its copies (keys.ModeFor). Without an answer every member gets
+// MLS, which every link carries.
+func (n *Node) groupModes(ctx context.Context, members []crypto.Address) map[crypto.Address]keys.Mode {
+	modes := make(map[crypto.Address]keys.Mode, len(members))
+	dests := make([][16]byte, len(members))
+	for i, m := range members {
+		dests[i] = m
+		modes[m] = keys.ModeFor(0)
+	}
+	res, err := n.ask(ctx, router.Name, &messages.ClassesRequest{Dests: dests}, 5*time.Second)
+	if err != nil {
+		return modes
+	}
+	if r, ok := res.(*messages.ClassesReply); ok {
+		for d, c := range r.Classes {
+			modes[d] = keys.ModeFor(transports.Class(c))
+		}
+	}
+	return modes
 }
 
 // GroupCreate is POST /v1/groups.
@@ -114,7 +140,7 @@ func (n *Node) GroupList(ctx context.Context) (api.GroupListResponse, error) {
 	}
 	out := api.GroupListResponse{Groups: []api.Group{}}
 	for _, gi := range r.Groups {
-		out.Groups = append(out.Groups, apiGroup(gi))
+		out.Groups = append(out.Groups, apiGroup(gi, n.groupModes(ctx, gi.Members)))
 	}
 	return out, nil
 }
@@ -133,7 +159,7 @@ func (n *Node) GroupShow(ctx context.Context, group string) (api.Group, error) {
 	if r.Err != nil {
 		return api.Group{}, groupErr(r.Err)
 	}
-	return apiGroup(r.Info), nil
+	return apiGroup(r.Info, n.groupModes(ctx, r.Info.Members)), nil
 }
 
 // GroupAdd is POST /v1/groups/{group}/members: the member's KeyPackage is
@@ -190,7 +216,7 @@ func (n *Node) groupChange(ctx context.Context, req any) (api.Group, error) {
 	if _, err := n.sendGroup(ctx, r.Sends); err != nil {
 		return api.Group{}, err
 	}
-	return apiGroup(r.Info), nil
+	return apiGroup(r.Info, n.groupModes(ctx, r.Info.Members)), nil
 }
 
 // GroupSend is POST /v1/groups/{group}/messages.
@@ -205,7 +231,17 @@ func (n *Node) GroupSend(ctx context.Context, group, text string) (api.GroupSend
 	if err != nil {
 		return api.GroupSendResponse{}, &api.BadRequest{Err: err}
 	}
-	res, err := n.askKeys(ctx, &keys.SendRequest{ID: id, Text: []byte(text)}, 10*time.Second)
+	g, err := n.GroupShow(ctx, group)
+	if err != nil {
+		return api.GroupSendResponse{}, err
+	}
+	var members []crypto.Address
+	for _, m := range g.Members {
+		if a, err := crypto.ParseAddress(m.Address); err == nil && !m.Self {
+			members = append(members, a)
+		}
+	}
+	res, err := n.askKeys(ctx, &keys.SendRequest{ID: id, Text: []byte(text), Modes: n.groupModes(ctx, members)}, 10*time.Second)
 	if err != nil {
 		return api.GroupSendResponse{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/quicprochat/qpc/actors/verify"
+	"github.com/quicprochat/qpc/crypto/mlslite"
 	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/messages"
@@ -47,7 +48,7 @@ func New(cfg Config) *actor.Props {
 // classOf maps a frame's type to its bucket.
 func classOf(t messages.FrameType) (Class, bool) {
 	switch t {
-	case messages.FrameEnvelope, messages.FrameCompact:
+	case messages.FrameEnvelope, messages.FrameCompact, mlslite.FrameMLSLite:
 		return ClassEnvelope, true
 	case messages.FrameAnnounce:
 		return ClassAnnounce, true

@@ -345,6 +345,10 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		ctx.Respond(r.routes())
 	case *messages.TraceRequest:
 		r.startTrace(ctx, m)
+	case *messages.SendReceipts:
+		r.do(ctx, r.core.Receipts(m.To, m.IDs, now))
+	case *messages.ClassesRequest:
+		ctx.Respond(r.classes(m))
 	case *messages.SendControl:
 		r.do(ctx, r.core.Control(m.To, m.Payload, m.Data, now))
 	case *messages.ForwardFrame:
@@ -641,6 +645,10 @@ func (r *routerActor) do(ctx actor.Context, acts []Action) {
 		case KeyPackage:
 			if r.cfg.Groups != nil {
 				ctx.Send(r.cfg.Groups, a.KP)
+			}
+		case GroupFrame:
+			if r.cfg.Groups != nil {
+				ctx.Send(r.cfg.Groups, &messages.GroupFrameIn{Frame: a.Frame, ID: a.ID, From: a.From})
 			}
 		}
 	}

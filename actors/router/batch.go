@@ -277,6 +277,8 @@ func (r *routerActor) send(m *messages.SendText, now time.Time) *messages.SendRe
 	}
 	var sg signed
 	switch {
+	case m.Frame != nil:
+		sg = r.core.keepFrame(m, now)
 	case m.Payload == messages.PayloadGroup:
 		// Group messages are signed envelopes whatever the first hop.
 		if m.Sealed != nil {
@@ -319,6 +321,10 @@ func (r *routerActor) sendMany(items []messages.SendText, now time.Time) []messa
 			continue
 		}
 		seqs[i] = seq
+		if items[i].Frame != nil {
+			sgs[i] = r.core.keepFrame(&items[i], now)
+			continue
+		}
 		if items[i].Payload == messages.PayloadGroup {
 			if items[i].Sealed == nil {
 				sgs[i].frame, sgs[i].id, sgs[i].expiry, sgs[i].err = r.core.SealAs(items[i].Payload, items[i].To, seq, items[i].Text, now)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/crypto/mlslite"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -275,6 +276,9 @@ func (c *Core) keyOf(addr [16]byte) (ed25519.PublicKey, bool) {
 func (c *Core) HandleEnvelope(frame []byte, from [16]byte, now time.Time) []Action {
 	if messages.IsCompact(frame) {
 		return c.handleCompact(frame, from, now)
+	}
+	if mlslite.IsMLSLite(frame) {
+		return c.handleLite(frame, from, now)
 	}
 	drop := func(reason string) []Action { return []Action{{Kind: Drop, Reason: reason}} }
 	env, err := messages.DecodeEnvelope(frame)

@@ -92,9 +92,12 @@ type GroupSendResponse struct {
 }
 
 // Group is one group as `qpc group list --json` and GET /v1/groups/{group}
-// print it. Modes says which protection each member's copies get, by the
-// link class of the route to it: "mls", "mls+pq", "mls-lite",
-// "mls-lite-unsigned".
+// print it. Each member's Mode says how this node's copies to it are
+// protected, chosen by the class of the first link of the route to it
+// (transports.CryptoMode names): "mls" (medium and unconstrained links,
+// and no route yet), "mls-lite" (constrained: MLS-Lite, signed),
+// "mls-lite-compact" (severely constrained: MLS-Lite without a
+// signature). "mls-hybrid-pq" is reserved for the post-quantum mode.
 type Group struct {
 	Group   string        `json:"group"`
 	Name    string        `json:"name"`
