@@ -18,10 +18,10 @@ import (
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/crypto/mls"
 	"github.com/quicprochat/qpc/crypto/mlslite"
-	"github.com/quicprochat/qpc/transports"
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/internal/persist"
 	"github.com/quicprochat/qpc/messages"
+	"github.com/quicprochat/qpc/transports"
 )
 
 // Engine is the keys actor's logic, plain code: this node's KeyPackages,
