@@ -592,9 +592,14 @@ func (e *Engine) apply(en inbox.GroupEntry, now time.Time, fx *Effects) (bool, e
 		// Its Welcome may still be on its way.
 		return e.wait(en, now, refuse)
 	}
-	_, epoch, _, err := mls.Peek(p.MLS)
+	_, epoch, kind, err := mls.Peek(p.MLS)
 	if err != nil {
 		return refuse("malformed", err)
+	}
+	// What the MLS message is, not what the payload says it is, decides
+	// (a member's commit labelled as a text would skip the creator check).
+	if (p.Kind == KindCommit) != (kind == mls.KindCommit) || (p.Kind == KindApplication) != (kind == mls.KindApplication) {
+		return refuse("malformed", fmt.Errorf("a %s labelled %s", kind, p.Kind))
 	}
 	switch cur := r.g.Epoch(); {
 	case epoch > cur:
@@ -617,7 +622,7 @@ func (e *Engine) apply(en inbox.GroupEntry, now time.Time, fx *Effects) (bool, e
 	case err != nil:
 		return refuse("error", err)
 	}
-	if p.Kind == KindCommit && rcv.Kind == mls.KindCommit && !bytes.Equal(rcv.Sender[:], r.Creator) {
+	if rcv.Kind == mls.KindCommit && !bytes.Equal(rcv.Sender[:], r.Creator) {
 		// Only the creator commits; a member's commit would fork the
 		// group for those who took it. (Handle applied it to r.g; the
 		// state on disk is the one before, reload it.)
@@ -674,6 +679,11 @@ func (e *Engine) applyWelcome(en inbox.GroupEntry, p GroupPayload, gid [16]byte,
 	}
 	if !bytes.Equal(en.From[:], p.Creator) {
 		return refuse("not_member", fmt.Errorf("Welcome from %s, not from the creator it names", crypto.Address(en.From)))
+	}
+	if old, had := e.groups[gid]; had && !bytes.Equal(old.Creator, p.Creator) {
+		// Only the group's own creator may add this node again (after it
+		// missed too much); anyone can make an MLS group with any id.
+		return refuse("not_member", fmt.Errorf("Welcome for group %x from %s, whose creator is %s", gid, crypto.Address(en.From), crypto.Address(old.Creator)))
 	}
 	r := &groupRec{g: g, Name: p.Name, Creator: p.Creator}
 	err = e.cfg.DB.Update(func(tx *bolt.Tx) error {

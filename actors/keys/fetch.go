@@ -21,7 +21,7 @@ func (e *Engine) HandleKeyPackage(in *messages.KeyPackageIn, now time.Time) Effe
 	case messages.PayloadKeyPackageRequest:
 		ref, err := messages.DecodeKeyPackageRef(in.Env.Payload)
 		if err != nil {
-			e.m.KeyPackages.WithLabelValues("responses_refused").Inc()
+			e.m.KeyPackages.WithLabelValues("requests_malformed").Inc()
 			return fx
 		}
 		if in.Transit {
@@ -121,6 +121,13 @@ func (e *Engine) check(owner [16]byte, raw []byte, now time.Time) (*mls.KeyPacka
 	if err != nil || kp.Owner != crypto.Address(owner) {
 		e.m.KeyPackages.WithLabelValues("responses_refused").Inc()
 		return nil, false
+	}
+	if e.cfg.Directory != nil {
+		// Whoever answered, it is the one the owner announces or nothing.
+		if h, ok := e.cfg.Directory.KeyPackageHash(owner); ok && h != kp.Hash16 {
+			e.m.KeyPackages.WithLabelValues("responses_refused").Inc()
+			return nil, false
+		}
 	}
 	return kp, true
 }

@@ -21,7 +21,8 @@ import (
 // LoRa mock only; A's copies to C are MLS-Lite, to B MLS. After an MLS
 // epoch change (A removes B) the MLS-Lite keys change with it: A's next
 // frame to C is of the new epoch and opens, and a frame of the old epoch
-// played to C again is refused (wrong_epoch) and not delivered. C's own
+// played to C again is refused (wrong_epoch) and not delivered, as are a
+// replay and a tampered copy of the newest (acceptance 4). C's own
 // messages to the group go out as MLS-Lite over its radio.
 func TestGroupOverLoRaInMLSLite(t *testing.T) {
 	radio := link.NewMockNetwork(lora.MediumOptions{})
@@ -127,8 +128,9 @@ func TestGroupOverLoRaInMLSLite(t *testing.T) {
 		t.Fatalf("C got %+v", e)
 	}
 	mu.Lock()
-	newF, _ := mlslite.Decode(liteAtC[len(liteAtC)-1])
+	newest := append([]byte(nil), liteAtC[len(liteAtC)-1]...)
 	mu.Unlock()
+	newF, _ := mlslite.Decode(newest)
 	if newF.Epoch <= oldF.Epoch {
 		t.Fatalf("MLS-Lite frame after the commit at epoch %d, before it %d", newF.Epoch, oldF.Epoch)
 	}
@@ -142,6 +144,24 @@ func TestGroupOverLoRaInMLSLite(t *testing.T) {
 	waitCount(t, wrong, before+1, "C's MLS-Lite wrong_epoch refusals")
 	if got := testutil.ToFloat64(c.Metrics().Groups.Decryptions.WithLabelValues("mls-lite", "application")); got != 2 {
 		t.Fatalf("C opened %v MLS-Lite messages, want 2 (the old one again?)", got)
+	}
+
+	// The newest frame again (a replay): counted, acknowledged again, not
+	// delivered; a tampered copy: counted, not delivered.
+	replays := c.Metrics().Groups.Failures.WithLabelValues("mls-lite", "replay")
+	if err := c.Inject("replay", a.Address(), newest); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, replays, 1, "C's MLS-Lite replays")
+	tampered := c.Metrics().Groups.Failures.WithLabelValues("mls-lite", "tampered")
+	bad := append([]byte(nil), newest...)
+	bad[len(bad)-80] ^= 0x01 // in the ciphertext (the signature is the last 64 bytes)
+	if err := c.Inject("tamper", a.Address(), bad); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, tampered, 1, "C's tampered MLS-Lite frames")
+	if got := testutil.ToFloat64(c.Metrics().Groups.Decryptions.WithLabelValues("mls-lite", "application")); got != 2 {
+		t.Fatalf("C opened %v MLS-Lite messages, want 2 (a replay or a tampered one delivered?)", got)
 	}
 
 	// C answers over its radio: MLS-Lite to A.

@@ -18,7 +18,7 @@ type Groups struct {
 	Pending prometheus.Gauge
 	// Groups is the number of groups this node is in.
 	Groups prometheus.Gauge
-	// KeyPackages counts KeyPackage events: requests_received,
+	// KeyPackages counts KeyPackage events: requests_received, requests_malformed,
 	// requests_answered, requests_limited, answered_from_cache,
 	// forwarded, responses_received, responses_refused, unavailable_sent,
 	// unavailable_received, fetch_timeouts, rotated.
@@ -40,7 +40,7 @@ func newGroups(r *prometheus.Registry) *Groups {
 		Failures:     cv("failures_total", "Group messages refused, by mode and reason (replay, wrong_epoch, tampered, not_member, unknown_group, malformed, pending_dropped, error).", "mode", "reason"),
 		Pending:      g("pending_messages", "Group messages waiting for an earlier commit."),
 		Groups:       g("groups", "Groups this node is a member of."),
-		KeyPackages:  cv("keypackages_total", "KeyPackage events (requests_received, requests_answered, requests_limited, answered_from_cache, forwarded, responses_received, responses_refused, unavailable_sent, unavailable_received, fetch_timeouts, rotated).", "event"),
+		KeyPackages:  cv("keypackages_total", "KeyPackage events (requests_received, requests_malformed, requests_answered, requests_limited, answered_from_cache, forwarded, responses_received, responses_refused, unavailable_sent, unavailable_received, fetch_timeouts, rotated).", "event"),
 		CacheEntries: g("keypackage_cache_entries", "Other nodes' KeyPackages held in the cache."),
 	}
 	r.MustRegister(m.Encryptions, m.Decryptions, m.Failures, m.Pending, m.Groups, m.KeyPackages, m.CacheEntries)
