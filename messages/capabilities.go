@@ -11,6 +11,7 @@ const (
 	CapStore         Capabilities = 0x0002 // holds messages for offline peers
 	CapGateway       Capabilities = 0x0004 // bridges LoRa and IP links
 	CapConstrained   Capabilities = 0x0008 // low-resource device: send it little
+	CapPQ            Capabilities = 0x0010 // opens 1:1 messages sealed with the post-quantum hybrid (X-Wing)
 	CapFAPPTherapist Capabilities = 0x0100 // announces free therapy slots
 	CapFAPPRelay     Capabilities = 0x0200 // caches and answers FAPP queries
 	CapFAPPPatient   Capabilities = 0x0400 // searches and reserves slots
@@ -20,7 +21,7 @@ var capNames = []struct {
 	c    Capabilities
 	name string
 }{
-	{CapRelay, "relay"}, {CapStore, "store"}, {CapGateway, "gateway"}, {CapConstrained, "constrained"},
+	{CapRelay, "relay"}, {CapStore, "store"}, {CapGateway, "gateway"}, {CapConstrained, "constrained"}, {CapPQ, "pq"},
 	{CapFAPPTherapist, "fapp-therapist"}, {CapFAPPRelay, "fapp-relay"}, {CapFAPPPatient, "fapp-patient"},
 }
 

@@ -96,7 +96,7 @@ var BroadcastAddress = [16]byte{
 // frequent ones.
 type PayloadType uint8
 
-// Payload types. 9–23 are free for the next frequent ones; 24–255 cost
+// Payload types. 12–23 are free for the next frequent ones; 24–255 cost
 // one byte more.
 const (
 	PayloadSealed     PayloadType = 1 // an HPKE-sealed (X25519, ChaCha20-Poly1305) 1:1 message
@@ -113,12 +113,23 @@ const (
 	PayloadKeyPackageRequest     PayloadType = 6 // owner ‖ KeyPackage hash: "send me this one"
 	PayloadKeyPackage            PayloadType = 7 // owner ‖ KeyPackage
 	PayloadKeyPackageUnavailable PayloadType = 8 // owner ‖ KeyPackage hash: "none to give"
+	// PayloadSealedPQ is a 1:1 text sealed with the post-quantum hybrid
+	// (crypto/pq: X-Wing, X25519 + ML-KEM-768; 1,136 bytes of overhead):
+	// otherwise a PayloadSealed message (seq, receipt, retransmission).
+	PayloadSealedPQ PayloadType = 9
+	// PQ key messages, signed and not sealed: a request (the owner's
+	// address, 16 bytes) and the owner's signed record (crypto/pq,
+	// RecordSize bytes).
+	PayloadPQKeyRequest PayloadType = 10
+	PayloadPQKey        PayloadType = 11
 )
 
 // Sealed reports whether payloads of type p are sealed to their
 // destination with a seq: delivered exactly once through the replay
 // window, acknowledged and retransmitted.
-func (p PayloadType) Sealed() bool { return p == PayloadSealed || p == PayloadGroup }
+func (p PayloadType) Sealed() bool {
+	return p == PayloadSealed || p == PayloadGroup || p == PayloadSealedPQ
+}
 
 // MaxReceiptIDs is how many message ids one receipt envelope may carry. A
 // destination acknowledges what one batch delivered from a sender in one
@@ -158,6 +169,12 @@ func (p PayloadType) String() string {
 		return "keypackage"
 	case PayloadKeyPackageUnavailable:
 		return "keypackage-unavailable"
+	case PayloadSealedPQ:
+		return "sealed-pq"
+	case PayloadPQKeyRequest:
+		return "pq-key-request"
+	case PayloadPQKey:
+		return "pq-key"
 	}
 	return fmt.Sprintf("payload%d", uint8(p))
 }

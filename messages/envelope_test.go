@@ -551,7 +551,7 @@ func TestEnvelopeID(t *testing.T) {
 			t.Errorf("changing the %s keeps the ID", name)
 		}
 	}
-	if PayloadSealed.String() != "sealed" || PayloadTraceReply.String() != "trace-reply" || PayloadType(9).String() != "payload9" {
+	if PayloadSealed.String() != "sealed" || PayloadTraceReply.String() != "trace-reply" || PayloadType(12).String() != "payload12" || PayloadSealedPQ.String() != "sealed-pq" {
 		t.Error("PayloadType.String")
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quicprochat/qpc/crypto/mls"
 	"github.com/quicprochat/qpc/crypto/mlslite"
+	"github.com/quicprochat/qpc/crypto/pq"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -93,6 +94,23 @@ func Sizes() ([]messages.SizeRow, error) {
 	out = append(out,
 		messages.SizeRow{Name: "keypackage-request", Bytes: req, Note: "signed envelope: owner and KeyPackage hash"},
 		messages.SizeRow{Name: "keypackage-response", Bytes: resp, Note: "signed envelope: owner and KeyPackage"},
+	)
+	for _, r := range pq.Sizes() {
+		if r.Name == "pq-key-record" || r.Name == "pq-sealed-overhead" {
+			out = append(out, messages.SizeRow{Name: r.Name, Bytes: r.Bytes, Note: r.Note})
+		}
+	}
+	pqEnv, err := envelope(messages.PayloadSealedPQ, 1, 32+pq.Overhead)
+	if err != nil {
+		return nil, err
+	}
+	pqKey, err := envelope(messages.PayloadPQKey, 0, pq.RecordSize)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out,
+		messages.SizeRow{Name: "pq-envelope-sealed-32", Bytes: pqEnv, Note: "a 32-byte text sealed with X-Wing in its signed envelope (classic: envelope-sealed-32)"},
+		messages.SizeRow{Name: "pq-key-response", Bytes: pqKey, Note: "signed envelope carrying a node's signed X-Wing key record"},
 	)
 	for _, r := range mlslite.Sizes() {
 		if strings.HasSuffix(r.Name, "-lora") {

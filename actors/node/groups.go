@@ -12,6 +12,7 @@ import (
 	"github.com/quicprochat/qpc/actors/keys"
 	"github.com/quicprochat/qpc/actors/router"
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/crypto/pq"
 	"github.com/quicprochat/qpc/internal/api"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
@@ -286,4 +287,12 @@ func (n *Node) sendGroup(ctx context.Context, sends []messages.SendText) ([]mess
 		sends = sends[k:]
 	}
 	return out, nil
+}
+
+// pqKey is the node's X-Wing key when groups.pq is on (nil: off).
+func (n *Node) pqKey() *pq.PrivateKey {
+	if !n.cfg.Groups.PQ {
+		return nil
+	}
+	return pq.KeyFor(n.id)
 }

@@ -99,6 +99,9 @@ func New(opts ...Option) (*Node, error) {
 		o.caps &^= messages.CapStore // it holds nothing for others: do not announce it
 	}
 	o.caps |= fappCaps(o.cfg.FAPP) // the FAPP roles are the config's
+	if o.cfg.Groups.PQ {
+		o.caps |= messages.CapPQ
+	}
 	n := &Node{
 		opts: o, cfg: o.cfg, log: o.log, clock: o.clock, id: o.identity,
 		inbox: make(chan *messages.InboxMessage), readyCh: make(chan struct{}), startFail: make(chan error, 1), done: make(chan struct{}),

@@ -159,8 +159,8 @@ func (r *root) spawnChildren(ctx actor.Context) {
 		Dedup: cfg.Routing.DedupCache, MaxHops: cfg.Announce.MaxHops, TTL: cfg.Store.TTL.D(), StoreOn: cfg.Store.Enabled, RelayStore: cfg.Store.RelayForOthers, SignedOnly: !cfg.Transports.LoRa.Compact,
 		Outbox: router.OutboxLimits{MaxPending: cfg.Outbox.MaxPending, RetryBase: cfg.Outbox.RetryBase.D(), RetryMax: cfg.Outbox.RetryMax.D()},
 		Links:  linksPID, Store: storePID, Inbox: n.box, InboxActor: inboxPID, Keys: n.keys, Groups: groupsIn,
-		AnnounceMaxAge: cfg.Announce.MaxAge.D(),
-		Metrics:        n.metrics.Mesh, Log: meshLog("router"),
+		AnnounceMaxAge: cfg.Announce.MaxAge.D(), PQ: n.pqKey(),
+		Metrics: n.metrics.Mesh, Log: meshLog("router"),
 	}))
 	r.spawn(ctx, ratelimit.Name, ratelimit.New(ratelimit.Config{
 		Router: routerPID, Announcer: announcerPID, FAPP: fappIn, Limits: n.rateLimits(), Clock: n.clock, Metrics: n.metrics.Mesh,

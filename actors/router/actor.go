@@ -17,6 +17,7 @@ import (
 	"github.com/quicprochat/qpc/actors/internal/lifecycle"
 	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/crypto/pq"
 	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/internal/persist"
@@ -59,6 +60,9 @@ type Config struct {
 	// SignedOnly: own messages are always signed envelopes, never compact
 	// ones (transports.lora.compact = false).
 	SignedOnly bool
+	// PQ is this node's X-Wing key when the post-quantum mode is on
+	// (groups.pq); nil: off (pq.go).
+	PQ *pq.PrivateKey
 	// Groups is the keys actor: told after each commit that put MLS
 	// messages in the group inbox (messages.GroupInbound), and handed
 	// KeyPackage messages (messages.KeyPackageIn). Nil: none (group
@@ -315,6 +319,9 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			return
 		}
 		res := r.send(m, now)
+		if m.Payload != messages.PayloadGroup && m.Frame == nil {
+			r.do(ctx, r.core.PQAsk(m.To, now))
+		}
 		if res.Err != nil {
 			ctx.Respond(res)
 			return
@@ -331,6 +338,11 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			return
 		}
 		out.Results = r.sendMany(m.Items, now)
+		for i := range m.Items {
+			if m.Items[i].Payload != messages.PayloadGroup && m.Items[i].Frame == nil {
+				r.do(ctx, r.core.PQAsk(m.Items[i].To, now))
+			}
+		}
 		r.batch.replies = append(r.batch.replies, sendReply{to: ctx.Sender(), results: out})
 		r.ensureFlush(ctx)
 	case *messages.MessageRequest:
@@ -517,7 +529,7 @@ func (r *routerActor) start(ctx actor.Context) {
 	r.core = &Core{
 		ID: c.Identity, Seal: c.Seal, Table: NewTable(c.Table), Dedup: NewDedup(c.Dedup, 0), Loops: NewDedup(c.Dedup, LoopWindow),
 		Replay: replay, MaxHops: c.MaxHops, TTL: c.TTL, StoreOn: c.StoreOn, RelayStore: c.RelayStore, SignedOnly: c.SignedOnly, MaxKeys: 4 * max(c.Table.MaxRoutes, 1024),
-		KeyPackagesIn: c.Groups != nil,
+		KeyPackagesIn: c.Groups != nil, PQ: c.PQ,
 	}
 	c.Metrics.OutboxPending.Set(float64(r.outbox.Pending()))
 	self, sys := ctx.Self(), ctx.ActorSystem()

@@ -279,6 +279,7 @@ func (r *routerActor) send(m *messages.SendText, now time.Time) *messages.SendRe
 	switch {
 	case m.Frame != nil:
 		sg = r.core.keepFrame(m, now)
+	case m.Payload != messages.PayloadGroup && r.pqSeal(m, seq, &sg, now):
 	case m.Payload == messages.PayloadGroup:
 		// Group messages are signed envelopes whatever the first hop.
 		if m.Sealed != nil {
@@ -323,6 +324,9 @@ func (r *routerActor) sendMany(items []messages.SendText, now time.Time) []messa
 		seqs[i] = seq
 		if items[i].Frame != nil {
 			sgs[i] = r.core.keepFrame(&items[i], now)
+			continue
+		}
+		if items[i].Payload != messages.PayloadGroup && r.pqSeal(&items[i], seq, &sgs[i], now) {
 			continue
 		}
 		if items[i].Payload == messages.PayloadGroup {

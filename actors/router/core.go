@@ -10,6 +10,7 @@ import (
 	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/crypto/mlslite"
+	"github.com/quicprochat/qpc/crypto/pq"
 	"github.com/quicprochat/qpc/messages"
 )
 
@@ -86,6 +87,11 @@ type Core struct {
 	MaxHops int
 	TTL     time.Duration // lifetime of envelopes we originate
 	StoreOn bool          // hold envelopes without a route
+	// PQ is this node's X-Wing key when the post-quantum mode is on
+	// (groups.pq): it announces CapPQ, opens PQ-sealed messages and seals
+	// to nodes that announce it over unconstrained links (pq.go).
+	PQ *pq.PrivateKey
+	pq *pqState
 	// KeyPackagesIn: a keys actor takes KeyPackage messages (KeyPackage
 	// actions); without one they are forwarded as any other and, for
 	// this node, dropped as malformed.
@@ -404,7 +410,7 @@ func (c *Core) routeFrom(dest, id [16]byte, frame []byte, expiry time.Time, rela
 // local handles an envelope for this node.
 func (c *Core) local(env messages.Envelope, id [16]byte, opened []byte, openFailed bool, now time.Time) []Action {
 	switch env.PayloadType {
-	case messages.PayloadSealed, messages.PayloadGroup:
+	case messages.PayloadSealed, messages.PayloadGroup, messages.PayloadSealedPQ:
 		if env.IsBroadcast() {
 			// Sealed to one key, so no broadcast can be opened by everyone.
 			return []Action{{Kind: Drop, Reason: DropMalformed}}
@@ -441,7 +447,15 @@ func (c *Core) local(env messages.Envelope, id [16]byte, opened []byte, openFail
 				return []Action{{Kind: Drop, Reason: DropOpenFailed}}
 			}
 			var err error
-			if text, err = c.Seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination)); err != nil {
+			if env.PayloadType == messages.PayloadSealedPQ {
+				if c.PQ == nil {
+					return []Action{{Kind: Drop, Reason: DropOpenFailed}}
+				}
+				text, err = c.PQ.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination))
+			} else {
+				text, err = c.Seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination))
+			}
+			if err != nil {
 				return []Action{{Kind: Drop, Reason: DropOpenFailed}}
 			}
 		}
@@ -469,6 +483,11 @@ func (c *Core) local(env messages.Envelope, id [16]byte, opened []byte, openFail
 		var probe [16]byte
 		copy(probe[:], env.Payload)
 		return []Action{{Kind: TraceHop, ID: probe, From: env.Source, Hops: int(env.Hops) + 1}}
+	case messages.PayloadPQKeyRequest, messages.PayloadPQKey:
+		if env.IsBroadcast() {
+			break
+		}
+		return c.pqLocal(env, now)
 	case messages.PayloadKeyPackageRequest, messages.PayloadKeyPackage, messages.PayloadKeyPackageUnavailable:
 		if !c.KeyPackagesIn || env.IsBroadcast() {
 			break

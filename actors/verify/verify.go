@@ -93,7 +93,7 @@ func Check(f *messages.InboundFrame, dir *Directory, self [16]byte, seal *crypto
 		return nil, DropBadSignature
 	}
 	v := &messages.VerifiedEnvelope{In: f, Env: env, ID: id}
-	if env.Destination == self && env.PayloadType.Sealed() && seal != nil {
+	if env.Destination == self && (env.PayloadType == messages.PayloadSealed || env.PayloadType == messages.PayloadGroup) && seal != nil {
 		text, err := seal.Open(env.Payload, crypto.SealAAD(env.Source, env.Destination))
 		if err != nil {
 			v.OpenFailed = true
