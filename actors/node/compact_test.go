@@ -75,6 +75,10 @@ func TestCompactOverLoRa(t *testing.T) {
 	a, _ := startNode(t, ca, WithLoRaMock(radio))
 	cb := testConfig(t)
 	cb.Transports.Listen = []string{"lora+mock://compact?sf=7", "tcp://127.0.0.1:0"}
+	// No announce cap: at 2 % of the channel B's radio sends C's announce
+	// (166 bytes with its KeyPackage hash) about 15 s after its own, and
+	// waitRoute waits 15 s (as in TestLoRaDemo).
+	cb.Transports.LoRa.AnnounceShare = 1
 	b, _ := startNode(t, cb, WithLoRaMock(radio), WithInboundTap(atB.tap))
 	cc := testConfig(t)
 	cc.Transports.Listen = nil
