@@ -17,9 +17,9 @@ import (
 // zero in a request: "the newest you have"). A request travels towards
 // the owner; a relay with a matching KeyPackage in its cache answers and
 // does not forward it. The requester accepts a response only if the
-// KeyPackage's hash is the one the owner's signed announce carries (or
-// carried within the cache's lifetime) and its MLS credential is the
-// owner's: whoever answered, it cannot hand out another KeyPackage.
+// KeyPackage's hash is the one the owner's signed announce carries now
+// (any, when it heard none) and its MLS credential is the owner's:
+// whoever answered, it cannot hand out another KeyPackage.
 
 // MaxKeyPackageSize bounds a KeyPackage on the wire.
 const MaxKeyPackageSize = 4 << 10

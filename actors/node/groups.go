@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -214,8 +215,20 @@ func (n *Node) groupChange(ctx context.Context, req any) (api.Group, error) {
 	if r.Err != nil {
 		return api.Group{}, groupErr(r.Err)
 	}
-	if _, err := n.sendGroup(ctx, r.Sends); err != nil {
+	results, err := n.sendGroup(ctx, r.Sends)
+	if err != nil {
 		return api.Group{}, err
+	}
+	var refused []string
+	for i, sr := range results {
+		if sr.Err != nil {
+			refused = append(refused, fmt.Sprintf("%s (%v)", crypto.Address(r.Sends[i].To).Short(), sr.Err))
+		}
+	}
+	if len(refused) > 0 {
+		// The group moved to its next epoch; these members do not get
+		// the commit (or the Welcome) and must be removed and added again.
+		return api.Group{}, fmt.Errorf("node: group %x at epoch %d, but the router refused the copies to %s", r.Info.ID, r.Info.Epoch, strings.Join(refused, ", "))
 	}
 	return apiGroup(r.Info, n.groupModes(ctx, r.Info.Members)), nil
 }
