@@ -57,8 +57,8 @@ func Sizes() []SizeRow {
 		caps Capabilities
 		note string
 	}{
-		{"announce", 0, CapRelay | CapStore, "announce as qpc sends it today: no KeyPackage hash, capabilities relay and store"},
-		{"announce-kp16", KeyPackageHashSize, CapRelay | CapStore | CapFAPPRelay, "announce with a 16-byte KeyPackage hash (once groups publish KeyPackages), capabilities above 0xFF"},
+		{"announce", 0, CapRelay | CapStore, "announce without a KeyPackage hash (groups.enabled = false), capabilities relay and store"},
+		{"announce-kp16", KeyPackageHashSize, CapRelay | CapStore | CapFAPPRelay, "announce with a 16-byte KeyPackage hash (as sent with groups.enabled, the default), capabilities above 0xFF"},
 		{"announce-kp32", MaxKeyPackageHashSize, CapRelay | CapStore | CapFAPPRelay, "announce with a 32-byte KeyPackage hash (whole KeyPackageRef), capabilities above 0xFF"},
 	} {
 		a := NewAnnounce(pub, sealKey, c.caps, bytes.Repeat([]byte{0xAB}, c.kp), at)

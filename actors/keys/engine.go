@@ -585,7 +585,7 @@ func (e *Engine) apply(en inbox.GroupEntry, now time.Time, fx *Effects) (bool, e
 	var gid [16]byte
 	copy(gid[:], p.Group)
 	if p.Kind == KindWelcome {
-		return e.applyWelcome(en, p, gid, fx, refuse)
+		return e.applyWelcome(en, p, gid, now, fx, refuse)
 	}
 	r, ok := e.groups[gid]
 	if !ok {
@@ -662,7 +662,7 @@ func (e *Engine) apply(en inbox.GroupEntry, now time.Time, fx *Effects) (bool, e
 	return true, nil
 }
 
-func (e *Engine) applyWelcome(en inbox.GroupEntry, p GroupPayload, gid [16]byte, fx *Effects, refuse func(string, error) (bool, error)) (bool, error) {
+func (e *Engine) applyWelcome(en inbox.GroupEntry, p GroupPayload, gid [16]byte, now time.Time, fx *Effects, refuse func(string, error) (bool, error)) (bool, error) {
 	var kps []*mls.OwnKeyPackage
 	if e.current != nil {
 		kps = append(kps, e.current)
@@ -707,7 +707,7 @@ func (e *Engine) applyWelcome(en inbox.GroupEntry, p GroupPayload, gid [16]byte,
 		// One use only: the next adder gets a fresh one.
 		e.forgetKeyPackage(e.current)
 		e.current = nil
-		h, err := e.EnsureKeyPackages(en.At)
+		h, err := e.EnsureKeyPackages(now)
 		if err != nil {
 			return true, err
 		}
