@@ -16,51 +16,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A node refuses QPC_ variables it does not know; the demo sets its own.
-for v in $(compgen -e | grep '^QPC_' || true); do unset "$v"; done
+demo=fapp-demo nodes=(R T1 T2 P1 P2) bin_var=FAPP_DEMO_BIN
+# shellcheck source=test/demo-lib.sh
+source test/demo-lib.sh
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fapp-demo.XXXXXX")
-pids=()
-ok=0
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	if [ "$ok" != 1 ]; then
-		for n in R T1 T2 P1 P2; do
-			[ -f "$tmp/$n.log" ] && { echo "--- $n.log (last 30 lines)"; tail -n 30 "$tmp/$n.log"; }
-		done
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-say() { echo "fapp-demo: $*"; }
-fail() { echo "fapp-demo: FAIL: $*" >&2; exit 1; }
-
-have_jq=0
-command -v jq >/dev/null 2>&1 && have_jq=1
-if [ "$have_jq" = 0 ] && ! command -v python3 >/dev/null 2>&1; then
-	fail "needs jq or python3 to read the CLI's JSON"
-fi
-
-# json_field FIELD: a top-level string field of the JSON on stdin.
-json_field() {
-	if [ "$have_jq" = 1 ]; then jq -r --arg f "$1" '.[$f] // empty'; else
-		python3 -c 'import json,sys; v=json.load(sys.stdin).get(sys.argv[1]); print(v if v is not None else "")' "$1"
-	fi
-}
 # slot_lines: "THERAPIST START SLOT" for each slot of a search.
 slot_lines() {
 	if [ "$have_jq" = 1 ]; then jq -r '.slots[] | "\(.therapist) \(.start) \(.slot)"'; else
 		python3 -c 'import json,sys
 for s in json.load(sys.stdin)["slots"]: print(s["therapist"], s["start"], s["slot"])'
-	fi
-}
-# route_addrs: the destinations of qpc routes --json.
-route_addrs() {
-	if [ "$have_jq" = 1 ]; then jq -r '.routes[]?.address'; else
-		python3 -c 'import json,sys
-for r in json.load(sys.stdin).get("routes") or []: print(r["address"])'
 	fi
 }
 # request_for SLOT: the reservation id of the request for SLOT.
@@ -71,36 +35,6 @@ r=[q for q in json.load(sys.stdin)["requests"] if q["slot"]==sys.argv[1]]
 print(r[0]["reservation"] if r else "")' "$1"
 	fi
 }
-
-free_port() {
-	if command -v python3 >/dev/null 2>&1; then
-		python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-	else
-		echo $((20000 + RANDOM % 20000))
-	fi
-}
-
-# until_ok SECONDS WHAT CMD...: run CMD until it succeeds, at most SECONDS.
-until_ok() {
-	local secs=$1 what=$2
-	shift 2
-	local end=$((SECONDS + secs))
-	last=""
-	until "$@"; do
-		[ "$SECONDS" -lt "$end" ] || fail "$what: not within ${secs}s${last:+ (last: $last)}"
-		sleep 0.2 # polling a process from outside: there is nothing to wait on
-	done
-}
-
-# FAPP_DEMO_BIN: a qpc binary to use instead of building one (the test
-# in test/fapp_demo_test.go passes the one it built).
-if [ -n "${FAPP_DEMO_BIN:-}" ]; then
-	cp "$FAPP_DEMO_BIN" "$tmp/qpc"
-else
-	say "building qpc"
-	go build -o "$tmp/qpc" ./cmd/qpc
-fi
-qpc() { "$tmp/qpc" "$@"; }
 
 declare -A api
 for n in R T1 T2 P1 P2; do api[$n]="127.0.0.1:$(free_port)"; done
