@@ -33,6 +33,10 @@ type Group struct {
 	pub     ed25519.PublicKey
 	self    crypto.Address
 	removed bool
+	// pq: the commit that began this epoch injected a PSK; staged is the
+	// PSK this node's next commit injects (psk.go).
+	pq     bool
+	staged *PSK
 	// rosters maps recent epochs to the member address of each leaf
 	// (zero for a blank leaf), for naming senders of late messages.
 	rosters map[uint64][]crypto.Address
@@ -71,6 +75,7 @@ type Received struct {
 	Plaintext []byte // KindApplication only
 	Epoch     uint64 // the group's epoch after handling
 	Removed   bool   // this node was removed by the commit
+	PQ        bool   // the commit injected a PSK (psk.go)
 	Added     []crypto.Address
 	Gone      []crypto.Address
 }
@@ -107,8 +112,9 @@ func Create(id ed25519.PrivateKey, groupID [16]byte) (*Group, error) {
 // it was made for, and returns the index in kps of the KeyPackage used (the
 // caller deletes it unless it is a last-resort one). It checks that every
 // member's credential is bound to its key (ErrCredential) and that the group
-// id has 16 bytes. ErrNotMember: the Welcome is for none of kps.
-func Join(id ed25519.PrivateKey, welcome []byte, kps []*OwnKeyPackage) (*Group, int, error) {
+// id has 16 bytes. ErrNotMember: the Welcome is for none of kps. A Welcome
+// whose commit injected a PSK needs it in psks (ErrNoPSK).
+func Join(id ed25519.PrivateKey, welcome []byte, kps []*OwnKeyPackage, psks ...PSK) (*Group, int, error) {
 	if len(welcome) > MaxMessageSize {
 		return nil, -1, errorf(ErrTooLarge, "welcome %d bytes, limit %d", len(welcome), MaxMessageSize)
 	}
@@ -138,15 +144,24 @@ func Join(id ed25519.PrivateKey, welcome []byte, kps []*OwnKeyPackage) (*Group, 
 		if !bytes.Equal(k.kp.LeafNode.SignatureKeyBytes, pub) {
 			return nil, -1, fmt.Errorf("crypto/mls: key package %d belongs to another identity", i)
 		}
-		if err := preflightWelcome(w, k, ref); err != nil {
+		withPSK, err := preflightWelcome(w, k, ref, psks)
+		if err != nil {
 			return nil, -1, err
 		}
+		var ext map[string][]byte
+		if withPSK {
+			ext = make(map[string][]byte, len(psks))
+			for _, p := range psks {
+				ext[string(p.ID)] = bytes.Clone(p.Secret)
+			}
+		}
 		priv := &keypackages.KeyPackagePrivateKeys{InitKey: k.initPriv, EncryptionKey: k.encPriv, Ed25519SignatureKey: id}
-		g, err := joinFromWelcome(w, k.kp, priv)
+		g, err := joinFromWelcome(w, k.kp, priv, ext)
 		if err != nil {
 			return nil, -1, err
 		}
 		gr := newGroup(g, id)
+		gr.pq = withPSK
 		if err := gr.checkState(); err != nil {
 			return nil, -1, err
 		}
@@ -181,13 +196,13 @@ func parseWelcome(b []byte) (w *group.Welcome, err error) {
 	return w, nil
 }
 
-func joinFromWelcome(w *group.Welcome, kp *keypackages.KeyPackage, priv *keypackages.KeyPackagePrivateKeys) (g *group.Group, err error) {
+func joinFromWelcome(w *group.Welcome, kp *keypackages.KeyPackage, priv *keypackages.KeyPackagePrivateKeys, psks map[string][]byte) (g *group.Group, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			g, err = nil, errorf(ErrMalformed, "join panicked: %v", r)
 		}
 	}()
-	g, err = group.JoinFromWelcome(w, kp, priv, nil)
+	g, err = group.JoinFromWelcome(w, kp, priv, psks)
 	if err != nil {
 		var de *group.ErrDecryptionFailed
 		var se *group.ErrInvalidSignature
@@ -217,9 +232,15 @@ func (g *Group) Marshal() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crypto/mls: marshal state: %w", err)
 	}
+	if st, err = prunePSKs(st); err != nil {
+		return nil, err
+	}
 	var flags byte
 	if g.removed {
 		flags |= 1
+	}
+	if g.pq {
+		flags |= 2
 	}
 	out := make([]byte, 0, 2+len(st))
 	out = append(out, stateVersion, flags)
@@ -239,7 +260,7 @@ func Load(id ed25519.PrivateKey, state []byte) (*Group, error) {
 	if _, err := credentialFor(id); err != nil {
 		return nil, err
 	}
-	if len(state) < 2 || state[0] != stateVersion || state[1]&^1 != 0 {
+	if len(state) < 2 || state[0] != stateVersion || state[1]&^3 != 0 {
 		return nil, errorf(ErrMalformed, "state header")
 	}
 	if err := precheckState(state[2:]); err != nil {
@@ -251,6 +272,7 @@ func Load(id ed25519.PrivateKey, state []byte) (*Group, error) {
 	}
 	gr := newGroup(g, id)
 	gr.removed = state[1]&1 != 0
+	gr.pq = state[1]&2 != 0
 	if err := gr.checkState(); err != nil {
 		return nil, err
 	}
@@ -480,6 +502,10 @@ func (g *Group) commit(snap []byte, added []*keypackages.KeyPackage) (commit, we
 		g.restore(snap)
 		return nil, nil, fmt.Errorf("crypto/mls: "+format+": %w", err)
 	}
+	withPSK := g.staged != nil
+	if err := g.stagePSKProposal(); err != nil {
+		return fail("PSK", err)
+	}
 	sc, err := g.g.CommitWithFormat(g.sig, g.sig.PublicKey(), nil, framing.WireFormatPrivateMessage)
 	if err != nil {
 		return fail("commit", err)
@@ -512,6 +538,7 @@ func (g *Group) commit(snap []byte, added []*keypackages.KeyPackage) (commit, we
 		m := framing.MLSMessage{Welcome: w.Marshal()}
 		welcome = m.Marshal()
 	}
+	g.pq = withPSK
 	g.noteRoster()
 	return commit, welcome, nil
 }
@@ -543,8 +570,11 @@ func (g *Group) Encrypt(plaintext []byte) ([]byte, error) {
 // gone), ErrReplay (an application generation seen before, or our own
 // application message echoed back), ErrDecrypt and ErrBadSignature (tampered), ErrCredential (a commit
 // admitting an unbound credential or changing a member's address),
-// ErrNotMember (this node was removed earlier, or the sender is not a member).
-// On error the group is unchanged (save that a decrypted generation is used).
+// ErrNotMember (this node was removed earlier, or the sender is not a member),
+// ErrNoPSK (a commit that injects a PSK not given by LoadPSK).
+// On error the group is unchanged (save that a decrypted generation is used:
+// a commit refused after decryption, for ErrNoPSK say, is taken only by the
+// state stored before it, through Load).
 //
 // A commit that removes this node is decrypted and its signature checked,
 // but not applied: Received.Removed is set and the Group refuses further use
@@ -674,6 +704,10 @@ func (g *Group) handleCommit(pm *framing.PrivateMessage) (rcv Received, err erro
 	if err != nil {
 		return Received{}, errorf(ErrMalformed, "commit: %v", err)
 	}
+	withPSK, err := g.commitPSKs(c)
+	if err != nil {
+		return Received{}, err
+	}
 	removedLeaves := map[uint32]bool{}
 	var added []crypto.Address
 	for _, p := range c.Proposals {
@@ -704,7 +738,7 @@ func (g *Group) handleCommit(pm *framing.PrivateMessage) (rcv Received, err erro
 	}
 	if removedLeaves[uint32(g.g.OwnLeafIndex())] {
 		g.removed = true
-		return Received{Kind: KindCommit, Sender: sender, Epoch: pm.Epoch + 1, Removed: true,
+		return Received{Kind: KindCommit, Sender: sender, Epoch: pm.Epoch + 1, Removed: true, PQ: withPSK,
 			Added: added, Gone: sortedByLeaf(gone, before)}, nil
 	}
 
@@ -740,8 +774,9 @@ func (g *Group) handleCommit(pm *framing.PrivateMessage) (rcv Received, err erro
 			return Received{}, errorf(ErrCredential, "leaf %d changed from %s to %s", i, before[i], after[i])
 		}
 	}
+	g.pq = withPSK
 	g.noteRoster()
-	return Received{Kind: KindCommit, Sender: sender, Epoch: g.Epoch(), Added: added, Gone: sortedByLeaf(gone, before)}, nil
+	return Received{Kind: KindCommit, Sender: sender, Epoch: g.Epoch(), PQ: withPSK, Added: added, Gone: sortedByLeaf(gone, before)}, nil
 }
 
 // sortedByLeaf orders addrs by their leaf in roster.

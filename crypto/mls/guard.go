@@ -53,7 +53,7 @@ func wholeVector(b []byte) bool {
 // welcomeKeys opens the GroupSecrets of w meant for k (ref is k.Ref()) and
 // derives the key and nonce of the encrypted GroupInfo; sd is the GroupSecrets
 // plaintext.
-func welcomeKeys(w *group.Welcome, k *OwnKeyPackage, ref [32]byte) (sd, key, nonce []byte, err error) {
+func welcomeKeys(w *group.Welcome, k *OwnKeyPackage, ref [32]byte, psks []PSK) (sd, key, nonce []byte, withPSK bool, err error) {
 	var egs *group.EncryptedGroupSecrets
 	for i := range w.Secrets {
 		if string(w.Secrets[i].NewMember) == string(ref[:]) {
@@ -62,67 +62,74 @@ func welcomeKeys(w *group.Welcome, k *OwnKeyPackage, ref [32]byte) (sd, key, non
 		}
 	}
 	if egs == nil {
-		return nil, nil, nil, errorf(ErrNotMember, "welcome is not for this key package")
+		return nil, nil, nil, false, errorf(ErrNotMember, "welcome is not for this key package")
 	}
 	sd, err = ciphersuite.DecryptWithLabel(k.initPriv.Bytes(), "Welcome", w.EncryptedGroupInfo, &egs.EncryptedGroupSecrets, Suite)
 	if err != nil {
-		return nil, nil, nil, errorf(ErrDecrypt, "group secrets: %v", err)
+		return nil, nil, nil, false, errorf(ErrDecrypt, "group secrets: %v", err)
 	}
 	gs, err := group.UnmarshalGroupSecrets(sd)
 	if err != nil || gs.JoinerSecret == nil {
-		return nil, nil, nil, errorf(ErrMalformed, "group secrets: %v", err)
+		return nil, nil, nil, false, errorf(ErrMalformed, "group secrets: %v", err)
 	}
-	if len(gs.Psks) > 0 {
-		return nil, nil, nil, errorf(ErrMalformed, "welcome needs %d PSKs", len(gs.Psks))
-	}
-	// welcome_secret = DeriveSecret(Extract(joiner_secret, 0), "welcome")
-	// (RFC 9420 §8); key and nonce are ExpandWithLabel of it.
-	joiner := ciphersuite.NewSecretForCS(Suite, append([]byte(nil), gs.JoinerSecret.AsSlice()...))
-	member, err := joiner.HKDFExtract(ciphersuite.ZeroSecretCS(Suite))
+	pskSecret, err := welcomePSKSecret(gs, psks)
 	if err != nil {
-		return nil, nil, nil, errorf(ErrMalformed, "member secret: %v", err)
+		return nil, nil, nil, false, err
+	}
+	// welcome_secret = DeriveSecret(Extract(joiner_secret, psk_secret), "welcome")
+	// (RFC 9420 §8; psk_secret zero without PSKs); key and nonce are
+	// ExpandWithLabel of it.
+	ikm := ciphersuite.ZeroSecretCS(Suite)
+	if pskSecret != nil {
+		ikm = ciphersuite.NewSecretForCS(Suite, pskSecret)
+	}
+	joiner := ciphersuite.NewSecretForCS(Suite, append([]byte(nil), gs.JoinerSecret.AsSlice()...))
+	member, err := joiner.HKDFExtract(ikm)
+	if err != nil {
+		return nil, nil, nil, false, errorf(ErrMalformed, "member secret: %v", err)
 	}
 	ws, err := member.DeriveSecret(Suite, "welcome")
 	if err != nil {
-		return nil, nil, nil, errorf(ErrMalformed, "welcome secret: %v", err)
+		return nil, nil, nil, false, errorf(ErrMalformed, "welcome secret: %v", err)
 	}
 	k1, err1 := ws.KdfExpandLabel("key", []byte{}, Suite.AEADKeyLength())
 	n1, err2 := ws.KdfExpandLabel("nonce", []byte{}, Suite.AEADNonceLength())
 	if err1 != nil || err2 != nil {
-		return nil, nil, nil, errorf(ErrMalformed, "welcome key")
+		return nil, nil, nil, false, errorf(ErrMalformed, "welcome key")
 	}
-	return sd, k1.AsSlice(), n1.AsSlice(), nil
+	return sd, k1.AsSlice(), n1.AsSlice(), pskSecret != nil, nil
 }
 
 // preflightWelcome decrypts the GroupInfo of w with k's init key and refuses
-// what mls-go would mis-handle: PSKs (we never use them) and a ratchet_tree
-// extension that is missing or not one whole vector.
-func preflightWelcome(w *group.Welcome, k *OwnKeyPackage, ref [32]byte) error {
-	_, key, nonce, err := welcomeKeys(w, k, ref)
+// what mls-go would mis-handle: PSKs other than one external PSK held in
+// psks, and a ratchet_tree extension that is missing or not one whole
+// vector. withPSK: the Welcome injects a PSK.
+func preflightWelcome(w *group.Welcome, k *OwnKeyPackage, ref [32]byte, psks []PSK) (withPSK bool, err error) {
+	_, key, nonce, withPSK, err := welcomeKeys(w, k, ref, psks)
 	if err != nil {
-		return err
+		return false, err
 	}
 	pt, err := ciphersuite.DecryptWithCipherSuite(key, nonce, w.EncryptedGroupInfo, []byte{}, Suite)
 	if err != nil {
-		return errorf(ErrDecrypt, "group info: %v", err)
+		return false, errorf(ErrDecrypt, "group info: %v", err)
 	}
 	gi, err := group.UnmarshalGroupInfo(pt)
 	if err != nil {
-		return errorf(ErrMalformed, "group info: %v", err)
+		return false, errorf(ErrMalformed, "group info: %v", err)
 	}
 	found := false
 	for _, ext := range gi.Extensions {
 		if ext.Type == mlsext.ExtensionTypeRatchetTree {
 			if found || !wholeVector(ext.Data) {
-				return errorf(ErrMalformed, "ratchet_tree extension is not one vector")
+				return false, errorf(ErrMalformed, "ratchet_tree extension is not one vector")
 			}
 			found = true
 		}
 	}
 	if !found {
-		return errorf(ErrMalformed, "welcome without ratchet_tree")
+		return false, errorf(ErrMalformed, "welcome without ratchet_tree")
 	}
-	return nil
+	return withPSK, nil
 }
 
 // precheckState refuses a stored state whose ratchet tree claims more

@@ -62,6 +62,8 @@ var (
 	ErrNotMember = errors.New("crypto/mls: not a member")
 	// ErrExpired: a KeyPackage outside its lifetime.
 	ErrExpired = errors.New("crypto/mls: key package expired")
+	// ErrNoPSK: a commit or Welcome injects a PSK this node was not given.
+	ErrNoPSK = errors.New("crypto/mls: PSK not held")
 )
 
 // errorf wraps sentinel with a formatted detail.

@@ -15,7 +15,7 @@ import (
 )
 
 var sentinels = []error{ErrTooLarge, ErrMalformed, ErrCredential, ErrBadSignature, ErrWrongGroup,
-	ErrWrongEpoch, ErrReplay, ErrDecrypt, ErrNotMember, ErrExpired}
+	ErrWrongEpoch, ErrReplay, ErrDecrypt, ErrNotMember, ErrExpired, ErrNoPSK}
 
 // checkTyped fails unless err is nil or wraps one of the package's errors,
 // and unless an over-limit input gave ErrTooLarge.
@@ -217,7 +217,7 @@ func TestJoinTreeBomb(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sd, key, nonce, err := welcomeKeys(w, ownB, ownB.Ref())
+	sd, key, nonce, _, err := welcomeKeys(w, ownB, ownB.Ref(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,10 +290,27 @@ func FuzzJoin(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// A Welcome whose commit injects a PSK, which Join is given.
+	a2, err := Create(newID(f), gid(7))
+	if err != nil {
+		f.Fatal(err)
+	}
+	psk, err := NewPSK()
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := a2.StagePSK(psk); err != nil {
+		f.Fatal(err)
+	}
+	_, welcomePSK, err := a2.Add(kpB)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(welcome)
 	f.Add(welcome[:len(welcome)/2])
+	f.Add(welcomePSK)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		g, idx, err := Join(idB, b, []*OwnKeyPackage{ownB})
+		g, idx, err := Join(idB, b, []*OwnKeyPackage{ownB}, psk)
 		checkTyped(t, err, len(b), MaxMessageSize)
 		if err == nil && (idx != 0 || g.Self() != addrOf(idB)) {
 			t.Fatalf("joined as %d %s", idx, g.Self())
