@@ -50,15 +50,18 @@ type (
 		Owner crypto.Address
 		Wait  time.Duration
 	}
-	// AddRequest → *ChangeReply.
+	// AddRequest → *ChangeReply. PQ: the X-Wing keys of the members (the
+	// joiner too) the PQ option may reach (Engine.Add).
 	AddRequest struct {
 		ID [16]byte
 		KP *mls.KeyPackage
+		PQ PQKeys
 	}
-	// RemoveRequest → *ChangeReply.
+	// RemoveRequest → *ChangeReply; PQ as for AddRequest.
 	RemoveRequest struct {
 		ID   [16]byte
 		Addr crypto.Address
+		PQ   PQKeys
 	}
 	// SendRequest → *ChangeReply. Modes says, by member, how its copy is
 	// protected (ModeFor the class of its route's first link; absent:
@@ -205,10 +208,10 @@ func (a *keysActor) Receive(ctx actor.Context) {
 	case *FetchRequest:
 		a.startFetch(ctx, m, now)
 	case *AddRequest:
-		gi, fx, err := a.eng.Add(m.ID, m.KP)
+		gi, fx, err := a.eng.Add(m.ID, m.KP, m.PQ)
 		ctx.Respond(&ChangeReply{Info: gi, Sends: fx.Sends, Err: err})
 	case *RemoveRequest:
-		gi, fx, err := a.eng.Remove(m.ID, m.Addr)
+		gi, fx, err := a.eng.Remove(m.ID, m.Addr, m.PQ)
 		ctx.Respond(&ChangeReply{Info: gi, Sends: fx.Sends, Err: err})
 	case *SendRequest:
 		gi, fx, err := a.eng.Send(m.ID, m.Text, m.Modes)

@@ -18,6 +18,7 @@ import (
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/crypto/mls"
 	"github.com/quicprochat/qpc/crypto/mlslite"
+	"github.com/quicprochat/qpc/crypto/pq"
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/internal/persist"
 	"github.com/quicprochat/qpc/messages"
@@ -67,7 +68,11 @@ type EngineConfig struct {
 	PendingMaxAge time.Duration
 	Cache         CacheConfig
 	Limiter       LimiterConfig
-	Metrics       *metrics.Groups
+	// PQ is this node's X-Wing key when groups.pq is on (nil: off): the
+	// commits of groups it creates inject a post-quantum PSK when every
+	// member can be given it (pq.go), and PSKs sealed to it open with it.
+	PQ      *pq.PrivateKey
+	Metrics *metrics.Groups
 	Log           *slog.Logger
 }
 
@@ -115,8 +120,12 @@ var (
 	ErrNotCreator   = errors.New("keys: only the group's creator commits membership changes")
 )
 
-// Mode names of the metrics.
-const modeMLS = "mls"
+// Mode names of the metrics: MLS, and MLS whose commit injected a
+// post-quantum PSK.
+const (
+	modeMLS = "mls"
+	modePQ  = "mls-pq"
+)
 
 // NewEngine opens the vault and loads this node's KeyPackages (making
 // them on first start) and groups. A record that does not open is
@@ -263,10 +272,12 @@ type GroupInfo struct {
 	Creator crypto.Address
 	Self    crypto.Address
 	Members []crypto.Address
+	// PQ: the commit that began the epoch injected a post-quantum PSK.
+	PQ bool
 }
 
 func (e *Engine) info(r *groupRec) GroupInfo {
-	gi := GroupInfo{ID: r.g.ID(), Name: r.Name, Epoch: r.g.Epoch(), Self: r.g.Self(), Members: r.g.Members()}
+	gi := GroupInfo{ID: r.g.ID(), Name: r.Name, Epoch: r.g.Epoch(), Self: r.g.Self(), Members: r.g.Members(), PQ: r.g.PQ()}
 	copy(gi.Creator[:], r.Creator)
 	return gi
 }
@@ -359,7 +370,9 @@ func (e *Engine) creatorOnly(id [16]byte) (*groupRec, error) {
 
 // Add commits the addition of kp's owner, writes the new state, and
 // returns the Welcome for the new member and the commit for the others.
-func (e *Engine) Add(id [16]byte, kp *mls.KeyPackage) (GroupInfo, Effects, error) {
+// keys: the X-Wing keys of the members (the joiner too) the PQ option
+// may reach (pq.go; nil: a classical commit).
+func (e *Engine) Add(id [16]byte, kp *mls.KeyPackage, keys PQKeys) (GroupInfo, Effects, error) {
 	r, err := e.creatorOnly(id)
 	if err != nil {
 		return GroupInfo{}, Effects{}, err
@@ -370,6 +383,10 @@ func (e *Engine) Add(id [16]byte, kp *mls.KeyPackage) (GroupInfo, Effects, error
 		}
 	}
 	before := r.g.Members()
+	psks, err := e.stagePQ(r, append(before[:len(before):len(before)], kp.Owner), keys)
+	if err != nil {
+		return GroupInfo{}, Effects{}, err
+	}
 	commit, welcome, err := r.g.Add(kp)
 	if err != nil {
 		return GroupInfo{}, Effects{}, fmt.Errorf("keys: add %s: %w", kp.Owner, err)
@@ -378,19 +395,20 @@ func (e *Engine) Add(id [16]byte, kp *mls.KeyPackage) (GroupInfo, Effects, error
 		return GroupInfo{}, Effects{}, err
 	}
 	var fx Effects
-	e.fanOut(&fx, r, KindCommit, commit, before)
-	w, err := EncodeGroupPayload(GroupPayload{Kind: KindWelcome, Group: id[:], MLS: welcome, Name: r.Name, Creator: r.Creator})
+	e.fanOut(&fx, r, KindCommit, commit, before, psks)
+	w, err := EncodeGroupPayload(GroupPayload{Kind: KindWelcome, Group: id[:], MLS: welcome, Name: r.Name, Creator: r.Creator, PSK: psks[kp.Owner]})
 	if err != nil {
 		return GroupInfo{}, Effects{}, err
 	}
 	fx.Sends = append(fx.Sends, messages.SendText{To: kp.Owner, Text: w, Payload: messages.PayloadGroup})
-	e.m.Encryptions.WithLabelValues(modeMLS, KindWelcome.String()).Inc()
+	e.m.Encryptions.WithLabelValues(modeOf(psks != nil), KindWelcome.String()).Inc()
 	return e.info(r), fx, nil
 }
 
 // Remove commits addr's removal. The commit goes to the remaining members
-// and to addr, so that it learns it is out.
-func (e *Engine) Remove(id [16]byte, addr crypto.Address) (GroupInfo, Effects, error) {
+// and to addr, so that it learns it is out; keys as for Add (the PSK is
+// sealed to the remaining members only: addr cannot follow anyway).
+func (e *Engine) Remove(id [16]byte, addr crypto.Address, keys PQKeys) (GroupInfo, Effects, error) {
 	r, err := e.creatorOnly(id)
 	if err != nil {
 		return GroupInfo{}, Effects{}, err
@@ -399,6 +417,18 @@ func (e *Engine) Remove(id [16]byte, addr crypto.Address) (GroupInfo, Effects, e
 		return GroupInfo{}, Effects{}, fmt.Errorf("%w: the creator cannot remove itself", ErrMember)
 	}
 	before := r.g.Members()
+	var stay []crypto.Address
+	for _, m := range before {
+		if m != addr {
+			stay = append(stay, m)
+		}
+	}
+	var psks map[crypto.Address][]byte
+	if len(stay) < len(before) {
+		if psks, err = e.stagePQ(r, stay, keys); err != nil {
+			return GroupInfo{}, Effects{}, err
+		}
+	}
 	commit, err := r.g.Remove(addr)
 	if errors.Is(err, mls.ErrNotMember) {
 		return GroupInfo{}, Effects{}, fmt.Errorf("%w: %s is not a member", ErrMember, addr)
@@ -410,7 +440,7 @@ func (e *Engine) Remove(id [16]byte, addr crypto.Address) (GroupInfo, Effects, e
 		return GroupInfo{}, Effects{}, err
 	}
 	var fx Effects
-	e.fanOut(&fx, r, KindCommit, commit, before)
+	e.fanOut(&fx, r, KindCommit, commit, before, psks)
 	return e.info(r), fx, nil
 }
 
@@ -440,7 +470,7 @@ func (e *Engine) Send(id [16]byte, text []byte, modes map[crypto.Address]Mode) (
 		if err != nil {
 			return GroupInfo{}, Effects{}, fmt.Errorf("keys: encrypt: %w", err)
 		}
-		e.fanOut(&fx, r, KindApplication, msg, full)
+		e.fanOut(&fx, r, KindApplication, msg, full, nil)
 	}
 	if len(lite) > 0 {
 		if err := e.sealLite(&fx, r, text, lite); err != nil {
@@ -455,8 +485,9 @@ func (e *Engine) Send(id [16]byte, text []byte, modes map[crypto.Address]Mode) (
 	return e.info(r), fx, nil
 }
 
-// fanOut adds one copy of an MLS message to each of to but this node.
-func (e *Engine) fanOut(fx *Effects, r *groupRec, kind PayloadKind, msg []byte, to []crypto.Address) {
+// fanOut adds one copy of an MLS message to each of to but this node;
+// psks (nil: none) holds the PSK sealed to each member, for its copy.
+func (e *Engine) fanOut(fx *Effects, r *groupRec, kind PayloadKind, msg []byte, to []crypto.Address, psks map[crypto.Address][]byte) {
 	id := r.g.ID()
 	p, err := EncodeGroupPayload(GroupPayload{Kind: kind, Group: id[:], MLS: msg})
 	if err != nil {
@@ -465,11 +496,27 @@ func (e *Engine) fanOut(fx *Effects, r *groupRec, kind PayloadKind, msg []byte, 
 	}
 	self := e.cfg.Identity.Address()
 	for _, m := range to {
-		if m != self {
-			fx.Sends = append(fx.Sends, messages.SendText{To: m, Text: p, Payload: messages.PayloadGroup})
+		if m == self {
+			continue
 		}
+		text := p
+		if psk, ok := psks[m]; ok {
+			if text, err = EncodeGroupPayload(GroupPayload{Kind: kind, Group: id[:], MLS: msg, PSK: psk}); err != nil {
+				e.log.Error("group payload not encoded", "err", err)
+				return
+			}
+		}
+		fx.Sends = append(fx.Sends, messages.SendText{To: m, Text: text, Payload: messages.PayloadGroup})
 	}
-	e.m.Encryptions.WithLabelValues(modeMLS, kind.String()).Inc()
+	e.m.Encryptions.WithLabelValues(modeOf(psks != nil), kind.String()).Inc()
+}
+
+// modeOf names the metrics' mode of an MLS message.
+func modeOf(pq bool) string {
+	if pq {
+		return modePQ
+	}
+	return modeMLS
 }
 
 // ProcessInbox applies what waits in the group inbox, in arrival order,
@@ -607,6 +654,15 @@ func (e *Engine) apply(en inbox.GroupEntry, now time.Time, fx *Effects) (bool, e
 	case epoch < cur && p.Kind == KindCommit:
 		return refuse("wrong_epoch", nil)
 	}
+	if len(p.PSK) > 0 {
+		psk, reason, err := e.openPSK(gid, p.PSK)
+		if err != nil {
+			return refuse(reason, err)
+		}
+		if err := r.g.LoadPSK(psk); err != nil {
+			return refuse("malformed", err)
+		}
+	}
 	rcv, err := r.g.Handle(p.MLS)
 	switch {
 	case errors.Is(err, mls.ErrReplay):
@@ -617,6 +673,8 @@ func (e *Engine) apply(en inbox.GroupEntry, now time.Time, fx *Effects) (bool, e
 		return refuse("tampered", err)
 	case errors.Is(err, mls.ErrNotMember), errors.Is(err, mls.ErrCredential):
 		return refuse("not_member", err)
+	case errors.Is(err, mls.ErrNoPSK):
+		return refuse("no_psk", err)
 	case errors.Is(err, mls.ErrMalformed), errors.Is(err, mls.ErrWrongGroup), errors.Is(err, mls.ErrTooLarge):
 		return refuse("malformed", err)
 	case err != nil:
@@ -631,7 +689,7 @@ func (e *Engine) apply(en inbox.GroupEntry, now time.Time, fx *Effects) (bool, e
 		}
 		return refuse("not_member", fmt.Errorf("commit from %s, not the creator", rcv.Sender))
 	}
-	e.m.Decryptions.WithLabelValues(modeMLS, p.Kind.String()).Inc()
+	e.m.Decryptions.WithLabelValues(modeOf(rcv.PQ), p.Kind.String()).Inc()
 	err = e.cfg.DB.Update(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(inbox.GroupBucket); b != nil {
 			if err := b.Delete(key); err != nil {
@@ -670,7 +728,18 @@ func (e *Engine) applyWelcome(en inbox.GroupEntry, p GroupPayload, gid [16]byte,
 	if e.lastResort != nil {
 		kps = append(kps, e.lastResort)
 	}
-	g, used, err := mls.Join(e.cfg.Identity.PrivateKey(), p.MLS, kps)
+	var psks []mls.PSK
+	if len(p.PSK) > 0 {
+		psk, reason, err := e.openPSK(gid, p.PSK)
+		if err != nil {
+			return refuse(reason, err)
+		}
+		psks = append(psks, psk)
+	}
+	g, used, err := mls.Join(e.cfg.Identity.PrivateKey(), p.MLS, kps, psks...)
+	if errors.Is(err, mls.ErrNoPSK) {
+		return refuse("no_psk", err)
+	}
 	if err != nil {
 		return refuse("tampered", err)
 	}
@@ -702,7 +771,7 @@ func (e *Engine) applyWelcome(en inbox.GroupEntry, p GroupPayload, gid [16]byte,
 	}
 	e.groups[gid] = r
 	e.m.Groups.Set(float64(len(e.groups)))
-	e.m.Decryptions.WithLabelValues(modeMLS, KindWelcome.String()).Inc()
+	e.m.Decryptions.WithLabelValues(modeOf(g.PQ()), KindWelcome.String()).Inc()
 	if kps[used] == e.current {
 		// One use only: the next adder gets a fresh one.
 		e.forgetKeyPackage(e.current)

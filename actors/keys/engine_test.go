@@ -18,6 +18,7 @@ import (
 	"github.com/quicprochat/qpc/actors/verify"
 	"github.com/quicprochat/qpc/crypto"
 	"github.com/quicprochat/qpc/crypto/mls"
+	"github.com/quicprochat/qpc/crypto/pq"
 	"github.com/quicprochat/qpc/internal/metrics"
 	"github.com/quicprochat/qpc/internal/persist"
 	"github.com/quicprochat/qpc/messages"
@@ -54,28 +55,48 @@ func newEngRig(t *testing.T, names ...string) (*engRig, []*rigNode) {
 	t.Helper()
 	r := &engRig{t: t, now: time.Now()}
 	for _, name := range names {
-		id, err := crypto.NewIdentity(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.dir == nil {
-			r.dir = verify.NewDirectory(id.PublicKey())
-		}
-		db, err := persist.Open(filepath.Join(t.TempDir(), name+".db"), time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		n := &rigNode{name: name, id: id, addr: id.Address(), db: db}
-		n.cfg = EngineConfig{Identity: id, DB: db, Directory: r.dir}
-		r.start(n)
-		if _, err := n.eng.EnsureKeyPackages(r.now); err != nil {
-			t.Fatal(err)
-		}
-		r.nodes = append(r.nodes, n)
+		r.newNode(name, false)
 	}
 	r.publish()
 	return r, r.nodes
+}
+
+// newNode starts one more engine (with groups.pq on when pqOn), with its
+// own identity and database.
+func (r *engRig) newNode(name string, pqOn bool) *rigNode {
+	t := r.t
+	t.Helper()
+	id, err := crypto.NewIdentity(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.dir == nil {
+		r.dir = verify.NewDirectory(id.PublicKey())
+	}
+	db, err := persist.Open(filepath.Join(t.TempDir(), name+".db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	n := &rigNode{name: name, id: id, addr: id.Address(), db: db}
+	n.cfg = EngineConfig{Identity: id, DB: db, Directory: r.dir}
+	if pqOn {
+		n.cfg.PQ = pq.KeyFor(id)
+	}
+	r.start(n)
+	if _, err := n.eng.EnsureKeyPackages(r.now); err != nil {
+		t.Fatal(err)
+	}
+	r.nodes = append(r.nodes, n)
+	return n
+}
+
+// addNode adds a node to a running rig and announces it.
+func (r *engRig) addNode(t *testing.T, name string, pqOn bool) *rigNode {
+	t.Helper()
+	n := r.newNode(name, pqOn)
+	r.publish()
+	return n
 }
 
 // start opens n's inbox and a fresh engine over n's database, as a
@@ -219,7 +240,7 @@ func (r *engRig) fetch(a, owner *rigNode) *mls.KeyPackage {
 func (r *engRig) add(creator *rigNode, gid [16]byte, who *rigNode) {
 	r.t.Helper()
 	kp := r.fetch(creator, who)
-	_, fx, err := creator.eng.Add(gid, kp)
+	_, fx, err := creator.eng.Add(gid, kp, nil)
 	if err != nil {
 		r.t.Fatalf("%s: Add(%s): %v", creator.name, who.name, err)
 	}
@@ -401,7 +422,7 @@ func TestEngineHappyPath(t *testing.T) {
 	if kpB.Hash16 != bHash {
 		t.Fatalf("fetched B's KeyPackage %x, B announces %x", kpB.Hash16, bHash)
 	}
-	_, fx, err := a.eng.Add(gid, kpB)
+	_, fx, err := a.eng.Add(gid, kpB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +445,7 @@ func TestEngineHappyPath(t *testing.T) {
 
 	// C: the commit goes to B, the Welcome to C.
 	kpC := r.fetch(a, c)
-	_, fx, err = a.eng.Add(gid, kpC)
+	_, fx, err = a.eng.Add(gid, kpC, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +459,7 @@ func TestEngineHappyPath(t *testing.T) {
 		t.Fatalf("after two adds: %+v", gi)
 	}
 	// Adding a member again is refused.
-	if _, _, err := a.eng.Add(gid, kpC); !errors.Is(err, ErrMember) {
+	if _, _, err := a.eng.Add(gid, kpC, nil); !errors.Is(err, ErrMember) {
 		t.Fatalf("adding C twice: %v, want ErrMember", err)
 	}
 
@@ -463,7 +484,7 @@ func TestEngineHappyPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, fx, err = a.eng.Add(g2.ID, kpB)
+	_, fx, err = a.eng.Add(g2.ID, kpB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +512,7 @@ func TestEngineHappyPath(t *testing.T) {
 	if kpB2.Hash16 != *ann {
 		t.Fatalf("fetched %x after the rotation, B announces %x", kpB2.Hash16, *ann)
 	}
-	_, fx, err = a.eng.Add(g3.ID, kpB2)
+	_, fx, err = a.eng.Add(g3.ID, kpB2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,11 +529,11 @@ func TestEngineOrder(t *testing.T) {
 	// Commit 1 adds C, commit 2 removes C, then a text: B gets them in
 	// reverse order.
 	kpC := r.fetch(a, c)
-	_, fx1, err := a.eng.Add(gid, kpC)
+	_, fx1, err := a.eng.Add(gid, kpC, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, fx2, err := a.eng.Remove(gid, c.addr)
+	_, fx2, err := a.eng.Remove(gid, c.addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,7 +638,7 @@ func TestEngineRefusesMLS(t *testing.T) {
 	// A commit for an old epoch: adding C (B applies it), then the same
 	// commit again.
 	kpC := r.fetch(a, c)
-	_, fx, err = a.eng.Add(gid, kpC)
+	_, fx, err = a.eng.Add(gid, kpC, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -701,7 +722,7 @@ func TestEngineRestart(t *testing.T) {
 	checkInbox(t, a, gid, inboxWant{b, "three"})
 	checkInbox(t, b, gid, inboxWant{a, "one"}, inboxWant{a, "two"}, inboxWant{a, "four"})
 	checkInbox(t, c, gid, inboxWant{a, "one"}, inboxWant{a, "two"}, inboxWant{b, "three"}, inboxWant{a, "four"})
-	_, fx, err = a.eng.Remove(gid, c.addr)
+	_, fx, err = a.eng.Remove(gid, c.addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -726,7 +747,7 @@ func TestEngineRestart(t *testing.T) {
 		t.Fatalf("B took a text after A's restart for a replay")
 	}
 	// And it still commits.
-	_, fx, err = a.eng.Remove(gid, b.addr)
+	_, fx, err = a.eng.Remove(gid, b.addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -741,18 +762,18 @@ func TestEngineCommitsOnlyFromCreator(t *testing.T) {
 	a, b, c := n[0], n[1], n[2]
 	gid := r.newGroup(a, "creator", b, c)
 
-	if _, _, err := b.eng.Remove(gid, c.addr); !errors.Is(err, ErrNotCreator) {
+	if _, _, err := b.eng.Remove(gid, c.addr, nil); !errors.Is(err, ErrNotCreator) {
 		t.Fatalf("B.Remove: %v, want ErrNotCreator", err)
 	}
 	kp := r.fetch(b, a) // any valid KeyPackage will do
-	if _, _, err := b.eng.Add(gid, kp); !errors.Is(err, ErrNotCreator) {
+	if _, _, err := b.eng.Add(gid, kp, nil); !errors.Is(err, ErrNotCreator) {
 		t.Fatalf("B.Add: %v, want ErrNotCreator", err)
 	}
 	var unknown [16]byte
-	if _, _, err := a.eng.Remove(unknown, c.addr); !errors.Is(err, ErrUnknownGroup) {
+	if _, _, err := a.eng.Remove(unknown, c.addr, nil); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("Remove in an unknown group: %v", err)
 	}
-	if _, _, err := a.eng.Remove(gid, a.addr); !errors.Is(err, ErrMember) {
+	if _, _, err := a.eng.Remove(gid, a.addr, nil); !errors.Is(err, ErrMember) {
 		t.Fatalf("the creator removing itself: %v, want ErrMember", err)
 	}
 
@@ -800,7 +821,7 @@ func TestEngineCommitsOnlyFromCreator(t *testing.T) {
 	// C's state is the creator's: its texts and its next commit apply.
 	r.send(a, gid, "still three")
 	checkInbox(t, c, gid, inboxWant{a, "still three"})
-	_, fx, err := a.eng.Remove(gid, b.addr)
+	_, fx, err := a.eng.Remove(gid, b.addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -891,7 +912,7 @@ func TestEngineKeyPackageRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, afx, err := c.eng.Add(g.ID, fx.Fetched[0])
+	_, afx, err := c.eng.Add(g.ID, fx.Fetched[0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1099,7 +1120,7 @@ func TestEngineWelcomeOnlyFromCreator(t *testing.T) {
 		t.Fatal(err)
 	}
 	hash := b.eng.KeyPackageHash()
-	_, fx, err := a.eng.Add(gi.ID, r.fetch(a, b))
+	_, fx, err := a.eng.Add(gi.ID, r.fetch(a, b), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1227,7 +1248,7 @@ func TestEnginePendingBounds(t *testing.T) {
 
 	// A commit B misses, then three texts of the next epoch: they wait,
 	// and the oldest goes when more than PendingMax wait.
-	_, fx, err := a.eng.Add(gid, r.fetch(a, c))
+	_, fx, err := a.eng.Add(gid, r.fetch(a, c), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1249,7 +1270,7 @@ func TestEnginePendingBounds(t *testing.T) {
 	checkInbox(t, b, gid, inboxWant{a, "t2"}, inboxWant{a, "t3"})
 
 	// One that waits longer than PendingMaxAge is dropped.
-	_, fx, err = a.eng.Remove(gid, c.addr)
+	_, fx, err = a.eng.Remove(gid, c.addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,10 +12,13 @@ import (
 // once its envelope is opened: one MLS message of one group, for one
 // member. CBOR, deterministic:
 //
-//	[kind, group (16 B), mls (bstr), name (tstr), creator (bstr, 0 or 16 B)]
+//	[kind, group (16 B), mls (bstr), name (tstr), creator (bstr, 0 or 16 B),
+//	 psk (bstr, 0 or SealedPSKSize B)]
 //
 // Name and creator are set in a Welcome only (a joiner learns the group's
-// name and who commits its membership changes); empty otherwise.
+// name and who commits its membership changes); empty otherwise. PSK is set
+// in a commit or Welcome that injects a post-quantum PSK (pq.go): the PSK
+// sealed to this member with X-Wing; empty otherwise.
 type GroupPayload struct {
 	_       struct{} `cbor:",toarray"`
 	Kind    PayloadKind
@@ -23,6 +26,7 @@ type GroupPayload struct {
 	MLS     []byte
 	Name    string
 	Creator []byte
+	PSK     []byte
 }
 
 // PayloadKind says which MLS message a GroupPayload carries.
@@ -86,6 +90,8 @@ func (p GroupPayload) check() error {
 		return fmt.Errorf("%w: name or creator outside a Welcome", ErrPayload)
 	case p.Kind == KindWelcome && len(p.Creator) != 16:
 		return fmt.Errorf("%w: Welcome without its group's creator", ErrPayload)
+	case len(p.PSK) != 0 && (p.Kind == KindApplication || len(p.PSK) != SealedPSKSize):
+		return fmt.Errorf("%w: a PSK of %d bytes in a %s (want %d, in a commit or Welcome)", ErrPayload, len(p.PSK), p.Kind, SealedPSKSize)
 	case len(p.Name) > MaxGroupName || !utf8.ValidString(p.Name):
 		return fmt.Errorf("%w: group name of %d bytes (limit %d, UTF-8)", ErrPayload, len(p.Name), MaxGroupName)
 	}

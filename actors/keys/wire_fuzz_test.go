@@ -10,6 +10,7 @@ func FuzzDecodeGroupPayload(f *testing.F) {
 	for _, p := range []GroupPayload{
 		{Kind: KindApplication, Group: bytes.Repeat([]byte{1}, 16), MLS: []byte("m")},
 		{Kind: KindWelcome, Group: bytes.Repeat([]byte{2}, 16), MLS: []byte("w"), Name: "Chor", Creator: bytes.Repeat([]byte{3}, 16)},
+		{Kind: KindCommit, Group: bytes.Repeat([]byte{4}, 16), MLS: []byte("c"), PSK: bytes.Repeat([]byte{5}, SealedPSKSize)},
 	} {
 		b, err := EncodeGroupPayload(p)
 		if err != nil {
@@ -41,6 +42,8 @@ func TestGroupPayloadRules(t *testing.T) {
 		"name on a commit":    {Kind: KindCommit, Group: g, MLS: []byte("m"), Name: "x"},
 		"welcome, no creator": {Kind: KindWelcome, Group: g, MLS: []byte("m"), Name: "x"},
 		"long name":           {Kind: KindWelcome, Group: g, MLS: []byte("m"), Name: string(bytes.Repeat([]byte("a"), MaxGroupName+1)), Creator: g},
+		"PSK on a text":       {Kind: KindApplication, Group: g, MLS: []byte("m"), PSK: make([]byte, SealedPSKSize)},
+		"short PSK":           {Kind: KindCommit, Group: g, MLS: []byte("m"), PSK: make([]byte, SealedPSKSize-1)},
 	} {
 		if _, err := EncodeGroupPayload(p); !errors.Is(err, ErrPayload) {
 			t.Errorf("%s: encoded (%v)", name, err)

@@ -704,10 +704,6 @@ func (g *Group) handleCommit(pm *framing.PrivateMessage) (rcv Received, err erro
 	if err != nil {
 		return Received{}, errorf(ErrMalformed, "commit: %v", err)
 	}
-	withPSK, err := g.commitPSKs(c)
-	if err != nil {
-		return Received{}, err
-	}
 	removedLeaves := map[uint32]bool{}
 	var added []crypto.Address
 	for _, p := range c.Proposals {
@@ -738,8 +734,13 @@ func (g *Group) handleCommit(pm *framing.PrivateMessage) (rcv Received, err erro
 	}
 	if removedLeaves[uint32(g.g.OwnLeafIndex())] {
 		g.removed = true
-		return Received{Kind: KindCommit, Sender: sender, Epoch: pm.Epoch + 1, Removed: true, PQ: withPSK,
+		return Received{Kind: KindCommit, Sender: sender, Epoch: pm.Epoch + 1, Removed: true,
 			Added: added, Gone: sortedByLeaf(gone, before)}, nil
+	}
+	// A removed member does not need the PSK: it takes no further epoch.
+	withPSK, err := g.commitPSKs(c)
+	if err != nil {
+		return Received{}, err
 	}
 
 	snap, err := g.snapshot()

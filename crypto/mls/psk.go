@@ -30,12 +30,12 @@ const PSKSize = 32
 // (mls-go keeps its PSK cache as a JSON object whose keys must be text).
 const pskIDPrefix = "qpq"
 
-// pskIDSize is the length of a PSK id: the prefix and 16 hex digits.
-const pskIDSize = len(pskIDPrefix) + 16
+// PSKIDSize is the length of a PSK id: "qpq" and 16 hex digits.
+const PSKIDSize = len(pskIDPrefix) + 16
 
 // PSK is an external pre-shared key for one commit.
 type PSK struct {
-	ID     []byte // pskIDSize ASCII bytes, made by NewPSK
+	ID     []byte // PSKIDSize ASCII bytes, made by NewPSK
 	Secret []byte // PSKSize bytes
 }
 
@@ -55,7 +55,7 @@ func NewPSK() (PSK, error) {
 
 // Check reports whether p has the shape NewPSK gives (ErrMalformed).
 func (p PSK) Check() error {
-	if len(p.ID) != pskIDSize || !bytes.HasPrefix(p.ID, []byte(pskIDPrefix)) {
+	if len(p.ID) != PSKIDSize || !bytes.HasPrefix(p.ID, []byte(pskIDPrefix)) {
 		return errorf(ErrMalformed, "PSK id of %d bytes", len(p.ID))
 	}
 	if _, err := hex.DecodeString(string(p.ID[len(pskIDPrefix):])); err != nil {
@@ -179,7 +179,7 @@ func prunePSKs(st []byte) ([]byte, error) {
 	}
 	n := len(cached)
 	for k := range cached {
-		if len(k) == pskIDSize && k[:len(pskIDPrefix)] == pskIDPrefix {
+		if len(k) == PSKIDSize && k[:len(pskIDPrefix)] == pskIDPrefix {
 			delete(cached, k)
 		}
 	}
