@@ -73,7 +73,7 @@ type EngineConfig struct {
 	// member can be given it (pq.go), and PSKs sealed to it open with it.
 	PQ      *pq.PrivateKey
 	Metrics *metrics.Groups
-	Log           *slog.Logger
+	Log     *slog.Logger
 }
 
 // groupRec is one group as the vault keeps it.
