@@ -6,6 +6,43 @@
 //
 // A connection is a pair of bounded frame queues. It starts no goroutine,
 // so hundreds of nodes cost only their queues, and nothing outlives Close.
+//
+// # Link models
+//
+// By default a link is instant: a written frame is readable at once. A
+// LinkModel (Network.SetModel per pair of names, WithModel for all) makes
+// it behave like a TCP or QUIC stream in time, on the network's clock
+// (WithClock; the simulator passes its clock.Manual) with jitter and loss
+// drawn from the network's seeded random source (WithRand, WithSeed):
+//
+//   - The link stays reliable and ordered, as the streams it stands for:
+//     frames are never dropped, duplicated or reordered.
+//   - Each direction is a FIFO with one transmitter. A frame of n bytes
+//     written at t starts sending at max(t, the time the previous frame
+//     finished) and takes n*8/Bandwidth to send (none when Bandwidth is 0).
+//   - It is delivered Latency after it finished sending, plus a jitter
+//     uniform in [0, Jitter], plus one RTO (LinkModel.RTO, by default
+//     max(3*Latency, MinRTO) = max(3*Latency, 200ms)) for every loss: with
+//     probability Loss the transmission is lost and retried, drawn again
+//     for the retry (a geometric number of RTOs, no backoff; retransmissions
+//     take no bandwidth). Delivery time is then raised to the previous
+//     frame's delivery time if it came out earlier, so nothing reorders.
+//   - Delivery is a clock.AfterFunc: one pending timer per direction, no
+//     goroutine per frame, no sleeping. Frames in flight count toward the
+//     direction's queue (Options.QueueFrames) like delivered unread ones:
+//     WriteFrame blocks when the queue is full, exactly as on an instant
+//     link, until the reader takes a frame.
+//   - Close (of either end) discards the frames still in flight both ways
+//     and stops the timers, as a reset would; frames already delivered are
+//     still read by the peer before io.EOF. Partition resets a link
+//     (ErrReset on both ends, nothing more is read) and refuses new dials
+//     between the names until Heal.
+//
+// A model is fixed when a connection is dialed: SetModel, like SetLink,
+// applies to connections dialed afterwards. A model with Bandwidth and no
+// SetLink for the pair makes the link's Info report Bandwidth as Bitrate.
+// Names are the dialer's transport Name and the address it dials, as for
+// SetLink.
 package mem
 
 import (
@@ -14,12 +51,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/clock"
 	"github.com/quicprochat/qpc/transports"
 )
 
@@ -38,7 +77,7 @@ const (
 	DefaultQueueFrames = 64  // frames buffered per direction of a link
 	DefaultBacklog     = 128 // connections waiting for Accept per listener
 	// DefaultBitrate is what mem links report unless told otherwise:
-	// 1 Gbit/s, i.e. "fast" (mem does not pace frames).
+	// 1 Gbit/s, i.e. "fast" (mem paces frames only under a LinkModel).
 	DefaultBitrate = 1_000_000_000
 )
 
@@ -49,12 +88,35 @@ type Network struct {
 	mu        sync.Mutex
 	listeners map[string]*listener
 	links     map[[2]string]transports.Info
-	names     atomic.Uint64 // for generated names
+	models    map[[2]string]LinkModel
+	cut       map[[2]string]bool
+	live      map[[2]string]map[*pair]struct{} // open links, for Partition
+	names     atomic.Uint64                    // for generated names
+
+	clk      clock.Clock
+	defModel LinkModel
+	rndMu    sync.Mutex
+	rnd      *rand.Rand
 }
 
-// NewNetwork returns an empty network.
-func NewNetwork() *Network {
-	return &Network{listeners: map[string]*listener{}, links: map[[2]string]transports.Info{}}
+// NewNetwork returns an empty network: instant links on the real clock
+// unless opts say otherwise.
+func NewNetwork(opts ...NetworkOption) *Network {
+	n := &Network{
+		listeners: map[string]*listener{},
+		links:     map[[2]string]transports.Info{},
+		models:    map[[2]string]LinkModel{},
+		cut:       map[[2]string]bool{},
+		live:      map[[2]string]map[*pair]struct{}{},
+		clk:       clock.Real{},
+	}
+	for _, o := range opts {
+		o(n)
+	}
+	if n.rnd == nil {
+		n.rnd = rand.New(rand.NewPCG(DefaultSeed, DefaultSeed))
+	}
+	return n
 }
 
 // SetLink gives links between the transport named a and the listener named
@@ -186,11 +248,20 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: dial %s: %w", prefix, addr, err)
 	}
+	key := linkKey(t.opts.Name, addr)
 	t.net.mu.Lock()
 	l := t.net.listeners[addr]
+	cut := t.net.cut[key]
+	model, ok := t.net.models[key]
+	if !ok {
+		model = t.net.defModel
+	}
 	t.net.mu.Unlock()
 	if l == nil {
 		return nil, fmt.Errorf("%s: dial %s: %w: no listener", prefix, addr, ErrRefused)
+	}
+	if cut {
+		return nil, fmt.Errorf("%s: dial %s: %w: partitioned", prefix, addr, ErrRefused)
 	}
 	if l.t.opts.Identity.Address() == t.opts.Identity.Address() {
 		return nil, fmt.Errorf("%s: dial %s: %w: %w", prefix, addr, transports.ErrHandshake, transports.ErrSelf)
@@ -199,12 +270,31 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 	info, ok := t.net.linkInfo(t.opts.Name, addr)
 	if !ok {
 		info = t.info
+		if model.Bandwidth > 0 {
+			info.Bitrate = model.Bandwidth
+			info = info.WithClass()
+		}
 	}
 	limit := min(t.opts.MaxFrameSize, l.t.opts.MaxFrameSize, info.Limit())
 	local := t.opts.Name + "#" + strconv.FormatUint(t.conns.Add(1), 10)
-	client, server := newPair(info, limit, t.opts.QueueFrames,
+	p := &pair{net: t.net, key: key, cut: make(chan struct{})}
+	client, server := newPair(p, model, info, limit, t.opts.QueueFrames,
 		t.opts.Identity.PublicKey(), l.t.opts.Identity.PublicKey(), local, addr)
+	// Register the link for Partition; a partition that came meanwhile wins.
+	t.net.mu.Lock()
+	if t.net.cut[key] {
+		t.net.mu.Unlock()
+		return nil, fmt.Errorf("%s: dial %s: %w: partitioned", prefix, addr, ErrRefused)
+	}
+	set := t.net.live[key]
+	if set == nil {
+		set = map[*pair]struct{}{}
+		t.net.live[key] = set
+	}
+	set[p] = struct{}{}
+	t.net.mu.Unlock()
 	if err := l.enqueue(server); err != nil {
+		p.stop()
 		return nil, fmt.Errorf("%s: dial %s: %w", prefix, addr, err)
 	}
 	return client, nil
@@ -280,9 +370,12 @@ func (l *listener) Close() error {
 
 // conn is one end of an in-memory link. in and out are the two frame
 // queues; the channels are never closed (a send on a closed channel would
-// panic), the done channels say who has closed instead.
+// panic), the done channels say who has closed instead. On a modelled link
+// inM and outM are the pipes that fill in and take what is written to out.
 type conn struct {
 	in, out    chan []byte
+	inM, outM  *pipe // nil on an instant link
+	pair       *pair
 	done       chan struct{} // closed by our Close
 	peerDone   chan struct{} // closed by the peer's Close
 	closeOnce  sync.Once
@@ -293,13 +386,18 @@ type conn struct {
 	local, rem string
 }
 
-func newPair(info transports.Info, limit, queue int, dialerKey, listenerKey ed25519.PublicKey, dialerName, listenerName string) (dialer, listener *conn) {
+func newPair(p *pair, model LinkModel, info transports.Info, limit, queue int, dialerKey, listenerKey ed25519.PublicKey, dialerName, listenerName string) (dialer, listener *conn) {
 	aToB, bToA := make(chan []byte, queue), make(chan []byte, queue)
 	aDone, bDone := make(chan struct{}), make(chan struct{})
-	dialer = &conn{in: bToA, out: aToB, done: aDone, peerDone: bDone, info: info, limit: limit,
+	dialer = &conn{in: bToA, out: aToB, pair: p, done: aDone, peerDone: bDone, info: info, limit: limit,
 		peerKey: listenerKey, peer: crypto.AddressOf(listenerKey), local: dialerName, rem: listenerName}
-	listener = &conn{in: aToB, out: bToA, done: bDone, peerDone: aDone, info: info, limit: limit,
+	listener = &conn{in: aToB, out: bToA, pair: p, done: bDone, peerDone: aDone, info: info, limit: limit,
 		peerKey: dialerKey, peer: crypto.AddressOf(dialerKey), local: listenerName, rem: dialerName}
+	if model != (LinkModel{}) {
+		p.aToB, p.bToA = newPipe(p.net, model, aToB), newPipe(p.net, model, bToA)
+		dialer.outM, dialer.inM = p.aToB, p.bToA
+		listener.outM, listener.inM = p.bToA, p.aToB
+	}
 	return dialer, listener
 }
 
@@ -312,9 +410,14 @@ func (c *conn) WriteFrame(p []byte) error {
 		return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, net.ErrClosed)
 	case <-c.peerDone:
 		return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, io.ErrClosedPipe)
+	case <-c.pair.cut:
+		return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, ErrReset)
 	default:
 	}
 	f := append([]byte{}, p...)
+	if c.outM != nil {
+		return c.writeModelled(f)
+	}
 	select {
 	case c.out <- f:
 		return nil
@@ -322,33 +425,81 @@ func (c *conn) WriteFrame(p []byte) error {
 		return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, net.ErrClosed)
 	case <-c.peerDone:
 		return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, io.ErrClosedPipe)
+	case <-c.pair.cut:
+		return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, ErrReset)
 	}
+}
+
+// writeModelled takes a slot of the queue (blocking while it is full of
+// frames in flight or unread) and hands f to the pipe.
+func (c *conn) writeModelled(f []byte) error {
+	select {
+	case c.outM.slots <- struct{}{}:
+	case <-c.done:
+		return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, net.ErrClosed)
+	case <-c.peerDone:
+		return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, io.ErrClosedPipe)
+	case <-c.pair.cut:
+		return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, ErrReset)
+	}
+	if !c.outM.schedule(f) {
+		// Closed or reset since the checks above: say which.
+		select {
+		case <-c.pair.cut:
+			return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, ErrReset)
+		case <-c.done:
+			return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, net.ErrClosed)
+		default:
+			return fmt.Errorf("%s: write to %s: %w", prefix, c.rem, io.ErrClosedPipe)
+		}
+	}
+	return nil
+}
+
+// got is called for every frame read: it frees the frame's slot.
+func (c *conn) got(f []byte) []byte {
+	if c.inM != nil {
+		select {
+		case <-c.inM.slots:
+		default:
+		}
+	}
+	return f
 }
 
 func (c *conn) ReadFrame() ([]byte, error) {
 	select {
 	case <-c.done:
 		return nil, fmt.Errorf("%s: read from %s: %w", prefix, c.rem, net.ErrClosed)
+	case <-c.pair.cut:
+		return nil, fmt.Errorf("%s: read from %s: %w", prefix, c.rem, ErrReset)
 	default:
 	}
 	select {
 	case f := <-c.in:
-		return f, nil
+		return c.got(f), nil
 	case <-c.done:
 		return nil, fmt.Errorf("%s: read from %s: %w", prefix, c.rem, net.ErrClosed)
+	case <-c.pair.cut:
+		return nil, fmt.Errorf("%s: read from %s: %w", prefix, c.rem, ErrReset)
 	case <-c.peerDone:
 		// Frames the peer queued before closing are still delivered.
 		select {
 		case f := <-c.in:
-			return f, nil
+			return c.got(f), nil
 		default:
 			return nil, io.EOF
 		}
 	}
 }
 
+// Close closes this end; on a modelled link the frames in flight either
+// way are discarded.
 func (c *conn) Close() error {
-	c.closeOnce.Do(func() { close(c.done) })
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.pair.stop()
+	})
 	return nil
 }
 
