@@ -165,12 +165,19 @@ type SendReceipts struct {
 
 // ClassesRequest asks the router how each destination is reached: it
 // answers *ClassesReply with the class of the fastest link to the next
-// hop of each one's route.
+// hop of each one's route, and the X-Wing keys of those the PQ mode may
+// reach (asking the others for their PQ key record).
 type ClassesRequest struct{ Dests [][16]byte }
 
 // ClassesReply answers ClassesRequest; a destination without a route, or
-// whose next hop has no open link, has class 0.
-type ClassesReply struct{ Classes map[[16]byte]uint8 } // transports.Class
+// whose next hop has no open link, has class 0. PQ holds the X-Wing
+// public key of each destination the PQ mode applies to (it announces
+// it, its first link is unconstrained, its record is held); nil with the
+// mode off.
+type ClassesReply struct {
+	Classes map[[16]byte]uint8 // transports.Class
+	PQ      map[[16]byte][]byte
+}
 
 // GroupInbound tells the keys actor that the router committed MLS
 // messages to its group inbox (inbox.GroupBucket).

@@ -24,15 +24,16 @@ func Sizes() ([]messages.SizeRow, error) {
 		return nil, err
 	}
 	names := map[string]string{
-		"KeyPackage":                              "mls-keypackage",
-		"Welcome, 2 members":                      "mls-welcome-2",
-		"Welcome, 10 members":                     "mls-welcome-10",
-		"Commit, add 1 to a 1-member group":       "mls-commit-add-to-1",
-		"Commit, add 1 to a 2-member group":       "mls-commit-add",
-		"Commit, remove 1 from a 3-member group":  "mls-commit-remove",
-		"Commit, self-update in a 2-member group": "mls-commit-update",
-		"Application message, 32-byte text":       "mls-application-32",
-		"Group state, 3 members":                  "mls-group-state-3",
+		"KeyPackage":                                         "mls-keypackage",
+		"Welcome, 2 members":                                 "mls-welcome-2",
+		"Welcome, 10 members":                                "mls-welcome-10",
+		"Commit, add 1 to a 1-member group":                  "mls-commit-add-to-1",
+		"Commit, add 1 to a 2-member group":                  "mls-commit-add",
+		"Commit, remove 1 from a 3-member group":             "mls-commit-remove",
+		"Commit, self-update in a 2-member group":            "mls-commit-update",
+		"Commit with a PSK, self-update in a 2-member group": "mls-commit-update-psk",
+		"Application message, 32-byte text":                  "mls-application-32",
+		"Group state, 3 members":                             "mls-group-state-3",
 	}
 	var out []messages.SizeRow
 	by := map[string]int{}
@@ -108,7 +109,17 @@ func Sizes() ([]messages.SizeRow, error) {
 	if err != nil {
 		return nil, err
 	}
+	plain, err := EncodeGroupPayload(GroupPayload{Kind: KindCommit, Group: make([]byte, 16), MLS: make([]byte, by["mls-commit-update"])})
+	if err != nil {
+		return nil, err
+	}
+	withPSK, err := EncodeGroupPayload(GroupPayload{Kind: KindCommit, Group: make([]byte, 16), MLS: make([]byte, by["mls-commit-update"]), PSK: make([]byte, SealedPSKSize)})
+	if err != nil {
+		return nil, err
+	}
+	pskOverhead := by["mls-commit-update-psk"] - by["mls-commit-update"] + len(withPSK) - len(plain)
 	out = append(out,
+		messages.SizeRow{Name: "mls-pq-psk-overhead", Bytes: pskOverhead, Note: fmt.Sprintf("a PQ commit's cost per member (and a PQ Welcome's): the PSK proposal, and the PSK sealed to the member with X-Wing (%d B) in its copy", SealedPSKSize)},
 		messages.SizeRow{Name: "pq-envelope-sealed-32", Bytes: pqEnv, Note: "a 32-byte text sealed with X-Wing in its signed envelope (classic: envelope-sealed-32)"},
 		messages.SizeRow{Name: "pq-key-response", Bytes: pqKey, Note: "signed envelope carrying a node's signed X-Wing key record"},
 	)

@@ -29,6 +29,9 @@ func TestGroupSizes(t *testing.T) {
 	if env, app := by["group-envelope-application-32"], by["mls-application-32"]; env <= app+48 {
 		t.Errorf("an application message of %d bytes in an envelope of %d: sealing alone adds 48", app, env)
 	}
+	if n := by["mls-pq-psk-overhead"]; n < SealedPSKSize+19+32 || n > SealedPSKSize+19+32+16 {
+		t.Errorf("PQ PSK overhead %d bytes: the sealed PSK (%d), the proposal's id and nonce (51) and a few bytes of framing", n, SealedPSKSize)
+	}
 	if by["mls-welcome-10"] <= by["mls-welcome-2"] {
 		t.Errorf("Welcome for 10 (%d) not larger than for 2 (%d)", by["mls-welcome-10"], by["mls-welcome-2"])
 	}

@@ -31,7 +31,7 @@ func (n *Node) keysConfig(routerPID, announcerPID *actor.PID) keys.Config {
 		Enabled: g.Enabled, Router: routerPID, Announcer: announcerPID, Clock: n.clock, Log: n.log.With("component", "keys"),
 		Engine: keys.EngineConfig{
 			Identity: n.id, DB: n.db, Inbox: n.box, Directory: n.keys, KeyPackageLifetime: g.KeyPackageLifetime.D(),
-			Metrics: n.metrics.Groups,
+			PQ: n.pqKey(), Metrics: n.metrics.Groups,
 		},
 	}
 }
@@ -79,7 +79,7 @@ func ParseGroupID(s string) ([16]byte, error) {
 }
 
 func apiGroup(gi keys.GroupInfo, modes map[crypto.Address]keys.Mode) api.Group {
-	g := api.Group{Group: hex.EncodeToString(gi.ID[:]), Name: gi.Name, Epoch: gi.Epoch, Creator: gi.Creator.String()}
+	g := api.Group{Group: hex.EncodeToString(gi.ID[:]), Name: gi.Name, Epoch: gi.Epoch, Creator: gi.Creator.String(), PQ: gi.PQ}
 	for _, m := range gi.Members {
 		gm := api.GroupMember{Address: m.String()}
 		if m == gi.Self {
@@ -99,6 +99,14 @@ func apiGroup(gi keys.GroupInfo, modes map[crypto.Address]keys.Mode) api.Group {
 // mode of its copies (keys.ModeFor). Without an answer every member gets
 // MLS, which every link carries.
 func (n *Node) groupModes(ctx context.Context, members []crypto.Address) map[crypto.Address]keys.Mode {
+	modes, _ := n.groupRoutes(ctx, members)
+	return modes
+}
+
+// groupRoutes is groupModes with, when groups.pq is on, the X-Wing keys
+// of the members the PQ option may reach (the router asks the others for
+// their PQ key record, so a later call may find them).
+func (n *Node) groupRoutes(ctx context.Context, members []crypto.Address) (map[crypto.Address]keys.Mode, keys.PQKeys) {
 	modes := make(map[crypto.Address]keys.Mode, len(members))
 	dests := make([][16]byte, len(members))
 	for i, m := range members {
@@ -107,14 +115,34 @@ func (n *Node) groupModes(ctx context.Context, members []crypto.Address) map[cry
 	}
 	res, err := n.ask(ctx, router.Name, &messages.ClassesRequest{Dests: dests}, 5*time.Second)
 	if err != nil {
-		return modes
+		return modes, nil
 	}
-	if r, ok := res.(*messages.ClassesReply); ok {
-		for d, c := range r.Classes {
-			modes[d] = keys.ModeFor(transports.Class(c))
+	r, ok := res.(*messages.ClassesReply)
+	if !ok {
+		return modes, nil
+	}
+	for d, c := range r.Classes {
+		modes[d] = keys.ModeFor(transports.Class(c))
+	}
+	var pqk keys.PQKeys
+	for d, k := range r.PQ {
+		if pqk == nil {
+			pqk = keys.PQKeys{}
+		}
+		pqk[d] = k
+	}
+	return modes, pqk
+}
+
+// others is the members of g but this node.
+func others(g api.Group) []crypto.Address {
+	var out []crypto.Address
+	for _, m := range g.Members {
+		if a, err := crypto.ParseAddress(m.Address); err == nil && !m.Self {
+			out = append(out, a)
 		}
 	}
-	return modes
+	return out
 }
 
 // GroupCreate is POST /v1/groups.
@@ -177,9 +205,14 @@ func (n *Node) GroupAdd(ctx context.Context, group, addr string, wait time.Durat
 		return api.Group{}, &api.BadRequest{Err: err}
 	}
 	// Refuse what cannot work before asking the mesh for anything.
-	if _, err := n.GroupShow(ctx, group); err != nil {
+	g, err := n.GroupShow(ctx, group)
+	if err != nil {
 		return api.Group{}, err
 	}
+	members := append(others(g), who)
+	// With groups.pq on, this asks the joiner for its PQ key record while
+	// its KeyPackage is fetched, so that the commit may be PQ.
+	n.groupRoutes(ctx, members)
 	res, err := n.askKeys(ctx, &keys.FetchRequest{Owner: who, Wait: wait}, wait+10*time.Second)
 	if err != nil {
 		return api.Group{}, err
@@ -188,7 +221,8 @@ func (n *Node) GroupAdd(ctx context.Context, group, addr string, wait time.Durat
 	if f.Err != nil {
 		return api.Group{}, groupErr(f.Err)
 	}
-	return n.groupChange(ctx, &keys.AddRequest{ID: id, KP: f.KP})
+	_, pqk := n.groupRoutes(ctx, members)
+	return n.groupChange(ctx, &keys.AddRequest{ID: id, KP: f.KP, PQ: pqk})
 }
 
 // GroupRemove is DELETE /v1/groups/{group}/members/{addr}.
@@ -201,7 +235,12 @@ func (n *Node) GroupRemove(ctx context.Context, group, addr string) (api.Group, 
 	if err != nil {
 		return api.Group{}, &api.BadRequest{Err: err}
 	}
-	return n.groupChange(ctx, &keys.RemoveRequest{ID: id, Addr: who})
+	g, err := n.GroupShow(ctx, group)
+	if err != nil {
+		return api.Group{}, err
+	}
+	_, pqk := n.groupRoutes(ctx, others(g))
+	return n.groupChange(ctx, &keys.RemoveRequest{ID: id, Addr: who, PQ: pqk})
 }
 
 // groupChange asks the keys actor for a membership change and sends the
@@ -249,13 +288,7 @@ func (n *Node) GroupSend(ctx context.Context, group, text string) (api.GroupSend
 	if err != nil {
 		return api.GroupSendResponse{}, err
 	}
-	var members []crypto.Address
-	for _, m := range g.Members {
-		if a, err := crypto.ParseAddress(m.Address); err == nil && !m.Self {
-			members = append(members, a)
-		}
-	}
-	res, err := n.askKeys(ctx, &keys.SendRequest{ID: id, Text: []byte(text), Modes: n.groupModes(ctx, members)}, 10*time.Second)
+	res, err := n.askKeys(ctx, &keys.SendRequest{ID: id, Text: []byte(text), Modes: n.groupModes(ctx, others(g))}, 10*time.Second)
 	if err != nil {
 		return api.GroupSendResponse{}, err
 	}

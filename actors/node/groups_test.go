@@ -26,7 +26,8 @@ type groupMesh struct {
 	seenByR    [][]byte
 }
 
-func startGroupMesh(t *testing.T) *groupMesh {
+// startGroupMesh starts the mesh; mods adjust the members' configs.
+func startGroupMesh(t *testing.T, mods ...func(*config.Config)) *groupMesh {
 	t.Helper()
 	net := mem.NewNetwork()
 	m := &groupMesh{net: net, cfg: map[*Node]config.Config{}}
@@ -43,6 +44,9 @@ func startGroupMesh(t *testing.T) *groupMesh {
 		c := testConfig(t)
 		c.Transports.Listen = nil
 		c.Transports.Peers = []string{"mem://r"}
+		for _, f := range mods {
+			f(&c)
+		}
 		n, _ := startNode(t, c, WithMemNetwork(net))
 		m.cfg[n] = c
 		return n

@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/quicprochat/qpc/crypto"
+	"github.com/quicprochat/qpc/internal/config"
 	"github.com/quicprochat/qpc/internal/probe"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports/mem"
@@ -81,5 +85,79 @@ func TestPQSealedOneToOne(t *testing.T) {
 	}
 	if n := seen("c"); n != 0 {
 		t.Fatalf("C, which does not announce pq, got %d PQ-sealed messages", n)
+	}
+}
+
+// TestGroupPQOverRelay: three members with groups.pq on, over a relay
+// (mem links: unconstrained). Once A holds B's and C's signed PQ key
+// records, each of its commits injects a PSK sealed with X-Wing to each
+// member: the group's epochs are post-quantum on all three (the API's
+// "pq"), the members count PQ commits and Welcomes, and texts flow. A
+// commit removing C stays PQ for the rest.
+func TestGroupPQOverRelay(t *testing.T) {
+	m := startGroupMesh(t, func(c *config.Config) { c.Groups.PQ = true })
+	ctx := context.Background()
+	// The router asks for the records the first time it is asked; wait
+	// until A holds both (GroupAdd asks for the joiner's while it fetches
+	// the KeyPackage, which is usually enough, but not a promise).
+	if !probe.Wait(20*time.Second, func() bool {
+		_, k := m.A.groupRoutes(ctx, []crypto.Address{m.B.Address(), m.C.Address()})
+		return len(k) == 2
+	}) {
+		t.Fatal("A never held B's and C's PQ keys")
+	}
+	created, err := m.A.GroupCreate(ctx, "Chor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := created.Group
+	for _, n := range []*Node{m.B, m.C} {
+		g, err := m.A.GroupAdd(ctx, gid, n.Address().String(), 15*time.Second)
+		if err != nil {
+			t.Fatalf("add %s: %v", n.Address().Short(), err)
+		}
+		if !g.PQ {
+			t.Fatalf("the commit adding %s is not PQ: %+v", n.Address().Short(), g)
+		}
+	}
+	ga, _ := groupOf(t, m.A, gid)
+	for name, n := range map[string]*Node{"B": m.B, "C": m.C} {
+		if !probe.Wait(20*time.Second, func() bool { g, ok := groupOf(t, n, gid); return ok && g.Epoch == ga.Epoch }) {
+			t.Fatalf("%s did not reach epoch %d", name, ga.Epoch)
+		}
+		if g, _ := groupOf(t, n, gid); !g.PQ {
+			t.Fatalf("%s's epoch is not PQ: %+v", name, g)
+		}
+	}
+	pqIn := func(n *Node, kind string) float64 {
+		return testutil.ToFloat64(n.Metrics().Groups.Decryptions.WithLabelValues("mls-pq", kind))
+	}
+	if pqIn(m.B, "welcome") != 1 || pqIn(m.B, "commit") != 1 || pqIn(m.C, "welcome") != 1 {
+		t.Fatalf("PQ decryptions: B welcome %v commit %v, C welcome %v; want 1 each", pqIn(m.B, "welcome"), pqIn(m.B, "commit"), pqIn(m.C, "welcome"))
+	}
+	var afterB, afterC uint64
+	if _, err := m.A.GroupSend(ctx, gid, "nach dem Quantencomputer"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n     *Node
+		after *uint64
+	}{{m.B, &afterB}, {m.C, &afterC}} {
+		if e := nextGroupText(t, c.n, c.after, gid); e.Text != "nach dem Quantencomputer" {
+			t.Fatalf("got %+v", e)
+		}
+	}
+	g, err := m.A.GroupRemove(ctx, gid, m.C.Address().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.PQ {
+		t.Fatal("the commit removing C is not PQ")
+	}
+	if !probe.Wait(20*time.Second, func() bool { gb, _ := groupOf(t, m.B, gid); return gb.Epoch == g.Epoch && gb.PQ }) {
+		t.Fatal("B did not take the PQ commit removing C")
+	}
+	if !probe.Wait(20*time.Second, func() bool { _, ok := groupOf(t, m.C, gid); return !ok }) {
+		t.Fatal("C still in the group")
 	}
 }

@@ -360,7 +360,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 	case *messages.SendReceipts:
 		r.do(ctx, r.core.Receipts(m.To, m.IDs, now))
 	case *messages.ClassesRequest:
-		ctx.Respond(r.classes(m))
+		ctx.Respond(r.classes(ctx, m, now))
 	case *messages.SendControl:
 		r.do(ctx, r.core.Control(m.To, m.Payload, m.Data, now))
 	case *messages.ForwardFrame:

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/quicprochat/qpc/crypto/mlslite"
 	"github.com/quicprochat/qpc/messages"
 	"github.com/quicprochat/qpc/transports"
@@ -96,14 +98,27 @@ func classByName(s string) transports.Class {
 
 // classes answers a ClassesRequest: for each destination, the class of
 // the fastest link to the next hop of its route (0: no route, or the next
-// hop has no open link).
-func (r *routerActor) classes(m *messages.ClassesRequest) *messages.ClassesReply {
+// hop has no open link), and its X-Wing key where the PQ mode applies;
+// where the mode would apply but the key is not held, it is asked for
+// (pq.go), for the next request.
+func (r *routerActor) classes(ctx actor.Context, m *messages.ClassesRequest, now time.Time) *messages.ClassesReply {
 	out := &messages.ClassesReply{Classes: make(map[[16]byte]uint8, len(m.Dests))}
 	for _, d := range m.Dests {
 		if rt, ok := r.core.Table.Lookup(d); ok && !r.core.Unlinked[rt.NextHop] {
 			out.Classes[d] = uint8(r.core.Links.Fastest(rt.NextHop))
 		} else {
 			out.Classes[d] = 0
+		}
+		if r.core.PQ == nil {
+			continue
+		}
+		if k, ok := r.core.PQTo(d); ok {
+			if out.PQ == nil {
+				out.PQ = map[[16]byte][]byte{}
+			}
+			out.PQ[d] = k
+		} else {
+			r.do(ctx, r.core.PQAsk(d, now))
 		}
 	}
 	return out

@@ -284,7 +284,12 @@ func printGroups(w io.Writer, groups []api.Group) error {
 		}
 		fmt.Fprintf(tw, "group\t%s\n", g.Group)
 		fmt.Fprintf(tw, "name\t%s\n", shown(api.InboxEntry{Text: g.Name}))
+		pq := "no"
+		if g.PQ {
+			pq = "yes (X-Wing PSK in this epoch)"
+		}
 		fmt.Fprintf(tw, "epoch\t%d\n", g.Epoch)
+		fmt.Fprintf(tw, "pq\t%s\n", pq)
 		fmt.Fprintf(tw, "creator\t%s\n", creator)
 		for _, m := range g.Members {
 			mode := m.Mode

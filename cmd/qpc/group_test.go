@@ -195,6 +195,7 @@ func TestGroupCreateAddSendRemoveList(t *testing.T) {
 	wantList := "group    " + groupFirst + "\n" +
 		"name     Station Nord\n" +
 		"epoch    3\n" +
+		"pq       no\n" +
 		"creator  " + groupSelf + " (this node)\n" +
 		"member   " + groupSelf + " (this node)\n" +
 		"member   " + groupPeer + " mls\n" +
@@ -202,6 +203,7 @@ func TestGroupCreateAddSendRemoveList(t *testing.T) {
 		"group    " + groupSecond + "\n" +
 		"name     zweite\n" +
 		"epoch    0\n" +
+		"pq       no\n" +
 		"creator  " + groupSelf + " (this node)\n" +
 		"member   " + groupSelf + " (this node)\n"
 	if code != exitOK || out != wantList {
@@ -213,7 +215,7 @@ func TestGroupCreateAddSendRemoveList(t *testing.T) {
 		list.Groups[0].Members[1] != (api.GroupMember{Address: groupPeer, Mode: "mls"}) || !list.Groups[0].Members[0].Self {
 		t.Errorf("list --json: exit %d %s", code, out)
 	}
-	for _, k := range []string{`"groups"`, `"group"`, `"name"`, `"epoch"`, `"creator"`, `"members"`, `"address"`, `"self"`, `"mode"`} {
+	for _, k := range []string{`"groups"`, `"group"`, `"name"`, `"epoch"`, `"creator"`, `"pq"`, `"members"`, `"address"`, `"self"`, `"mode"`} {
 		if !strings.Contains(out, k) {
 			t.Errorf("list --json has no %s: %s", k, out)
 		}
@@ -230,10 +232,11 @@ func TestGroupListEmptyAndNamesEscaped(t *testing.T) {
 	}
 	// A name that came over the mesh (a Welcome) is shown escaped.
 	n.gmu.Lock()
-	n.groups = []api.Group{{Group: groupFirst, Name: "x\u202eevil", Creator: groupPeer, Members: []api.GroupMember{{Address: groupPeer}, {Address: groupSelf, Self: true}}}}
+	n.groups = []api.Group{{Group: groupFirst, Name: "x\u202eevil", Creator: groupPeer, PQ: true, Members: []api.GroupMember{{Address: groupPeer}, {Address: groupSelf, Self: true}}}}
 	n.gmu.Unlock()
 	code, out, _ := qpc(t, "group", "list", "--api", addr)
-	if code != exitOK || !strings.Contains(out, `name     x\u202eevil`) || !strings.Contains(out, "creator  "+groupPeer+"\n") || !strings.Contains(out, groupPeer+" (mode unknown)") {
+	if code != exitOK || !strings.Contains(out, `name     x\u202eevil`) || !strings.Contains(out, "creator  "+groupPeer+"\n") || !strings.Contains(out, groupPeer+" (mode unknown)") ||
+		!strings.Contains(out, "pq       yes (X-Wing PSK in this epoch)\n") {
 		t.Errorf("list of a group another node created: exit %d\n%s", code, out)
 	}
 }

@@ -108,6 +108,19 @@ func Sizes() ([]Size, error) {
 	}
 	add("Commit, self-update in a 2-member group", len(commit), "PrivateMessage with UpdatePath")
 
+	psk, err := NewPSK()
+	if err != nil {
+		return nil, err
+	}
+	if err := g2.StagePSK(psk); err != nil {
+		return nil, err
+	}
+	commit, err = g2.SelfUpdate()
+	if err != nil {
+		return nil, err
+	}
+	add("Commit with a PSK, self-update in a 2-member group", len(commit), "the same with one external PSK proposal (id 19 B, nonce 32 B)")
+
 	g3, err := grow(3)
 	if err != nil {
 		return nil, err

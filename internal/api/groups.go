@@ -99,10 +99,13 @@ type GroupSendResponse struct {
 // "mls-lite-compact" (severely constrained: MLS-Lite without a
 // signature). "mls-hybrid-pq" is reserved for the post-quantum mode.
 type Group struct {
-	Group   string        `json:"group"`
-	Name    string        `json:"name"`
-	Epoch   uint64        `json:"epoch"`
-	Creator string        `json:"creator"`
+	Group   string `json:"group"`
+	Name    string `json:"name"`
+	Epoch   uint64 `json:"epoch"`
+	Creator string `json:"creator"`
+	// PQ: the commit that began the epoch injected a post-quantum PSK
+	// (groups.pq, every member reachable over a PQ-capable route).
+	PQ      bool          `json:"pq"`
 	Members []GroupMember `json:"members"`
 }
 
