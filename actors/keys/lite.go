@@ -26,10 +26,10 @@ import (
 type Mode = transports.CryptoMode
 
 // ModeFor is the mode for a member whose route's first link has class c:
-// the link's recommendation, but groups have no post-quantum mode yet
-// (the PQ secret as an MLS external PSK is not built; 1:1 texts have one,
-// router/pq.go), so an unconstrained link gets MLS too, and a member
-// without a route (class 0) gets MLS, which any link carries.
+// the link's recommendation, except that an unconstrained link gets MLS
+// too (a group's post-quantum option is a PSK in its commits, pq.go, not
+// a mode of the copies), and a member without a route (class 0) gets
+// MLS, which any link carries.
 func ModeFor(c transports.Class) Mode {
 	switch c {
 	case transports.Constrained:

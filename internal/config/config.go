@@ -71,7 +71,7 @@ type Config struct {
 type GroupsConfig struct {
 	Enabled            bool     `toml:"enabled" comment:"Publish a KeyPackage (its hash in the announce), join groups, answer and cache KeyPackage requests. Off: none of that, and group messages wait unread." mapstructure:"enabled"`
 	KeyPackageLifetime Duration `toml:"keypackage_lifetime" comment:"How long a KeyPackage of this node is valid; it is replaced when a quarter is left, and after each use." mapstructure:"keypackage_lifetime"`
-	PQ                 bool     `toml:"pq" comment:"Post-quantum hybrid (X-Wing): announce it, open 1:1 messages sealed with it, and seal to nodes that announce it when the first link of the route is unconstrained (never over LoRa). Costs 1,136 bytes per message." mapstructure:"pq"`
+	PQ                 bool     `toml:"pq" comment:"Post-quantum hybrid (X-Wing): announce it, open 1:1 messages sealed with it, and seal to nodes that announce it when the first link of the route is unconstrained (never over LoRa). Costs 1,136 bytes per message. In groups this node creates, each commit then injects a post-quantum PSK when every member is in PQ reach (1,246 bytes per member and commit)." mapstructure:"pq"`
 }
 
 // IdentityConfig locates the Ed25519 key file.
