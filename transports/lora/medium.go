@@ -50,10 +50,12 @@ type Medium struct {
 	rxQ    int
 	radios []*Radio // attach order, for deterministic draws
 	loss   map[[2]string]float64
-	snr    map[[2]string]float64 // SetSNR; else derived from the loss
-	onAir  []*transmission
-	seq    uint64
-	stats  MediumStats
+	// defLoss is the loss of pairs not in loss (MediumOptions.DefaultLoss).
+	defLoss float64
+	snr     map[[2]string]float64 // SetSNR; else derived from the loss
+	onAir   []*transmission
+	seq     uint64
+	stats   MediumStats
 }
 
 // MediumOptions configure a Medium; zero fields take the defaults.
@@ -67,6 +69,11 @@ type MediumOptions struct {
 	// RxQueue is each radio's receive buffer in frames (default 64);
 	// frames arriving at a full buffer are dropped and counted.
 	RxQueue int
+	// DefaultLoss is the loss of a pair of radios without SetLoss: 0 (the
+	// default) lets every radio hear every other, 1 puts them out of
+	// range unless SetLoss says otherwise (a simulator's map of who hears
+	// whom); 0 to 1.
+	DefaultLoss float64
 }
 
 // Defaults of MediumOptions.
@@ -136,7 +143,10 @@ func NewMedium(o MediumOptions) *Medium {
 	if o.RxQueue <= 0 {
 		o.RxQueue = DefaultRxQueue
 	}
-	return &Medium{clk: o.Clock, rng: o.Rand, txQ: o.TxQueue, rxQ: o.RxQueue, loss: map[[2]string]float64{}, snr: map[[2]string]float64{}}
+	if !(o.DefaultLoss > 0 && o.DefaultLoss <= 1) {
+		o.DefaultLoss = 0
+	}
+	return &Medium{clk: o.Clock, rng: o.Rand, txQ: o.TxQueue, rxQ: o.RxQueue, defLoss: o.DefaultLoss, loss: map[[2]string]float64{}, snr: map[[2]string]float64{}}
 }
 
 // Radio is one transceiver attached to a Medium.
@@ -224,7 +234,7 @@ func (m *Medium) linkSNRLocked(a, b string) float64 {
 	if v, ok := m.snr[[2]string{a, b}]; ok {
 		return v
 	}
-	return DefaultSNR - 25*m.loss[[2]string{a, b}]
+	return DefaultSNR - 25*m.lossLocked(a, b)
 }
 
 // Stats returns the medium's counters.
@@ -243,10 +253,18 @@ func (m *Medium) Sync() {
 	m.runLocked(m.clk.Now())
 }
 
+// lossLocked is the loss from a to b: SetLoss's, else the default.
+func (m *Medium) lossLocked(a, b string) float64 {
+	if p, ok := m.loss[[2]string{a, b}]; ok {
+		return p
+	}
+	return m.defLoss
+}
+
 func (m *Medium) hears(from, to *Radio) bool {
 	return from != to && !to.closed &&
 		from.params.SF == to.params.SF && from.bwDiv == to.bwDiv &&
-		m.loss[[2]string{from.name, to.name}] < 1
+		m.lossLocked(from.name, to.name) < 1
 }
 
 // startLocked puts data from r on air at t (t <= now).
@@ -259,7 +277,7 @@ func (m *Medium) startLocked(r *Radio, data []byte, t time.Time) {
 			continue
 		}
 		rc := reception{to: to}
-		if p := m.loss[[2]string{r.name, to.name}]; p > 0 && m.rng.Float64() < p {
+		if p := m.lossLocked(r.name, to.name); p > 0 && m.rng.Float64() < p {
 			rc.lost = lostLink
 		}
 		tx.rx = append(tx.rx, rc)

@@ -444,3 +444,30 @@ func TestMediumAgainstReference(t *testing.T) {
 	}
 	t.Logf("%d frames, stats %+v", len(all), m.Stats())
 }
+
+// With DefaultLoss 1 only the pairs SetLoss names hear each other.
+func TestMediumDefaultLossIsolates(t *testing.T) {
+	clk := clock.NewManual(t0)
+	m := NewMedium(MediumOptions{Clock: clk, Rand: rand.New(rand.NewPCG(1, 1)), DefaultLoss: 1})
+	a, b, c := attach(t, m, "a", sf7), attach(t, m, "b", sf7), attach(t, m, "c", sf7)
+	if err := m.SetLoss("a", "b", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send([]byte("hallo")); err != nil {
+		t.Fatal(err)
+	}
+	if c.CarrierSense() {
+		t.Error("c, out of range, senses a's carrier")
+	}
+	airtime, _ := Airtime(sf7, 5)
+	clk.Advance(airtime)
+	if got := drain(b); len(got) != 1 {
+		t.Fatalf("b (SetLoss 0) got %d frames", len(got))
+	}
+	if got := drain(c); len(got) != 0 {
+		t.Fatalf("c (no SetLoss, default loss 1) got %d frames", len(got))
+	}
+	if snr := m.LinkSNR("a", "c"); snr != DefaultSNR-25 {
+		t.Errorf("SNR of an unset pair %v, want %v", snr, DefaultSNR-25)
+	}
+}
