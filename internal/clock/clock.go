@@ -90,6 +90,21 @@ func (c *Manual) Pending() int {
 	return n
 }
 
+// Next is when the earliest pending timer is due (false: none pending).
+// A simulator steps the clock from one due timer to the next with it.
+func (c *Manual) Next() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n time.Time
+	ok := false
+	for _, t := range c.timers {
+		if !t.done && (!ok || t.at.Before(n)) {
+			n, ok = t.at, true
+		}
+	}
+	return n, ok
+}
+
 // Advance moves time forward by d and fires the timers that came due.
 func (c *Manual) Advance(d time.Duration) {
 	c.mu.Lock()

@@ -34,3 +34,25 @@ func TestManualFiresDueTimersOnly(t *testing.T) {
 	default:
 	}
 }
+
+func TestManualNext(t *testing.T) {
+	c := NewManual(time.Unix(100, 0))
+	if _, ok := c.Next(); ok {
+		t.Fatal("Next with no timers")
+	}
+	late := c.AfterFunc(3*time.Second, func() {})
+	c.AfterFunc(5*time.Second, func() {})
+	early := c.AfterFunc(time.Second, func() {})
+	if n, ok := c.Next(); !ok || !n.Equal(time.Unix(101, 0)) {
+		t.Fatalf("Next = %v %v, want 101 s", n, ok)
+	}
+	early.Stop()
+	if n, _ := c.Next(); !n.Equal(time.Unix(103, 0)) {
+		t.Fatalf("Next after Stop = %v, want 103 s", n)
+	}
+	late.Stop()
+	c.Advance(5 * time.Second)
+	if _, ok := c.Next(); ok {
+		t.Fatal("Next after every timer fired")
+	}
+}
