@@ -132,14 +132,14 @@ func TestGroupsRoutesAnswer(t *testing.T) {
 	b := newFakeGroups()
 	base := fappServer(t, b)
 	g := base + "/v1/groups/" + fakeGroupID
-	member := `{"group":"` + fakeGroupID + `","name":"ops","epoch":2,"creator":"` + fakeSelf + `","members":[{"address":"` + fakeSelf + `","self":true},{"address":"` + fakeMember + `","mode":"mls+pq"}]}`
+	member := `{"group":"` + fakeGroupID + `","name":"ops","epoch":2,"creator":"` + fakeSelf + `","pq":false,"members":[{"address":"` + fakeSelf + `","self":true},{"address":"` + fakeMember + `","mode":"mls+pq"}]}`
 
 	code, _, resp := call(t, "POST", base+"/v1/groups", `{"name":"Ärzte Nord"}`)
 	if code != 200 || strings.TrimSpace(resp) != `{"group":"`+fakeGroupID+`"}` || b.name != "Ärzte Nord" {
 		t.Errorf("create: %d %s, backend got name %q", code, resp, b.name)
 	}
 	code, _, resp = call(t, "GET", base+"/v1/groups", "")
-	if want := `{"groups":[` + member + `,{"group":"` + fakeGroupID + `","name":"empty","epoch":0,"creator":"","members":[]}]}`; code != 200 || strings.TrimSpace(resp) != want {
+	if want := `{"groups":[` + member + `,{"group":"` + fakeGroupID + `","name":"empty","epoch":0,"creator":"","pq":false,"members":[]}]}`; code != 200 || strings.TrimSpace(resp) != want {
 		t.Errorf("list: %d\n%s\nwant\n%s", code, resp, want)
 	}
 	if code, _, resp := call(t, "GET", g, ""); code != 200 || strings.TrimSpace(resp) != member || b.group != fakeGroupID {
@@ -160,7 +160,7 @@ func TestGroupsRoutesAnswer(t *testing.T) {
 	}
 
 	code, _, resp = call(t, "DELETE", g+"/members/"+fakeMember, "")
-	if want := `{"group":"` + fakeGroupID + `","name":"ops","epoch":3,"creator":"` + fakeSelf + `","members":[{"address":"` + fakeSelf + `","self":true}]}`; code != 200 || strings.TrimSpace(resp) != want || b.addr != fakeMember {
+	if want := `{"group":"` + fakeGroupID + `","name":"ops","epoch":3,"creator":"` + fakeSelf + `","pq":false,"members":[{"address":"` + fakeSelf + `","self":true}]}`; code != 200 || strings.TrimSpace(resp) != want || b.addr != fakeMember {
 		t.Errorf("remove: %d %s (backend got %q), want %s", code, resp, b.addr, want)
 	}
 
